@@ -1,0 +1,200 @@
+"""The aiohttp application: routes, the error middleware, and the lifecycle of what the gateway holds."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway import __version__
+from gateway.auth import Authenticator, Identity, parse_authorization
+from gateway.config import Config
+from gateway.embedded import EmbeddedIndex
+from gateway.errors import GatewayError
+from gateway.metrics import Metrics
+from gateway.proxy import Upstream, UpstreamURLs
+from gateway.store import Store
+from gateway.upload import Accepted, UploadFlow
+from gateway.validation import Upload
+
+log = logging.getLogger("gateway")
+
+
+@dataclass
+class Gateway:
+    """What the app holds while it runs; built at start-up from the frozen config."""
+
+    config: Config
+    metrics: Metrics = field(default_factory=Metrics)
+    store: Store | None = None
+    upstream: Upstream | None = None
+    authenticator: Authenticator | None = None
+
+    def ready(self) -> tuple[Store, Upstream, Authenticator]:
+        if self.store is None or self.upstream is None or self.authenticator is None:
+            raise GatewayError(503, "The gateway is starting; try again in a moment", "not_ready")
+        return self.store, self.upstream, self.authenticator
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def render_error(exc: GatewayError) -> web.Response:
+    body = f"{exc.status} {exc.message}\n"
+    if exc.hint:
+        body += f"\n{exc.hint}\n"
+    return web.Response(status=exc.status, reason=exc.message, text=body, headers=exc.headers)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        return render_error(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return render_error(GatewayError(exc.status, exc.reason, "http_error"))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return render_error(GatewayError(500, "Internal error in the upload gateway", "internal_error"))
+
+
+async def upload(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    metrics = gateway.metrics
+    started = time.perf_counter()
+    outcome, reason = "failed", "internal_error"
+    metrics.in_flight.inc()
+    try:
+        accepted = await _upload(request, gateway)
+        outcome, reason = "accepted", accepted.reason
+        metrics.upload_bytes.inc(accepted.size)
+        metrics.upload_size.observe(accepted.size)
+        log.info("upload accepted: %s (%d bytes)", accepted.upload.filename, accepted.size)
+        return web.Response(text="OK\n")
+    except GatewayError as exc:
+        outcome, reason = ("failed" if exc.status >= 500 else "rejected"), exc.reason
+        log.info("upload refused: %d %s (%s)", exc.status, exc.reason, exc.message)
+        raise
+    finally:
+        metrics.in_flight.dec()
+        metrics.uploads.labels(outcome, reason).inc()
+        metrics.upload_duration.labels(outcome).observe(time.perf_counter() - started)
+
+
+async def _upload(request: web.Request, gateway: Gateway) -> Accepted:
+    _, upstream, authenticator = gateway.ready()
+    limits = gateway.config.limits
+    credentials = parse_authorization(request.headers.get("Authorization"))
+    length = request.content_length
+    if length is None:
+        raise GatewayError(411, "Length Required: send the upload with a Content-Length header", "length_required")
+    if length > limits.max_file_size + 1024 * 1024:
+        raise GatewayError(
+            413,
+            f"File too large. Limit is {limits.max_file_size // 2**20} MiB per file",
+            "file_too_large",
+        )
+    identity = await authenticator.authenticate(credentials)
+    flow = UploadFlow(
+        request,
+        identity,
+        upstream=upstream,
+        authorize=_allow_all,
+        allowed_actions=gateway.config.policy.allowed_actions,
+        read_timeout=limits.read_timeout,
+    )
+    return await flow.run()
+
+
+async def _allow_all(identity: Identity, upload: Upload) -> None:
+    return None
+
+
+async def passthrough(request: web.Request) -> web.StreamResponse:
+    _, upstream, _ = request.app[GATEWAY].ready()
+    return await upstream.passthrough(request)
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[GATEWAY].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthy(request: web.Request) -> web.Response:
+    return web.Response(text="OK\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    store, upstream, _ = request.app[GATEWAY].ready()
+    await store.ping()
+    if not await upstream.ping():
+        raise GatewayError(503, f"The package index at {upstream.urls.base} is not answering", "upstream_unreachable")
+    return web.Response(text="OK\n")
+
+
+def _upstream_auth(config: Config, embedded: EmbeddedIndex | None) -> aiohttp.BasicAuth | None:
+    if embedded is not None:
+        return aiohttp.BasicAuth("upload-gateway", embedded.password)
+    upstream = config.upstream
+    if not upstream.username:
+        return None
+    password = upstream.password_file.read_text().strip() if upstream.password_file else ""
+    return aiohttp.BasicAuth(upstream.username, password)
+
+
+async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+    gateway = app[GATEWAY]
+    config = gateway.config
+    embedded = EmbeddedIndex(config.upstream.data_dir) if config.upstream.embedded else None
+    store = await Store.open(config.store.path)
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=config.upstream.timeout),
+        auto_decompress=False,
+        headers={"User-Agent": f"upload-gateway/{__version__}"},
+    )
+    try:
+        if embedded is not None:
+            await embedded.start()
+            urls = UpstreamURLs.build(embedded.url)
+        else:
+            urls = UpstreamURLs.build(config.upstream.url, config.upstream.upload_url, config.upstream.simple_url)
+        gateway.store = store
+        gateway.authenticator = Authenticator(store)
+        gateway.upstream = Upstream(
+            urls,
+            session,
+            auth=_upstream_auth(config, embedded),
+            public_url=config.server.public_url,
+            metrics=gateway.metrics,
+        )
+        yield
+    finally:
+        gateway.upstream = gateway.authenticator = gateway.store = None
+        await session.close()
+        if embedded is not None:
+            await embedded.stop()
+        await store.close()
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=[error_middleware])
+    app[GATEWAY] = Gateway(config)
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post("/", upload)
+    app.router.add_post("/legacy/", upload)
+    app.router.add_post("/legacy", upload)
+    app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_route("GET", "/{tail:.*}", passthrough)
+    return app

@@ -1,0 +1,300 @@
+"""Configuration: read once from TOML and `GATEWAY_<SECTION>_<KEY>` variables into a frozen, validated object.
+
+A bad value stops start-up with one line that names the key and what is allowed (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_PATH = Path("config/gateway.toml")
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ConfigError(Exception):
+    """A configuration value that cannot be used; the message is the one line printed at start-up."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str
+    port: int
+    public_url: str
+    trusted_proxies: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    url: str
+    upload_url: str
+    simple_url: str
+    username: str
+    password_file: Path | None
+    data_dir: Path
+    timeout: float
+
+    @property
+    def embedded(self) -> bool:
+        return self.url == "embedded"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: Path
+
+
+@dataclass(frozen=True)
+class TokensConfig:
+    prefix: str
+    secret_file: Path
+    max_lifetime: int | None
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    password_uploads: str
+    new_projects: str
+    allowed_actions: frozenset[str]
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_file_size: int
+    max_project_size: int | None
+    read_timeout: float
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str
+    format: str
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig
+    upstream: UpstreamConfig
+    store: StoreConfig
+    tokens: TokensConfig
+    policy: PolicyConfig
+    limits: LimitsConfig
+    logging: LoggingConfig
+
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "server": {"listen": "127.0.0.1:8080", "public_url": "", "trusted_proxies": []},
+    "upstream": {
+        "url": "embedded",
+        "upload_url": "",
+        "simple_url": "",
+        "username": "",
+        "password_file": "",
+        "data_dir": "data/packages",
+        "timeout": "300s",
+    },
+    "store": {"url": "sqlite:///data/gateway.db"},
+    "tokens": {"prefix": "pypi", "secret_file": "data/secret.key", "max_lifetime": ""},
+    "policy": {"password_uploads": "deny-2fa", "new_projects": "claim", "allowed_actions": ["file_upload"]},
+    "limits": {"max_file_size": "100MiB", "max_project_size": "", "read_timeout": "60s"},
+    "logging": {"level": "info", "format": "text"},
+}
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Merge defaults, the TOML file (when it exists) and environment overrides, then validate."""
+    raw = {section: dict(values) for section, values in DEFAULTS.items()}
+    if path is not None:
+        for section, values in _read_toml(path).items():
+            if section not in raw or not isinstance(values, dict):
+                raise ConfigError(f"{path}: unknown section [{section}]; allowed: {', '.join(raw)}")
+            for key, value in values.items():
+                if key not in raw[section]:
+                    raise ConfigError(f"{section}.{key}: unknown key; allowed: {', '.join(raw[section])}")
+                raw[section][key] = value
+    for name, value in (environ or {}).items():
+        _apply_env(raw, name, value)
+    return _build(raw)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found (pass --config or set GATEWAY_CONFIG)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _apply_env(raw: dict[str, dict[str, Any]], name: str, value: str) -> None:
+    if not name.startswith("GATEWAY_") or name == "GATEWAY_CONFIG":
+        return
+    for section, values in raw.items():
+        prefix = f"GATEWAY_{section.upper()}_"
+        if name.startswith(prefix):
+            key = name[len(prefix) :].lower()
+            if key not in values:
+                raise ConfigError(f"{name}: unknown key {section}.{key}; allowed: {', '.join(values)}")
+            values[key] = (
+                [item.strip() for item in value.split(",") if item.strip()] if _is_list(values[key]) else value
+            )
+            return
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, list | tuple)
+
+
+def _build(raw: dict[str, dict[str, Any]]) -> Config:
+    server, upstream = raw["server"], raw["upstream"]
+    host, port = parse_listen(_str(server, "server", "listen"))
+    public_url = _str(server, "server", "public_url") or f"http://{host}:{port}"
+    _check_http_url("server.public_url", public_url)
+    url = _str(upstream, "upstream", "url")
+    if url != "embedded":
+        _check_http_url("upstream.url", url, allow="'embedded' or ")
+    for key in ("upload_url", "simple_url"):
+        if _str(upstream, "upstream", key):
+            _check_http_url(f"upstream.{key}", upstream[key])
+    return Config(
+        server=ServerConfig(
+            host=host,
+            port=port,
+            public_url=public_url.rstrip("/"),
+            trusted_proxies=tuple(_str_list(server, "server", "trusted_proxies")),
+        ),
+        upstream=UpstreamConfig(
+            url=url,
+            upload_url=_str(upstream, "upstream", "upload_url"),
+            simple_url=_str(upstream, "upstream", "simple_url"),
+            username=_str(upstream, "upstream", "username"),
+            password_file=_optional_path(upstream, "upstream", "password_file"),
+            data_dir=Path(_str(upstream, "upstream", "data_dir")),
+            timeout=float(_duration("upstream.timeout", upstream["timeout"])),
+        ),
+        store=StoreConfig(path=_sqlite_path(_str(raw["store"], "store", "url"))),
+        tokens=_tokens(raw["tokens"]),
+        policy=_policy(raw["policy"]),
+        limits=_limits(raw["limits"]),
+        logging=_logging(raw["logging"]),
+    )
+
+
+def _tokens(raw: dict[str, Any]) -> TokensConfig:
+    prefix = _str(raw, "tokens", "prefix")
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,15}", prefix):
+        raise ConfigError(f"tokens.prefix: {prefix!r} must be 1-16 lowercase letters or digits, starting with a letter")
+    lifetime = _str(raw, "tokens", "max_lifetime")
+    return TokensConfig(
+        prefix=prefix,
+        secret_file=Path(_str(raw, "tokens", "secret_file")),
+        max_lifetime=_duration("tokens.max_lifetime", lifetime) if lifetime else None,
+    )
+
+
+def _policy(raw: dict[str, Any]) -> PolicyConfig:
+    actions = frozenset(_str_list(raw, "policy", "allowed_actions"))
+    known = {"file_upload", "remove_pkg", "doc_upload"}
+    if not actions <= known:
+        raise ConfigError(f"policy.allowed_actions: {sorted(actions - known)} not allowed; choose from {sorted(known)}")
+    return PolicyConfig(
+        password_uploads=_choice(raw, "policy", "password_uploads", ("deny-2fa", "deny", "allow")),
+        new_projects=_choice(raw, "policy", "new_projects", ("claim", "deny")),
+        allowed_actions=actions,
+    )
+
+
+def _limits(raw: dict[str, Any]) -> LimitsConfig:
+    project_size = raw["max_project_size"]
+    return LimitsConfig(
+        max_file_size=parse_size("limits.max_file_size", raw["max_file_size"]),
+        max_project_size=parse_size("limits.max_project_size", project_size) if project_size else None,
+        read_timeout=float(_duration("limits.read_timeout", raw["read_timeout"])),
+    )
+
+
+def _logging(raw: dict[str, Any]) -> LoggingConfig:
+    return LoggingConfig(
+        level=_choice(raw, "logging", "level", ("debug", "info", "warning", "error")),
+        format=_choice(raw, "logging", "format", ("text", "json")),
+    )
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"server.listen: {value!r} must be HOST:PORT, e.g. 127.0.0.1:8080")
+    return host.strip("[]"), int(port)
+
+
+def parse_size(key: str, value: Any) -> int:
+    """Parse `100MiB`, `1 GB`, `512` (bytes)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _SIZE_UNITS or float(match.group(1)) <= 0:
+        raise ConfigError(f"{key}: {value!r} must be a positive size such as 100MiB, 2GiB or 500MB")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_duration(value: str) -> int:
+    """Seconds in `30d`, `12h`, `90m`, `45s`; raises ValueError otherwise."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", value)
+    if not match or int(match.group(1)) <= 0:
+        raise ValueError(f"{value!r} must be a positive duration such as 30d, 12h, 90m or 45s")
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _duration(key: str, value: Any) -> int:
+    try:
+        return parse_duration(str(value))
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def _str(raw: dict[str, Any], section: str, key: str) -> str:
+    value = raw[key]
+    if not isinstance(value, str):
+        raise ConfigError(f"{section}.{key}: must be a string, got {value!r}")
+    return value.strip()
+
+
+def _str_list(raw: dict[str, Any], section: str, key: str) -> list[str]:
+    value = raw[key]
+    if not _is_list(value) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{section}.{key}: must be a list of strings, got {value!r}")
+    return list(value)
+
+
+def _optional_path(raw: dict[str, Any], section: str, key: str) -> Path | None:
+    value = _str(raw, section, key)
+    return Path(value) if value else None
+
+
+def _choice(raw: dict[str, Any], section: str, key: str, allowed: tuple[str, ...]) -> str:
+    value = _str(raw, section, key)
+    if value not in allowed:
+        raise ConfigError(f"{section}.{key}: {value!r} not allowed; choose one of {', '.join(allowed)}")
+    return value
+
+
+def _check_http_url(key: str, value: str, allow: str = "") -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{key}: {value!r} must be {allow}an http:// or https:// URL")
+
+
+def _sqlite_path(url: str) -> Path:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ConfigError(f"store.url: {url!r} must be sqlite:///PATH (e.g. sqlite:///data/gateway.db)")
+    return Path(url[len(prefix) :])

@@ -1,0 +1,108 @@
+"""The out-of-the-box index: pypiserver as a child process on a free loopback port.
+
+It accepts uploads only with a credential generated at each start and known to this process alone, so
+nobody on the machine can bypass the gateway by posting to the index directly. The child dies with us:
+SIGTERM on a clean stop, and the kernel's parent-death signal if we are killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+from passlib.apache import HtpasswdFile
+
+SERVICE_USER = "upload-gateway"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+_PR_SET_PDEATHSIG = 1
+
+
+class EmbeddedIndexError(Exception):
+    """The embedded index could not start; the message says why."""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class EmbeddedIndex:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.password = secrets.token_urlsafe(32)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self._private = Path(tempfile.mkdtemp(prefix="upload-gateway-"))
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        htpasswd = self._private / "htpasswd"
+        # A random 256-bit password needs no slow hash; apr_md5_crypt keeps each upload's check cheap.
+        passwords = HtpasswdFile(str(htpasswd), new=True, default_scheme="apr_md5_crypt")
+        passwords.set_password(SERVICE_USER, self.password)
+        passwords.save()
+        htpasswd.chmod(0o600)
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pypiserver",
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--passwords",
+            str(htpasswd),
+            "--authenticate",
+            "update",
+            "--disable-fallback",
+            "--server",
+            "gunicorn",
+            str(self.data_dir),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=sys.stderr,
+            preexec_fn=_die_with_parent,
+        )
+        await self._wait_until_ready()
+
+    async def _wait_until_ready(self) -> None:
+        deadline = asyncio.get_running_loop().time() + START_TIMEOUT
+        async with aiohttp.ClientSession() as session:
+            while asyncio.get_running_loop().time() < deadline:
+                if self._process is not None and self._process.returncode is not None:
+                    raise EmbeddedIndexError(f"the embedded pypiserver exited with status {self._process.returncode}")
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(self.url + "health", timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                        if resp.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+        raise EmbeddedIndexError(f"the embedded pypiserver did not answer on port {self.port} in {START_TIMEOUT:.0f}s")
+
+    async def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        shutil.rmtree(self._private, ignore_errors=True)

@@ -1,0 +1,63 @@
+"""Prometheus metrics, one registry per app (so tests and replicas never share counters).
+
+Labels are bounded codes only: never user names, project names, token ids or messages.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from gateway import __version__
+
+PREFIX = "upload_gateway_"
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+SIZE_BUCKETS = tuple(float(2**exp) for exp in range(10, 31, 2))  # 1 KiB … 1 GiB
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        reg = self.registry
+        self.uploads = Counter(
+            PREFIX + "uploads", "Upload requests by outcome and reason code", ["outcome", "reason"], registry=reg
+        )
+        self.upload_bytes = Counter(PREFIX + "upload_bytes", "File bytes of accepted uploads", registry=reg)
+        self.upload_duration = Histogram(
+            PREFIX + "upload_duration_seconds",
+            "Time from request to answer for uploads",
+            ["outcome"],
+            buckets=DURATION_BUCKETS,
+            registry=reg,
+        )
+        self.upload_size = Histogram(
+            PREFIX + "upload_size_bytes", "Size of accepted distribution files", buckets=SIZE_BUCKETS, registry=reg
+        )
+        self.in_flight = Gauge(PREFIX + "uploads_in_flight", "Uploads being received or forwarded", registry=reg)
+        self.upstream_duration = Histogram(
+            PREFIX + "upstream_request_duration_seconds",
+            "Time the index took to answer, by route",
+            ["route"],
+            buckets=DURATION_BUCKETS,
+            registry=reg,
+        )
+        self.upstream_errors = Counter(
+            PREFIX + "upstream_errors",
+            "Index answers that were faults, by route and kind",
+            ["route", "kind"],
+            registry=reg,
+        )
+        self.token_verifications = Counter(
+            PREFIX + "token_verifications", "API token verifications by result", ["result"], registry=reg
+        )
+        self.auth_failures = Counter(PREFIX + "auth_failures", "Failed authentications by kind", ["kind"], registry=reg)
+        Info(PREFIX + "build", "Version of the gateway", registry=reg).info(
+            {"version": __version__, "python": platform.python_version()}
+        )
+        for outcome, reason in (("accepted", "ok"), ("rejected", "invalid_credentials"), ("failed", "upstream_error")):
+            self.uploads.labels(outcome, reason)

@@ -1,0 +1,246 @@
+"""The index behind the gateway: URL mapping, link rewriting, streamed reads and the upload POST.
+
+The gateway talks to the index with its own service credential; client credentials never pass.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass
+from html import unescape
+from typing import Any
+from urllib.parse import urljoin
+
+import aiohttp
+from aiohttp import web
+
+from gateway.errors import GatewayError
+from gateway.metrics import Metrics
+
+CHUNK = 256 * 1024
+MAX_REWRITE_BYTES = 32 * 1024 * 1024
+REQUEST_HEADERS = ("accept", "if-none-match", "if-modified-since", "range", "user-agent")
+RESPONSE_HEADERS = (
+    "content-type",
+    "content-length",
+    "etag",
+    "last-modified",
+    "cache-control",
+    "content-range",
+    "accept-ranges",
+    "content-disposition",
+)
+_HREF = re.compile(r"""(\b(?:href|src)\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+_REWRITABLE = ("text/html", "application/vnd.pypi.simple.v1+json", "application/json")
+
+
+@dataclass(frozen=True)
+class UpstreamURLs:
+    """Where the index lives; every URL ends with '/'."""
+
+    base: str
+    upload: str
+    simple: str
+
+    @classmethod
+    def build(cls, base: str, upload: str = "", simple: str = "") -> UpstreamURLs:
+        base = _slash(base)
+        return cls(base=base, upload=upload or base, simple=_slash(simple) if simple else base + "simple/")
+
+    def for_path(self, path_qs: str) -> str:
+        """The index URL for a gateway path: /simple/… maps onto the index's simple root, the rest onto its base."""
+        if path_qs == "/simple" or path_qs.startswith("/simple?"):
+            return self.simple + path_qs[len("/simple") :]
+        if path_qs.startswith("/simple/"):
+            return self.simple + path_qs[len("/simple/") :]
+        return self.base + path_qs.lstrip("/")
+
+    def to_public(self, url: str, public_url: str) -> str | None:
+        """The gateway URL for an absolute index URL, or None when it points elsewhere."""
+        if url.startswith(self.simple):
+            return f"{public_url}/simple/{url[len(self.simple) :]}"
+        if url.startswith(self.base):
+            return f"{public_url}/{url[len(self.base) :]}"
+        return None
+
+
+@dataclass(frozen=True)
+class UpstreamAnswer:
+    status: int
+    reason: str
+    text: str
+
+
+def _slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
+def rewrite_html(text: str, page_url: str, urls: UpstreamURLs, public_url: str) -> str:
+    """Point every link that resolves into the index at the gateway (path-absolute and relative alike)."""
+
+    def replace(match: re.Match[str]) -> str:
+        target = urls.to_public(urljoin(page_url, unescape(match.group(3))), public_url)
+        return match.group(0) if target is None else f"{match.group(1)}{match.group(2)}{target}{match.group(2)}"
+
+    return _HREF.sub(replace, text)
+
+
+def rewrite_json(data: Any, page_url: str, urls: UpstreamURLs, public_url: str) -> Any:
+    """PEP 691 and `/<project>/json` pages: rewrite `url` and `*_url` string values."""
+    if isinstance(data, dict):
+        return {
+            key: _rewrite_value(value, page_url, urls, public_url)
+            if isinstance(value, str) and (key == "url" or key.endswith("_url"))
+            else rewrite_json(value, page_url, urls, public_url)
+            for key, value in data.items()
+        }
+    if isinstance(data, list):
+        return [rewrite_json(item, page_url, urls, public_url) for item in data]
+    return data
+
+
+def _rewrite_value(value: str, page_url: str, urls: UpstreamURLs, public_url: str) -> str:
+    return urls.to_public(urljoin(page_url, value), public_url) or value
+
+
+def route_of(path: str) -> str:
+    """A bounded label for metrics."""
+    if path.startswith("/simple"):
+        return "simple"
+    if path.startswith("/packages/"):
+        return "packages"
+    return "json" if path.endswith("/json") else "other"
+
+
+class Upstream:
+    def __init__(
+        self,
+        urls: UpstreamURLs,
+        session: aiohttp.ClientSession,
+        *,
+        auth: aiohttp.BasicAuth | None,
+        public_url: str,
+        metrics: Metrics,
+    ) -> None:
+        self.urls = urls
+        self._session = session
+        self._auth = auth
+        self._public_url = public_url
+        self._metrics = metrics
+
+    def unreachable(self, route: str, exc: BaseException) -> GatewayError:
+        self._metrics.upstream_errors.labels(route, "unreachable").inc()
+        return GatewayError(
+            502,
+            f"The package index at {self.urls.base} is unreachable ({type(exc).__name__}); try again later",
+            "upstream_unreachable",
+        )
+
+    def timed_out(self, route: str) -> GatewayError:
+        self._metrics.upstream_errors.labels(route, "timeout").inc()
+        return GatewayError(504, f"The package index at {self.urls.base} did not answer in time", "upstream_timeout")
+
+    async def ping(self) -> bool:
+        try:
+            async with self._session.get(self.urls.simple, allow_redirects=False) as resp:
+                return resp.status < 500
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def post_upload(
+        self, body: AsyncIterable[bytes], *, content_type: str, length: int, user_agent: str
+    ) -> UpstreamAnswer:
+        """POST the client's multipart body unchanged, with its Content-Length (never chunked)."""
+        headers = {"Content-Type": content_type, "Content-Length": str(length), "User-Agent": user_agent}
+        started = time.perf_counter()
+        async with self._session.post(
+            self.urls.upload, data=body, headers=headers, auth=self._auth, allow_redirects=False
+        ) as resp:
+            text = await resp.text(errors="replace")
+            answer = UpstreamAnswer(resp.status, resp.reason or "", text[:4096])
+        self._metrics.upstream_duration.labels("upload").observe(time.perf_counter() - started)
+        return answer
+
+    async def simple_page(self, project: str) -> str | None:
+        """The index's simple page for a project, or None when it has none."""
+        async with self._session.get(self.urls.simple + project + "/", auth=self._auth) as resp:
+            if resp.status == 404:
+                return None
+            if resp.status >= 400:
+                raise GatewayError(502, f"The package index answered {resp.status} for {project}", "upstream_error")
+            return await resp.text(errors="replace")
+
+    async def passthrough(self, request: web.Request) -> web.StreamResponse:
+        route = route_of(request.path)
+        url = self.urls.for_path(request.path_qs)
+        headers = {name: request.headers[name] for name in REQUEST_HEADERS if name in request.headers}
+        started = time.perf_counter()
+        try:
+            async with self._session.request(
+                request.method, url, headers=headers, auth=self._auth, allow_redirects=False
+            ) as resp:
+                self._metrics.upstream_duration.labels(route).observe(time.perf_counter() - started)
+                if resp.status >= 500:
+                    self._metrics.upstream_errors.labels(route, "status_5xx").inc()
+                return await self._relay(request, resp, url)
+        except aiohttp.ClientConnectionError as exc:
+            raise self.unreachable(route, exc) from None
+        except TimeoutError:
+            raise self.timed_out(route) from None
+
+    async def _relay(self, request: web.Request, resp: aiohttp.ClientResponse, url: str) -> web.StreamResponse:
+        headers = {name: resp.headers[name] for name in RESPONSE_HEADERS if name in resp.headers}
+        if "Location" in resp.headers:
+            location = urljoin(url, resp.headers["Location"])
+            headers["Location"] = self.urls.to_public(location, self._public_url) or location
+        rewrite = _rewriter(resp.content_type)
+        if rewrite is not None and request.method == "GET" and (resp.content_length or 0) <= MAX_REWRITE_BYTES:
+            body = await _read_up_to(resp, MAX_REWRITE_BYTES + 1)
+            if len(body) <= MAX_REWRITE_BYTES:
+                headers.pop("content-length", None)
+                text = rewrite(body.decode(resp.charset or "utf-8", "replace"), url, self.urls, self._public_url)
+                return web.Response(status=resp.status, headers=headers, body=text.encode("utf-8"))
+            return await self._stream(request, resp, headers, first=body)
+        return await self._stream(request, resp, headers)
+
+    async def _stream(
+        self, request: web.Request, resp: aiohttp.ClientResponse, headers: dict[str, str], first: bytes = b""
+    ) -> web.StreamResponse:
+        out = web.StreamResponse(status=resp.status, headers=headers)
+        if first:
+            out.headers.pop("content-length", None)
+        await out.prepare(request)
+        if first:
+            await out.write(first)
+        async for chunk in resp.content.iter_chunked(CHUNK):
+            await out.write(chunk)
+        await out.write_eof()
+        return out
+
+
+async def _read_up_to(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(CHUNK):
+        body += chunk
+        if len(body) >= limit:
+            break
+    return bytes(body)
+
+
+def _rewriter(content_type: str) -> Callable[[str, str, UpstreamURLs, str], str] | None:
+    if content_type not in _REWRITABLE:
+        return None
+    if content_type == "text/html":
+        return rewrite_html
+    return _rewrite_json_text
+
+
+def _rewrite_json_text(text: str, page_url: str, urls: UpstreamURLs, public_url: str) -> str:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    return json.dumps(rewrite_json(data, page_url, urls, public_url))

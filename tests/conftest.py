@@ -1,0 +1,268 @@
+"""Shared fixtures: a real pypiserver, a recording relay in front of it, and the real gateway, on free ports."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from passlib.apache import HtpasswdFile
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer in {timeout}s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class Index:
+    """A pypiserver that takes uploads only with its own service credential, like a real deployment."""
+
+    url: str
+    packages: Path
+    username: str
+    password: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def files(self) -> list[str]:
+        return sorted(p.name for p in self.packages.iterdir() if p.is_file())
+
+
+def start_index(directory: Path) -> Index:
+    packages = directory / "packages"
+    packages.mkdir(parents=True)
+    username, password = "index-service", secrets.token_urlsafe(16)
+    htpasswd = directory / "htpasswd"
+    passwords = HtpasswdFile(str(htpasswd), new=True, default_scheme="apr_md5_crypt")
+    passwords.set_password(username, password)
+    passwords.save()
+    port = free_port()
+    log = directory / "pypiserver.log"
+    process = subprocess.Popen(
+        [PYTHON, "-m", "pypiserver", "run", "-i", "127.0.0.1", "-p", str(port), "-P", str(htpasswd)]
+        + ["-a", "update", "--disable-fallback", "--server", "gunicorn", str(packages)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    wait_http(url + "health", process)
+    return Index(url, packages, username, password, process, log)
+
+
+@pytest.fixture(scope="session")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
+    idx = start_index(tmp_path_factory.mktemp("index"))
+    yield idx
+    stop(idx.process)
+
+
+class Relay:
+    """A TCP relay that records the first bytes of every request sent to the index (what it received)."""
+
+    KEEP = 64 * 1024
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.server.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.received = bytearray()
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, record: bool) -> None:
+        kept = 0
+        try:
+            while data := source.recv(256 * 1024):
+                if record and kept < self.KEEP:
+                    with self._lock:
+                        self.received += data[: self.KEEP - kept]
+                    kept += len(data)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._closed = True
+        self.server.close()
+
+
+@dataclass
+class GatewayProcess:
+    url: str
+    config: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def cli(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [PYTHON, "-m", "gateway", "--config", str(self.config), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=self.env,
+            cwd=ROOT,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"CLI {args} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def add_user(self, name: str, password: str) -> None:
+        self.cli("user", "add", name, "--password-stdin", stdin=password + "\n")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def write_config(path: Path, sections: dict[str, dict[str, object]]) -> None:
+    lines: list[str] = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            rendered = repr(value).replace("'", '"') if isinstance(value, list) else f'"{value}"'
+            lines.append(f"{key} = {rendered}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def start_gateway(
+    directory: Path, upstream: dict[str, object], *, ready: bool = True, **overrides: dict[str, object]
+) -> GatewayProcess:
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    sections: dict[str, dict[str, object]] = {
+        "server": {"listen": f"127.0.0.1:{port}", "public_url": url},
+        "upstream": upstream,
+        "store": {"url": f"sqlite:///{directory / 'gateway.db'}"},
+        "tokens": {"secret_file": str(directory / "secret.key")},
+        "logging": {"level": "debug"},
+    }
+    for section, values in overrides.items():
+        sections.setdefault(section, {}).update(values)
+    config = directory / "gateway.toml"
+    write_config(config, sections)
+    log = directory / "gateway.log"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GATEWAY_")}
+    process = subprocess.Popen(
+        [PYTHON, "-m", "gateway", "--config", str(config), "serve"],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+    )
+    wait_http(url + ("/-/ready" if ready else "/-/healthy"), process)
+    return GatewayProcess(url, config, log, process, env)
+
+
+def index_upstream(idx: Index, directory: Path) -> dict[str, object]:
+    password_file = directory / "index-password"
+    directory.mkdir(parents=True, exist_ok=True)
+    password_file.write_text(idx.password)
+    return {"url": idx.url, "username": idx.username, "password_file": str(password_file)}
+
+
+GatewayFactory = Callable[..., GatewayProcess]
+
+
+@pytest.fixture
+def gateway_factory(tmp_path: Path, index: Index) -> Iterator[GatewayFactory]:
+    """Start a gateway in front of the shared index, with config overrides per test."""
+    started: list[GatewayProcess] = []
+
+    def factory(**overrides: dict[str, object]) -> GatewayProcess:
+        directory = tmp_path / f"gateway{len(started)}"
+        gw = start_gateway(directory, index_upstream(index, directory), **overrides)
+        started.append(gw)
+        return gw
+
+    yield factory
+    for gw in started:
+        stop(gw.process)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, index: Index) -> Iterator[GatewayProcess]:
+    """One gateway in front of the shared index for a whole test module."""
+    directory = tmp_path_factory.mktemp("gateway")
+    gw = start_gateway(directory, index_upstream(index, directory))
+    yield gw
+    stop(gw.process)
+
+
+def twine(
+    url: str, username: str, password: str, *files: Path, extra: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "twine", "upload", "--repository-url", f"{url}/legacy/", "-u", username, "-p", password]
+        + ["--non-interactive", "--disable-progress-bar", *extra, *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NO_COLOR": "1", "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"},
+    )

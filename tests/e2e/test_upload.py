@@ -1,0 +1,245 @@
+"""The core path with real clients: twine uploads through the gateway into pypiserver; pip and uv read back."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import (
+    PYTHON,
+    GatewayFactory,
+    GatewayProcess,
+    Index,
+    Relay,
+    free_port,
+    index_upstream,
+    start_gateway,
+    stop,
+    twine,
+)
+from tests.dists import make_sdist, make_wheel, sha256_of
+from tests.forms import upload_body
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def alice(gateway: GatewayProcess) -> GatewayProcess:
+    gateway.add_user("alice", PASSWORD)
+    return gateway
+
+
+def raw_post(url: str, path: str, headers: dict[str, str], body: bytes = b"") -> http.client.HTTPResponse:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request("POST", path, body=body, headers=headers)
+    return conn.getresponse()
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_wheel_and_sdist_upload_list_and_download(alice: GatewayProcess, index: Index, tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, "Demo-Pkg", "0.1.0")
+    sdist = make_sdist(tmp_path, "Demo-Pkg", "0.1.0")
+    result = twine(alice.url, "alice", PASSWORD, wheel, sdist)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {wheel.name, sdist.name} <= set(index.files())
+
+    with urllib.request.urlopen(f"{alice.url}/simple/demo-pkg/") as resp:
+        page = resp.read().decode()
+    assert f'href="{alice.url}/packages/{wheel.name}#sha256=' in page
+    assert sdist.name in page
+
+    target = tmp_path / "downloaded"
+    pip = subprocess.run(
+        [PYTHON, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "--only-binary=:all:"]
+        + ["--index-url", f"{alice.url}/simple/", "-d", str(target), "demo-pkg==0.1.0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    assert sha256_of(target / wheel.name) == sha256_of(wheel)
+
+
+def test_uv_installs_through_the_gateway(alice: GatewayProcess, tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, "uv-target", "1.2.3")
+    assert twine(alice.url, "alice", PASSWORD, wheel).returncode == 0
+    uv = subprocess.run(
+        [PYTHON, "-m", "uv", "pip", "install", "--no-cache", "--python", PYTHON, "--target", str(tmp_path / "t")]
+        + ["--index-url", f"{alice.url}/simple/", "uv-target==1.2.3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert uv.returncode == 0, uv.stdout + uv.stderr
+    assert (tmp_path / "t" / "uv_target" / "__init__.py").read_text().startswith("VERSION = '1.2.3'")
+
+
+def test_non_normalized_name_redirect_points_at_the_gateway(alice: GatewayProcess) -> None:
+    parts = urlsplit(alice.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.request("GET", "/simple/Demo_Pkg/")
+    resp = conn.getresponse()
+    assert resp.status in (301, 302, 307, 308)
+    assert resp.getheader("Location") == f"{alice.url}/simple/demo-pkg/"
+
+
+def test_wrong_password_is_403(alice: GatewayProcess, tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, "wrongpw", "1.0")
+    result = twine(alice.url, "alice", "not the password", wheel)
+    assert result.returncode != 0
+    assert "403" in result.stdout + result.stderr
+    assert "Invalid or non-existent authentication information" in result.stdout + result.stderr
+
+
+def test_no_credentials_is_401_with_basic_challenge(alice: GatewayProcess) -> None:
+    resp = raw_post(alice.url, "/legacy/", {"Content-Type": "multipart/form-data; boundary=x"}, b"--x--\r\n")
+    assert resp.status == 401
+    assert resp.getheader("WWW-Authenticate", "").startswith("Basic ")
+    assert "Authentication required" in resp.reason
+    assert "Authentication required" in resp.read().decode()
+
+
+def test_post_without_trailing_slash_is_not_redirected(alice: GatewayProcess, tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, "noslash", "1.0")
+    result = subprocess.run(
+        [PYTHON, "-m", "twine", "upload", "--repository-url", f"{alice.url}/legacy", "-u", "alice", "-p", PASSWORD]
+        + ["--non-interactive", "--disable-progress-bar", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_index_never_sees_client_credentials(index: Index, tmp_path: Path) -> None:
+    relay = Relay(int(urlsplit(index.url).port or 0))
+    upstream = index_upstream(index, tmp_path) | {"url": relay.url}
+    gw = start_gateway(tmp_path / "gw", upstream)
+    try:
+        gw.add_user("bob", "bob's secret password")
+        wheel = make_wheel(tmp_path, "cred-check", "1.0")
+        assert twine(gw.url, "bob", "bob's secret password", wheel).returncode == 0
+        received = bytes(relay.received)
+        assert b"POST / HTTP/1.1" in received
+        assert basic(index.username, index.password).encode() in received
+        assert basic("bob", "bob's secret password").encode() not in received
+        assert b"bob's secret password" not in received
+        assert received.count(b"Authorization:") == received.count(basic(index.username, index.password).encode())
+    finally:
+        stop(gw.process)
+        relay.close()
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.slow
+def test_large_upload_streams_in_bounded_memory(gateway_factory: GatewayFactory, index: Index, tmp_path: Path) -> None:
+    gw = gateway_factory(limits={"max_file_size": "1GiB"})
+    gw.add_user("big", PASSWORD)
+    wheel = make_wheel(tmp_path, "big-upload", "1.0", payload_size=200 * 2**20)
+    idle = rss_kib(gw.pid)
+    peak = idle
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_kib(gw.pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = twine(gw.url, "big", PASSWORD, wheel)
+    finally:
+        done.set()
+        sampler.join()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sha256_of(index.packages / wheel.name) == sha256_of(wheel)
+    print(f"peak RSS over idle: {(peak - idle) / 1024:.1f} MiB")
+    assert (peak - idle) < 64 * 1024, f"peak RSS grew by {(peak - idle) // 1024} MiB"
+
+
+class _FailingIndex(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def post_upload(gw: GatewayProcess, wheel: Path, user: str) -> http.client.HTTPResponse:
+    content_type, body = upload_body(wheel)
+    return raw_post(gw.url, "/legacy/", {"Content-Type": content_type, "Authorization": basic(user, PASSWORD)}, body)
+
+
+def test_index_down_is_502_naming_the_index(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/"
+    gw = start_gateway(tmp_path / "gw", {"url": dead}, ready=False)
+    try:
+        gw.add_user("dave", PASSWORD)
+        resp = post_upload(gw, make_wheel(tmp_path, "nobody-home", "1.0"), "dave")
+        assert resp.status == 502
+        assert dead in resp.reason
+        assert "unreachable" in resp.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as ready:
+            urllib.request.urlopen(gw.url + "/-/ready")
+        assert ready.value.code == 503
+        assert "Traceback" not in gw.log_text()
+    finally:
+        stop(gw.process)
+
+
+def test_index_5xx_is_502(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FailingIndex)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        gw = start_gateway(tmp_path / "gw", {"url": f"http://127.0.0.1:{server.server_address[1]}/"}, ready=False)
+        try:
+            gw.add_user("carol", PASSWORD)
+            resp = post_upload(gw, make_wheel(tmp_path, "five-hundred", "1.0"), "carol")
+            assert resp.status == 502
+            assert "failed (HTTP 500)" in resp.reason
+            assert "Traceback" not in gw.log_text()
+        finally:
+            stop(gw.process)
+    finally:
+        server.shutdown()
+
+
+def test_logs_hold_no_password_or_authorization(gateway_factory: GatewayFactory, tmp_path: Path) -> None:
+    gw = gateway_factory(logging={"level": "debug"})
+    gw.add_user("erin", "erin's very secret password")
+    wheel = make_wheel(tmp_path, "log-check", "1.0")
+    assert twine(gw.url, "erin", "wrong password here", wheel).returncode != 0
+    assert twine(gw.url, "erin", "erin's very secret password", wheel).returncode == 0
+    log = gw.log_text()
+    assert "upload accepted" in log and "upload refused" in log
+    for secret in ("erin's very secret password", "wrong password here", "Authorization", "authorization"):
+        assert secret not in log
+    for user, password in (("erin", "erin's very secret password"), ("erin", "wrong password here")):
+        assert basic(user, password).split()[1] not in log

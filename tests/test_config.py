@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_config, parse_size
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_file_matches_the_defaults() -> None:
+    shipped = load_config(ROOT / "config" / "gateway.toml")
+    assert shipped == load_config(None)
+    assert shipped.server.host == "127.0.0.1" and shipped.server.port == 8080
+    assert shipped.upstream.embedded
+    assert shipped.limits.max_file_size == 100 * 2**20
+    assert shipped.policy.password_uploads == "deny-2fa"
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    config = load_config(
+        None,
+        {
+            "GATEWAY_SERVER_LISTEN": "0.0.0.0:9000",
+            "GATEWAY_UPSTREAM_URL": "http://127.0.0.1:8081/",
+            "GATEWAY_LIMITS_MAX_FILE_SIZE": "2GiB",
+            "GATEWAY_POLICY_ALLOWED_ACTIONS": "file_upload, remove_pkg",
+            "UNRELATED": "x",
+        },
+    )
+    assert (config.server.host, config.server.port) == ("0.0.0.0", 9000)
+    assert config.upstream.url == "http://127.0.0.1:8081/"
+    assert config.limits.max_file_size == 2 * 2**30
+    assert config.policy.allowed_actions == {"file_upload", "remove_pkg"}
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"GATEWAY_SERVER_LISTEN": "nowhere"}, "server.listen"),
+        ({"GATEWAY_UPSTREAM_URL": "ftp://x"}, "upstream.url"),
+        ({"GATEWAY_POLICY_PASSWORD_UPLOADS": "sometimes"}, "policy.password_uploads"),
+        ({"GATEWAY_POLICY_NEW_PROJECTS": "anyone"}, "policy.new_projects"),
+        ({"GATEWAY_LIMITS_MAX_FILE_SIZE": "lots"}, "limits.max_file_size"),
+        ({"GATEWAY_TOKENS_MAX_LIFETIME": "forever"}, "tokens.max_lifetime"),
+        ({"GATEWAY_TOKENS_PREFIX": "Bad-Prefix"}, "tokens.prefix"),
+        ({"GATEWAY_STORE_URL": "postgres://x"}, "store.url"),
+        ({"GATEWAY_SERVER_COLOUR": "blue"}, "server.colour"),
+        ({"GATEWAY_POLICY_ALLOWED_ACTIONS": "file_upload,drop_tables"}, "policy.allowed_actions"),
+    ],
+)
+def test_bad_values_name_the_key(env: dict[str, str], names: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(None, env)
+    assert names in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_unknown_section_and_bad_toml(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[nonsense]\nx = 1\n")
+    with pytest.raises(ConfigError, match="unknown section"):
+        load_config(bad)
+    bad.write_text("[server\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("100MiB", 100 * 2**20), ("1 GB", 10**9), ("512", 512), ("1.5KiB", 1536), (2048, 2048)]
+)
+def test_sizes(text: str | int, size: int) -> None:
+    assert parse_size("k", text) == size
