@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import os
 import secrets
 import shutil
 import signal
@@ -78,6 +79,8 @@ class EmbeddedIndex:
             "gunicorn",
             str(self.data_dir),
             stdin=asyncio.subprocess.DEVNULL,
+            # gunicorn's control socket goes to $XDG_RUNTIME_DIR: keep each instance's private.
+            env={**os.environ, "XDG_RUNTIME_DIR": str(self._private)},
             stdout=sys.stderr,
             preexec_fn=_die_with_parent,
         )

@@ -86,6 +86,7 @@ def start_index(directory: Path) -> Index:
         + ["-a", "update", "--disable-fallback", "--server", "gunicorn", str(packages)],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
+        env={**os.environ, "XDG_RUNTIME_DIR": str(directory)},
     )
     url = f"http://127.0.0.1:{port}/"
     wait_http(url + "health", process)

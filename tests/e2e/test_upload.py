@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import socket
 import subprocess
 import threading
 import time
@@ -243,3 +244,42 @@ def test_logs_hold_no_password_or_authorization(gateway_factory: GatewayFactory,
         assert secret not in log
     for user, password in (("erin", "erin's very secret password"), ("erin", "wrong password here")):
         assert basic(user, password).split()[1] not in log
+
+
+def metric(gw: GatewayProcess, name: str) -> float:
+    with urllib.request.urlopen(gw.url + "/metrics") as resp:
+        text = resp.read().decode()
+    for line in text.splitlines():
+        if line.startswith((name + " ", name + "{")):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not exposed")
+
+
+def test_metrics_count_uploads(alice: GatewayProcess, tmp_path: Path) -> None:
+    before = metric(alice, 'upload_gateway_uploads_total{outcome="accepted",reason="ok"}')
+    bytes_before = metric(alice, "upload_gateway_upload_bytes_total")
+    wheel = make_wheel(tmp_path, "counted", "1.0")
+    assert twine(alice.url, "alice", PASSWORD, wheel).returncode == 0
+    assert metric(alice, 'upload_gateway_uploads_total{outcome="accepted",reason="ok"}') == before + 1
+    assert metric(alice, "upload_gateway_upload_bytes_total") == bytes_before + wheel.stat().st_size
+    assert metric(alice, 'upload_gateway_upload_duration_seconds_count{outcome="accepted"}') >= 1
+    assert metric(alice, "upload_gateway_uploads_in_flight") == 0
+
+
+def test_client_disconnect_aborts_the_upstream_request(alice: GatewayProcess, index: Index, tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, "half-sent", "1.0", payload_size=4 * 2**20)
+    content_type, body = upload_body(wheel)
+    parts = urlsplit(alice.url)
+    with socket.create_connection((parts.hostname, parts.port)) as sock:
+        head = (
+            f"POST /legacy/ HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nAuthorization: {basic('alice', PASSWORD)}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + body[: len(body) // 2])
+        time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while metric(alice, "upload_gateway_uploads_in_flight") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert metric(alice, "upload_gateway_uploads_in_flight") == 0
+    assert metric(alice, 'upload_gateway_uploads_total{outcome="rejected",reason="truncated_body"}') >= 1
+    assert wheel.name not in index.files()
