@@ -15,9 +15,10 @@ from gateway import __version__
 from gateway.auth import Authenticator, Identity, parse_authorization
 from gateway.config import Config
 from gateway.embedded import EmbeddedIndex
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, reason_phrase
+from gateway.form import MAX_FORM_BYTES
 from gateway.metrics import Metrics
-from gateway.proxy import Upstream, UpstreamURLs
+from gateway.proxy import Upstream, UpstreamURLs, aborting_socket
 from gateway.store import Store
 from gateway.upload import Accepted, UploadFlow
 from gateway.validation import Upload
@@ -48,7 +49,7 @@ def render_error(exc: GatewayError) -> web.Response:
     body = f"{exc.status} {exc.message}\n"
     if exc.hint:
         body += f"\n{exc.hint}\n"
-    return web.Response(status=exc.status, reason=exc.message, text=body, headers=exc.headers)
+    return web.Response(status=exc.status, reason=reason_phrase(exc.message), text=body, headers=exc.headers)
 
 
 @web.middleware
@@ -98,7 +99,7 @@ async def _upload(request: web.Request, gateway: Gateway) -> Accepted:
     length = request.content_length
     if length is None:
         raise GatewayError(411, "Length Required: send the upload with a Content-Length header", "length_required")
-    if length > limits.max_file_size + 1024 * 1024:
+    if length > limits.max_file_size + 2 * MAX_FORM_BYTES:
         raise GatewayError(
             413,
             f"File too large. Limit is {limits.max_file_size // 2**20} MiB per file",
@@ -144,7 +145,7 @@ async def ready(request: web.Request) -> web.Response:
 
 def _upstream_auth(config: Config, embedded: EmbeddedIndex | None) -> aiohttp.BasicAuth | None:
     if embedded is not None:
-        return aiohttp.BasicAuth("upload-gateway", embedded.password)
+        return aiohttp.BasicAuth(embedded.username, embedded.password)
     upstream = config.upstream
     if not upstream.username:
         return None
@@ -155,9 +156,11 @@ def _upstream_auth(config: Config, embedded: EmbeddedIndex | None) -> aiohttp.Ba
 async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     config = gateway.config
-    embedded = EmbeddedIndex(config.upstream.data_dir) if config.upstream.embedded else None
+    max_body = config.limits.max_file_size + 2 * MAX_FORM_BYTES
+    embedded = EmbeddedIndex(config.upstream.data_dir, max_body=max_body) if config.upstream.embedded else None
     store = await Store.open(config.store.path)
     session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(socket_factory=aborting_socket),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=config.upstream.timeout),
         auto_decompress=False,
         headers={"User-Agent": f"upload-gateway/{__version__}"},

@@ -1,4 +1,4 @@
-"""The out-of-the-box index: pypiserver as a child process on a free loopback port.
+"""The out-of-the-box index: pypiserver (see `index_server`) as a child process on a free loopback port.
 
 It accepts uploads only with a credential generated at each start and known to this process alone, so
 nobody on the machine can bypass the gateway by posting to the index directly. The child dies with us:
@@ -10,19 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import os
 import secrets
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 from pathlib import Path
 
 import aiohttp
-from passlib.apache import HtpasswdFile
 
-SERVICE_USER = "upload-gateway"
+from gateway.index_server import SERVICE_USER
+
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 _PR_SET_PDEATHSIG = 1
@@ -45,45 +42,34 @@ def _die_with_parent() -> None:
 
 
 class EmbeddedIndex:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, max_body: int) -> None:
         self.data_dir = data_dir
+        self.max_body = max_body
+        self.username = SERVICE_USER
         self.password = secrets.token_urlsafe(32)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        self._private = Path(tempfile.mkdtemp(prefix="upload-gateway-"))
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        htpasswd = self._private / "htpasswd"
-        # A random 256-bit password needs no slow hash; apr_md5_crypt keeps each upload's check cheap.
-        passwords = HtpasswdFile(str(htpasswd), new=True, default_scheme="apr_md5_crypt")
-        passwords.set_password(SERVICE_USER, self.password)
-        passwords.save()
-        htpasswd.chmod(0o600)
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "pypiserver",
-            "run",
-            "--host",
-            "127.0.0.1",
+            "gateway.index_server",
             "--port",
             str(self.port),
-            "--passwords",
-            str(htpasswd),
-            "--authenticate",
-            "update",
-            "--disable-fallback",
-            "--server",
-            "gunicorn",
+            "--max-body",
+            str(self.max_body),
             str(self.data_dir),
-            stdin=asyncio.subprocess.DEVNULL,
-            # gunicorn's control socket goes to $XDG_RUNTIME_DIR: keep each instance's private.
-            env={**os.environ, "XDG_RUNTIME_DIR": str(self._private)},
+            stdin=asyncio.subprocess.PIPE,
             stdout=sys.stderr,
             preexec_fn=_die_with_parent,
         )
+        assert self._process.stdin is not None
+        self._process.stdin.write(self.password.encode() + b"\n")
+        await self._process.stdin.drain()
+        self._process.stdin.close()
         await self._wait_until_ready()
 
     async def _wait_until_ready(self) -> None:
@@ -108,4 +94,3 @@ class EmbeddedIndex:
             except TimeoutError:
                 process.kill()
                 await process.wait()
-        shutil.rmtree(self._private, ignore_errors=True)

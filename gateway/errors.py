@@ -27,18 +27,26 @@ class GatewayError(Exception):
         hint: str = "",
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
         self.message = one_line(message)
+        super().__init__(self.message)
+        self.status = status
         self.reason = reason
         self.hint = hint
         self.headers = dict(headers or {})
 
 
 def one_line(text: str) -> str:
-    """Make `text` safe for an HTTP reason phrase: latin-1, no control characters, bounded."""
+    """One printable, bounded line: no CR/LF or other control characters can reach a header."""
     cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
-    cleaned = cleaned.encode("latin-1", "replace").decode("latin-1")
     if len(cleaned) > MAX_REASON_LENGTH:
         cleaned = cleaned[: MAX_REASON_LENGTH - 3] + "..."
     return cleaned.strip()
+
+
+def reason_phrase(message: str) -> str:
+    """The message as an HTTP reason phrase: ASCII only.
+
+    aiohttp writes the status line as UTF-8 while requests (so twine) decodes it as latin-1, so anything
+    beyond ASCII would arrive garbled; the body carries the exact text.
+    """
+    return message.encode("ascii", "replace").decode("ascii")

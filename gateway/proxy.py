@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 import time
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
@@ -104,6 +106,19 @@ def rewrite_json(data: Any, page_url: str, urls: UpstreamURLs, public_url: str) 
 
 def _rewrite_value(value: str, page_url: str, urls: UpstreamURLs, public_url: str) -> str:
     return urls.to_public(urljoin(page_url, value), public_url) or value
+
+
+def aborting_socket(addr_info: tuple[Any, ...]) -> socket.socket:
+    """Upstream sockets close with a reset (SO_LINGER 0), never a FIN.
+
+    NOTE: pypiserver under gunicorn or wsgiref stores whatever arrived when a request body ends early with a
+    FIN (bottle stops reading quietly), so an aborted upload would land truncated. A reset makes the index
+    drop it. After a complete exchange the reset is harmless: the answer has been read.
+    """
+    family, kind, proto = addr_info[0], addr_info[1], addr_info[2]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return sock
 
 
 def route_of(path: str) -> str:

@@ -40,9 +40,9 @@ def wait_gone(pid: int, timeout: float = 15) -> bool:
 def embedded_index_port(gateway_pid: int) -> int:
     for child in children(gateway_pid):
         cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-        if b"pypiserver" in cmdline:
+        if b"gateway.index_server" in cmdline:
             return int(cmdline[cmdline.index(b"--port") + 1])
-    raise AssertionError("no pypiserver child")
+    raise AssertionError("no embedded index child")
 
 
 def test_embedded_index_takes_uploads_only_through_the_gateway(tmp_path: Path) -> None:
