@@ -1,0 +1,56 @@
+"""TOTP (RFC 6238: SHA-1, 6 digits, 30 s steps) and single-use recovery codes."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+
+import pyotp
+
+TOTP_DIGITS = 6
+DRIFT_STEPS = 1
+RECOVERY_CODE_BYTES = 8
+_CODE = re.compile(rf"[0-9]{{{TOTP_DIGITS}}}")
+
+
+def new_totp_secret() -> str:
+    """A base32 seed of 160 bits, the size RFC 4226 recommends and authenticator apps expect."""
+    return pyotp.random_base32(length=32)
+
+
+def provisioning_uri(secret: str, *, account: str, issuer: str) -> str:
+    """The otpauth:// URI an authenticator app scans (as a QR code) or imports."""
+    return pyotp.TOTP(secret, digits=TOTP_DIGITS).provisioning_uri(name=account, issuer_name=issuer)
+
+
+def verify_totp(secret: str, code: str, *, now: float, last_step: int | None) -> int | None:
+    """Return the time step `code` matches (the caller stores it), or None.
+
+    One step of clock drift either way is tolerated. A step at or before `last_step` never matches,
+    so each code is accepted once only, even while it is still on the user's screen.
+    """
+    code = "".join(code.split())
+    if not _CODE.fullmatch(code):
+        return None
+    totp = pyotp.TOTP(secret, digits=TOTP_DIGITS)
+    current = totp.timecode(now)
+    for step in range(current - DRIFT_STEPS, current + DRIFT_STEPS + 1):
+        if (last_step is None or step > last_step) and hmac.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
+
+
+def new_recovery_codes(count: int = 8) -> list[str]:
+    """Codes of 64 random bits, shown as `xxxx-xxxx-xxxx-xxxx` so they are easy to copy by hand."""
+    return [_recovery_code() for _ in range(count)]
+
+
+def _recovery_code() -> str:
+    raw = secrets.token_hex(RECOVERY_CODE_BYTES)
+    return "-".join(raw[i : i + 4] for i in range(0, len(raw), 4))
+
+
+def normalize_recovery_code(code: str) -> str:
+    """The canonical form to hash and compare: case, spaces and dashes do not matter when typing a code."""
+    return "".join(code.split()).replace("-", "").lower()
