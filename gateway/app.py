@@ -12,8 +12,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import __version__
-from gateway.auth import Authenticator, Identity, parse_authorization
-from gateway.config import Config
+from gateway.auth import Authenticator, Authorizer, Identity, TokenSettings, parse_authorization
+from gateway.config import Config, server_secret, token_location
 from gateway.embedded import EmbeddedIndex
 from gateway.errors import GatewayError, reason_phrase
 from gateway.form import MAX_FORM_BYTES
@@ -35,11 +35,12 @@ class Gateway:
     store: Store | None = None
     upstream: Upstream | None = None
     authenticator: Authenticator | None = None
+    authorizer: Authorizer | None = None
 
-    def ready(self) -> tuple[Store, Upstream, Authenticator]:
-        if self.store is None or self.upstream is None or self.authenticator is None:
+    def ready(self) -> tuple[Store, Upstream, Authenticator, Authorizer]:
+        if self.store is None or self.upstream is None or self.authenticator is None or self.authorizer is None:
             raise GatewayError(503, "The gateway is starting; try again in a moment", "not_ready")
-        return self.store, self.upstream, self.authenticator
+        return self.store, self.upstream, self.authenticator, self.authorizer
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -75,8 +76,9 @@ async def upload(request: web.Request) -> web.Response:
     started = time.perf_counter()
     outcome, reason = "failed", "internal_error"
     metrics.in_flight.inc()
+    trail: dict[str, str | None] = {}
     try:
-        accepted = await _upload(request, gateway)
+        accepted = await _upload(request, gateway, trail)
         outcome, reason = "accepted", accepted.reason
         metrics.upload_bytes.inc(accepted.size)
         metrics.upload_size.observe(accepted.size)
@@ -90,10 +92,20 @@ async def upload(request: web.Request) -> web.Response:
         metrics.in_flight.dec()
         metrics.uploads.labels(outcome, reason).inc()
         metrics.upload_duration.labels(outcome).observe(time.perf_counter() - started)
+        if gateway.store is not None:
+            await gateway.store.audit(
+                f"upload.{outcome}",
+                user_name=trail.get("user"),
+                token_id=trail.get("token_id"),
+                project=trail.get("project"),
+                address=request.remote,
+                filename=trail.get("filename"),
+                reason=reason,
+            )
 
 
-async def _upload(request: web.Request, gateway: Gateway) -> Accepted:
-    _, upstream, authenticator = gateway.ready()
+async def _upload(request: web.Request, gateway: Gateway, trail: dict[str, str | None]) -> Accepted:
+    _, upstream, authenticator, authorizer = gateway.ready()
     limits = gateway.config.limits
     credentials = parse_authorization(request.headers.get("Authorization"))
     length = request.content_length
@@ -106,23 +118,25 @@ async def _upload(request: web.Request, gateway: Gateway) -> Accepted:
             "file_too_large",
         )
     identity = await authenticator.authenticate(credentials)
+    trail.update(user=identity.user.name, token_id=identity.token_id)
+
+    async def authorize(identity: Identity, upload: Upload) -> None:
+        trail.update(project=upload.project, filename=upload.filename)
+        await authorizer(identity, upload)
+
     flow = UploadFlow(
         request,
         identity,
         upstream=upstream,
-        authorize=_allow_all,
+        authorize=authorize,
         allowed_actions=gateway.config.policy.allowed_actions,
         read_timeout=limits.read_timeout,
     )
     return await flow.run()
 
 
-async def _allow_all(identity: Identity, upload: Upload) -> None:
-    return None
-
-
 async def passthrough(request: web.Request) -> web.StreamResponse:
-    _, upstream, _ = request.app[GATEWAY].ready()
+    _, upstream, _, _ = request.app[GATEWAY].ready()
     return await upstream.passthrough(request)
 
 
@@ -136,7 +150,7 @@ async def healthy(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    store, upstream, _ = request.app[GATEWAY].ready()
+    store, upstream, _, _ = request.app[GATEWAY].ready()
     await store.ping()
     if not await upstream.ping():
         raise GatewayError(503, f"The package index at {upstream.urls.base} is not answering", "upstream_unreachable")
@@ -159,6 +173,11 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     max_body = config.limits.max_file_size + 2 * MAX_FORM_BYTES
     embedded = EmbeddedIndex(config.upstream.data_dir, max_body=max_body) if config.upstream.embedded else None
     store = await Store.open(config.store.path)
+    settings = TokenSettings(
+        prefix=config.tokens.prefix,
+        location=token_location(config),
+        server_secret=server_secret(config),
+    )
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(socket_factory=aborting_socket),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=config.upstream.timeout),
@@ -172,7 +191,10 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         else:
             urls = UpstreamURLs.build(config.upstream.url, config.upstream.upload_url, config.upstream.simple_url)
         gateway.store = store
-        gateway.authenticator = Authenticator(store)
+        gateway.authenticator = Authenticator(store, settings, gateway.metrics)
+        gateway.authorizer = Authorizer(
+            store, gateway.authenticator, config.policy, public_url=config.server.public_url
+        )
         gateway.upstream = Upstream(
             urls,
             session,
@@ -182,7 +204,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         )
         yield
     finally:
-        gateway.upstream = gateway.authenticator = gateway.store = None
+        gateway.upstream = gateway.authenticator = gateway.authorizer = gateway.store = None
         await session.close()
         if embedded is not None:
             await embedded.stop()

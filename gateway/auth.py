@@ -1,6 +1,7 @@
-"""Who is uploading: parse the `Authorization` header and check it against the store.
+"""Who is uploading (authentication, on headers alone) and whether they may upload this (authorization).
 
-Decided from the headers alone, before a byte of the body is read.
+Credentials are checked before a byte of the body is read; token caveats and project rights once the form
+has named the project. Policy itself is pure (`gateway.policy`); this module feeds it from the store.
 """
 
 from __future__ import annotations
@@ -8,13 +9,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
+import time
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cachetools import TTLCache
 
+from gateway import policy, tokens
+from gateway.config import PolicyConfig
 from gateway.errors import GatewayError
-from gateway.store import Store, User
+from gateway.metrics import Metrics
+from gateway.store import Project, Store, TokenRow, User
+from gateway.validation import Upload
 
 TOKEN_USERNAME = "__token__"  # noqa: S105 - the username twine sends with a token, not a secret
 # One of OWASP's equivalent argon2id settings (12 MiB, 3 passes): ~40 ms here, and a small transient
@@ -22,6 +30,9 @@ TOKEN_USERNAME = "__token__"  # noqa: S105 - the username twine sends with a tok
 _HASHER = PasswordHasher(memory_cost=12288, time_cost=3, parallelism=1)
 # Verified against when the user does not exist, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH = _HASHER.hash("not a real password")
+# NOTE: revocation must hold within 5 s in every process: rows are re-read after at most this long.
+ROW_TTL = 2.0
+VERIFIED_TTL = 60.0
 
 
 @dataclass(frozen=True)
@@ -39,11 +50,24 @@ Credentials = PasswordCredentials | TokenCredentials
 
 
 @dataclass(frozen=True)
+class TokenSettings:
+    prefix: str
+    location: str
+    server_secret: bytes
+
+
+@dataclass(frozen=True)
 class Identity:
-    """An authenticated uploader; `token_id` is None when the password was used."""
+    """An authenticated uploader; `token` is None when the password was used."""
 
     user: User
-    token_id: str | None = None
+    token: TokenRow | None = None
+    parsed: tokens.ParsedToken | None = None
+    token_hash: str = ""
+
+    @property
+    def token_id(self) -> str | None:
+        return self.token.id if self.token else None
 
 
 def hash_password(password: str) -> str:
@@ -86,21 +110,6 @@ def parse_authorization(header: str | None) -> Credentials:
     return PasswordCredentials(username, password)
 
 
-class Authenticator:
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def authenticate(self, credentials: Credentials) -> Identity:
-        if isinstance(credentials, TokenCredentials):
-            raise invalid_auth()
-        user = await self._store.get_user(credentials.username)
-        password_hash = user.password_hash if user else _DUMMY_HASH
-        ok = await asyncio.to_thread(verify_password, password_hash, credentials.password)
-        if user is None or not ok:
-            raise invalid_auth()
-        return Identity(user=user)
-
-
 def invalid_auth() -> GatewayError:
     return GatewayError(
         403,
@@ -108,3 +117,193 @@ def invalid_auth() -> GatewayError:
         "or upload with an API token and username __token__",
         "invalid_credentials",
     )
+
+
+def invalid_token(reason: str, code: str = "invalid_token") -> GatewayError:
+    return GatewayError(403, f"Invalid API Token: {reason}", code)
+
+
+class Authenticator:
+    def __init__(self, store: Store, settings: TokenSettings, metrics: Metrics) -> None:
+        self._store = store
+        self._settings = settings
+        self._metrics = metrics
+        self._rows: TTLCache[str, tuple[TokenRow, User] | None] = TTLCache(maxsize=8192, ttl=ROW_TTL)
+        self._verified: TTLCache[tuple[str, str, str | None], float] = TTLCache(maxsize=8192, ttl=VERIFIED_TTL)
+
+    async def authenticate(self, credentials: Credentials) -> Identity:
+        if isinstance(credentials, TokenCredentials):
+            return await self._token_identity(credentials.token)
+        user = await self._store.get_user(credentials.username)
+        password_hash = user.password_hash if user else _DUMMY_HASH
+        ok = await asyncio.to_thread(verify_password, password_hash, credentials.password)
+        if user is None or not ok:
+            self._metrics.auth_failures.labels("password").inc()
+            raise invalid_auth()
+        return Identity(user=user)
+
+    async def _token_identity(self, token: str) -> Identity:
+        try:
+            parsed = tokens.parse(token, prefix=self._settings.prefix)
+        except tokens.InvalidTokenError as exc:
+            self._fail("malformed")
+            hint = f" (tokens for this index start with '{self._settings.prefix}-')"
+            raise invalid_token(f"{exc}{hint if not token.startswith(self._settings.prefix + '-') else ''}") from None
+        found = await self._row(parsed.token_id)
+        if found is None:
+            self._fail("unknown")
+            raise invalid_token("deleted or nonexistent macaroon")
+        row, user = found
+        if row.revoked is not None:
+            self._fail("revoked")
+            raise invalid_token("token has been revoked; create a new one", "revoked_token")
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        return Identity(user=user, token=row, parsed=parsed, token_hash=digest)
+
+    async def _row(self, token_id: str) -> tuple[TokenRow, User] | None:
+        if token_id in self._rows:
+            return self._rows[token_id]
+        row = await self._store.get_token(token_id)
+        user = await self._store.get_user_by_id(row.user_id) if row else None
+        found = (row, user) if row and user else None
+        self._rows[token_id] = found
+        return found
+
+    def forget(self, token_id: str) -> None:
+        """Drop a cached row at once (a revocation in this process)."""
+        self._rows.pop(token_id, None)
+
+    def _fail(self, result: str) -> None:
+        self._metrics.token_verifications.labels(result).inc()
+        self._metrics.auth_failures.labels("token").inc()
+
+    def check_token(self, identity: Identity, project: str, project_id: str | None, now: float) -> None:
+        """Signature and every caveat, for this project; a success is remembered until it could change."""
+        assert identity.token is not None and identity.parsed is not None
+        key = (identity.token_hash, project, project_id)
+        if self._verified.get(key, 0.0) > now:
+            self._metrics.token_verifications.labels("valid_cached").inc()
+            return
+        row, user = identity.token, identity.user
+        stored = [tokens.deserialize(caveat, user_id=user.id) for caveat in row.caveats]
+        context = tokens.VerifyContext(user_id=user.id, project=project, project_id=project_id, now=int(now))
+        try:
+            tokens.verify(
+                identity.parsed,
+                key=tokens.root_key(self._settings.server_secret, row.secret),
+                context=context,
+                stored_caveats=stored,
+            )
+        except tokens.InvalidTokenError as exc:
+            self._fail("invalid")
+            raise invalid_token(str(exc)) from None
+        self._metrics.token_verifications.labels("valid").inc()
+        caveats = [*tokens.caveats_of(identity.parsed, user.id), *stored]
+        expiries = [c.expires_at for c in caveats if isinstance(c, tokens.Expiration)]
+        self._verified[key] = min([now + VERIFIED_TTL, *expiries])
+
+
+async def create_token(
+    store: Store,
+    settings: TokenSettings,
+    user: User,
+    *,
+    description: str,
+    projects: list[Project],
+    expires_at: int | None,
+) -> tuple[str, TokenRow]:
+    """Mint a token for `user`, for every project of theirs or for `projects` only; the string is shown once.
+
+    Caveats follow PyPI: account-wide `[3, user_id]`, project-scoped `[1, names]` + `[2, ids]`, plus an
+    expiry `[0, expires_at, created]`. They are embedded in the token and kept in the store, and both are checked.
+    """
+    caveats: list[tokens.Caveat]
+    if projects:
+        caveats = [
+            tokens.ProjectName(tuple(p.name for p in projects)),
+            tokens.ProjectID(tuple(p.id for p in projects)),
+        ]
+    else:
+        caveats = [tokens.RequestUser(user.id)]
+    if expires_at is not None:
+        caveats.append(tokens.Expiration(expires_at=expires_at, not_before=int(time.time()) - 1))
+    secret = tokens.new_token_secret()
+    row = await store.add_token(
+        user,
+        description=description,
+        secret=secret,
+        caveats=[tokens.serialize(c).decode() for c in caveats],
+        expires=float(expires_at) if expires_at is not None else None,
+    )
+    key = tokens.root_key(settings.server_secret, secret)
+    token = tokens.mint(prefix=settings.prefix, location=settings.location, token_id=row.id, key=key, caveats=caveats)
+    return token, row
+
+
+def scope_of(row: TokenRow, user_id: str) -> str:
+    """How a token's stored caveats read to a person."""
+    parts: list[str] = []
+    for caveat in (tokens.deserialize(c, user_id=user_id) for c in row.caveats):
+        if isinstance(caveat, tokens.ProjectName):
+            parts.append("projects: " + ", ".join(caveat.normalized_names))
+    return "; ".join(parts) or "all projects"
+
+
+def project_scoped(identity: Identity) -> bool:
+    if identity.token is None or identity.parsed is None:
+        return False
+    caveats = [
+        *tokens.caveats_of(identity.parsed, identity.user.id),
+        *(tokens.deserialize(c, user_id=identity.user.id) for c in identity.token.caveats),
+    ]
+    return any(isinstance(c, tokens.ProjectName | tokens.ProjectID) for c in caveats)
+
+
+class Authorizer:
+    """May this identity upload this file? Token caveats, the password policy, then project roles."""
+
+    def __init__(self, store: Store, authenticator: Authenticator, settings: PolicyConfig, *, public_url: str) -> None:
+        self._store = store
+        self._authenticator = authenticator
+        self._settings = settings
+        self._public_url = public_url
+
+    async def __call__(self, identity: Identity, upload: Upload) -> None:
+        project = await self._store.get_project(upload.project)
+        if identity.token is not None:
+            self._authenticator.check_token(identity, upload.project, project.id if project else None, time.time())
+        else:
+            _raise_if_denied(
+                policy.password_upload(
+                    self._settings.password_uploads,
+                    has_2fa=identity.user.has_2fa,
+                    tokens_url=f"{self._public_url}/account/tokens",
+                )
+            )
+        role = await self._store.role_of(upload.project, identity.user.id) if project else None
+        access = policy.ProjectAccess(
+            exists=project is not None,
+            role=policy.Role(role) if role else None,
+            display_name=project.display_name if project else upload.name,
+        )
+        decision = policy.project_upload(
+            access,
+            user_name=identity.user.name,
+            new_projects=self._settings.new_projects,
+            help_url=f"{self._public_url}/account/projects",
+            token_project_scoped=project_scoped(identity),
+        )
+        _raise_if_denied(decision)
+        if isinstance(decision, policy.Allowed) and decision.claim:
+            if not await self._store.claim_project(upload.project, upload.name, identity.user):
+                await self(identity, upload)  # someone claimed it a moment ago: decide again
+        if identity.token is not None:
+            await self._store.touch_token(identity.token.id)
+            await self._store.audit(
+                "token.used", user_name=identity.user.name, token_id=identity.token.id, project=upload.project
+            )
+
+
+def _raise_if_denied(decision: policy.Decision) -> None:
+    if isinstance(decision, policy.Denied):
+        raise GatewayError(decision.status, decision.message, decision.reason)

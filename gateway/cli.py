@@ -15,18 +15,23 @@ import os
 import re
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
+from packaging.utils import canonicalize_name
 
+from gateway import twofactor
 from gateway.app import create_app
-from gateway.auth import TOKEN_USERNAME, hash_password
-from gateway.config import DEFAULT_PATH, Config, ConfigError, load_config
+from gateway.auth import TOKEN_USERNAME, TokenSettings, create_token, hash_password, scope_of
+from gateway.config import DEFAULT_PATH, Config, ConfigError, load_config, parse_duration, server_secret, token_location
 from gateway.embedded import EmbeddedIndexError
+from gateway.policy import Role
 from gateway.store import Store, StoreError
 
 USERNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9])?")
+PROJECT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?", re.ASCII)
 
 
 class CommandError(Exception):
@@ -44,6 +49,35 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     listing = user.add_parser("list", help="list users")
     listing.add_argument("--json", action="store_true")
+    twofa = user.add_parser("2fa", help="two-factor authentication").add_subparsers(dest="twofa", required=True)
+    enable = twofa.add_parser("enable", help="enrol TOTP: prints the otpauth:// URI and recovery codes")
+    enable.add_argument("name")
+
+    token = commands.add_parser("token", help="manage API tokens").add_subparsers(dest="action", required=True)
+    create = token.add_parser("create", help="create a token; prints the token alone on stdout")
+    create.add_argument("name", help="the user the token acts for")
+    create.add_argument("--project", action="append", default=[], help="limit to this project (repeatable)")
+    create.add_argument("--expires", help="lifetime, e.g. 30d, 12h")
+    create.add_argument("--description", default="", help="what the token is for")
+    tlist = token.add_parser("list", help="list tokens (never their secrets)")
+    tlist.add_argument("name", nargs="?")
+    tlist.add_argument("--json", action="store_true")
+    revoke = token.add_parser("revoke", help="revoke a token, or every token of a user with --all")
+    target = revoke.add_mutually_exclusive_group(required=True)
+    target.add_argument("token_id", nargs="?")
+    target.add_argument("--all", metavar="NAME", help="revoke every token of this user")
+
+    project = commands.add_parser("project", help="manage project roles").add_subparsers(dest="action", required=True)
+    grant = project.add_parser("grant", help="give a user a role on a project (creates the project)")
+    grant.add_argument("project")
+    grant.add_argument("user")
+    grant.add_argument("--role", choices=[role.value for role in Role], default=Role.OWNER.value)
+    remove = project.add_parser("remove", help="take a user's role on a project away")
+    remove.add_argument("project")
+    remove.add_argument("user")
+    plist = project.add_parser("list", help="a user's projects and roles")
+    plist.add_argument("user")
+    plist.add_argument("--json", action="store_true")
     return parser
 
 
@@ -110,9 +144,143 @@ async def user_list(store: Store, args: argparse.Namespace, config: Config) -> N
         print(user.name)
 
 
+async def user_2fa(store: Store, args: argparse.Namespace, config: Config) -> None:
+    user = await store.require_user(args.name)
+    secret = server_secret(config)
+    totp = twofactor.new_totp_secret()
+    codes = twofactor.new_recovery_codes()
+    await store.set_totp(
+        user,
+        twofactor.seal_totp(secret, user.id, totp),
+        [twofactor.recovery_code_hash(secret, code) for code in codes],
+    )
+    print(twofactor.provisioning_uri(totp, account=user.name, issuer=f"upload-gateway {token_location(config)}"))
+    print("Recovery codes (each works once; store them safely, they are not shown again):")
+    for code in codes:
+        print(f"  {code}")
+
+
+def _settings(config: Config) -> TokenSettings:
+    return TokenSettings(config.tokens.prefix, token_location(config), server_secret(config))
+
+
+def _expiry(given: str | None, config: Config) -> int | None:
+    cap = config.tokens.max_lifetime
+    try:
+        lifetime = parse_duration(given) if given else cap
+    except ValueError as exc:
+        raise CommandError(f"--expires: {exc}") from None
+    if lifetime is not None and cap is not None and lifetime > cap:
+        raise CommandError(f"--expires {given} is longer than tokens.max_lifetime ({cap // 86400}d)")
+    return int(time.time()) + lifetime if lifetime is not None else None
+
+
+async def token_create(store: Store, args: argparse.Namespace, config: Config) -> None:
+    user = await store.require_user(args.name)
+    projects = []
+    for given in args.project:
+        project = await store.get_project(canonicalize_name(given))
+        if project is None or await store.role_of(project.name, user.id) is None:
+            raise CommandError(
+                f"{user.name} has no role on project {given!r}: grant one first "
+                f"(upload-gateway project grant {given} {user.name})"
+            )
+        projects.append(project)
+    expires_at = _expiry(args.expires, config)
+    description = args.description or f"created with the CLI on {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    token, row = await create_token(
+        store, _settings(config), user, description=description, projects=projects, expires_at=expires_at
+    )
+    print(token)
+    print(f"token {row.id} created for {user.name} ({scope_of(row, user.id)}); it is not shown again", file=sys.stderr)
+
+
+def _when(stamp: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp)) if stamp is not None else None
+
+
+async def token_list(store: Store, args: argparse.Namespace, config: Config) -> None:
+    user = await store.require_user(args.name) if args.name else None
+    rows = []
+    for row, owner in await store.list_tokens(user):
+        rows.append(
+            {
+                "id": row.id,
+                "user": owner,
+                "description": row.description,
+                "scope": scope_of(row, row.user_id),
+                "created": _when(row.created),
+                "last_used": _when(row.last_used),
+                "expires": _when(row.expires),
+                "revoked": _when(row.revoked),
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    for item in rows:
+        state = f"revoked {item['revoked']}" if item["revoked"] else f"expires {item['expires'] or 'never'}"
+        print(
+            f"{item['id']}  {item['user']}  {item['scope']}  created {item['created']}  "
+            f"last used {item['last_used'] or 'never'}  {state}  {item['description']}"
+        )
+
+
+async def token_revoke(store: Store, args: argparse.Namespace, config: Config) -> None:
+    if args.all:
+        user = await store.require_user(args.all)
+        count = await store.revoke_all_tokens(user, by="cli")
+        print(f"revoked {count} token(s) of {user.name}", file=sys.stderr)
+        return
+    row = await store.revoke_token(args.token_id, by="cli")
+    if row is None:
+        raise CommandError(f"no token with id {args.token_id[:40]!r} (see: upload-gateway token list)")
+    print(f"token {row.id} revoked", file=sys.stderr)
+
+
+async def project_grant(store: Store, args: argparse.Namespace, config: Config) -> None:
+    user = await store.require_user(args.user)
+    name = _project_name(args.project)
+    await store.grant(name, args.project, user, args.role, by="cli")
+    print(f"{user.name} is now {args.role} of {name}", file=sys.stderr)
+
+
+async def project_remove(store: Store, args: argparse.Namespace, config: Config) -> None:
+    user = await store.require_user(args.user)
+    name = _project_name(args.project)
+    if not await store.remove_role(name, user, by="cli"):
+        raise CommandError(f"{user.name} has no role on {name}")
+    print(f"{user.name} no longer has a role on {name}", file=sys.stderr)
+
+
+async def project_list(store: Store, args: argparse.Namespace, config: Config) -> None:
+    user = await store.require_user(args.user)
+    projects = [
+        {"project": p.name, "display_name": p.display_name, "role": role} for p, role in await store.projects_of(user)
+    ]
+    if args.json:
+        print(json.dumps(projects, indent=2))
+        return
+    for item in projects:
+        print(f"{item['project']}  {item['role']}")
+
+
+def _project_name(given: str) -> str:
+    if not PROJECT_NAME.fullmatch(given):
+        raise CommandError(f"invalid project name {given[:60]!r}: use letters, digits, '.', '_' and '-'")
+    return canonicalize_name(given)
+
+
 COMMANDS: dict[tuple[str, str], Callable[[Store, argparse.Namespace, Config], Awaitable[None]]] = {
     ("user", "add"): user_add,
     ("user", "list"): user_list,
+    ("user", "2fa"): user_2fa,
+    ("token", "create"): token_create,
+    ("token", "list"): token_list,
+    ("token", "revoke"): token_revoke,
+    ("project", "grant"): project_grant,
+    ("project", "remove"): project_remove,
+    ("project", "list"): project_list,
 }
 
 
@@ -155,8 +323,8 @@ def _print_banner(config: Config) -> None:
     upstream = "embedded pypiserver" if config.upstream.embedded else config.upstream.url
     print(
         f"upload-gateway listening on http://{config.server.host}:{config.server.port} (index: {upstream})\n"
-        f"  upload:  twine upload --repository-url {url}/legacy/ dist/*\n"
+        f"  upload:  twine upload --repository-url {url}/legacy/ -u __token__ -p TOKEN dist/*\n"
         f"  install: pip install --index-url {url}/simple/ PROJECT\n"
-        f"  add a user first: upload-gateway user add NAME",
+        f"  a user and a token first: upload-gateway user add NAME; upload-gateway token create NAME",
         flush=True,
     )

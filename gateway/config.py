@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.crypto import load_or_create_secret
+
 DEFAULT_PATH = Path("config/gateway.toml")
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
@@ -298,3 +300,16 @@ def _sqlite_path(url: str) -> Path:
     if not url.startswith(prefix) or len(url) == len(prefix):
         raise ConfigError(f"store.url: {url!r} must be sqlite:///PATH (e.g. sqlite:///data/gateway.db)")
     return Path(url[len(prefix) :])
+
+
+def token_location(config: Config) -> str:
+    """The macaroon location: the public URL's host, as PyPI uses its domain."""
+    return urlsplit(config.server.public_url).hostname or "localhost"
+
+
+def server_secret(config: Config) -> bytes:
+    """The secret outside the database that tokens and sealed TOTP seeds need (created on first use)."""
+    try:
+        return load_or_create_secret(config.tokens.secret_file)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"tokens.secret_file: {exc}") from None

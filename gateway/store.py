@@ -1,4 +1,6 @@
-"""SQLite store (aiosqlite): users, and the audit trail; the schema is versioned and migrated at open.
+"""SQLite store (aiosqlite): users, 2FA, tokens, projects and roles, and the audit trail.
+
+The schema is versioned and migrated at open.
 
 WAL mode and a busy timeout let the CLI write (add a user, revoke a token) while `serve` runs.
 """
@@ -36,6 +38,50 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX audit_at ON audit (at);
     """,
+    """
+    ALTER TABLE users ADD COLUMN totp_secret BLOB;
+    ALTER TABLE users ADD COLUMN totp_last_step INTEGER;
+    CREATE TABLE recovery_codes (
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        code_hash TEXT NOT NULL,
+        used_at REAL,
+        PRIMARY KEY (user_id, code_hash)
+    );
+    CREATE TABLE webauthn_credentials (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        public_key BLOB NOT NULL,
+        sign_count INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        last_used REAL
+    );
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        description TEXT NOT NULL,
+        secret BLOB NOT NULL,
+        caveats TEXT NOT NULL,
+        created REAL NOT NULL,
+        last_used REAL,
+        expires REAL,
+        revoked REAL
+    );
+    CREATE INDEX tokens_user ON tokens (user_id);
+    CREATE TABLE projects (
+        name TEXT PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        display_name TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE TABLE roles (
+        project TEXT NOT NULL REFERENCES projects (name) ON DELETE CASCADE,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        role TEXT NOT NULL CHECK (role IN ('owner', 'maintainer')),
+        created REAL NOT NULL,
+        PRIMARY KEY (project, user_id)
+    );
+    """,
 )
 
 
@@ -49,6 +95,35 @@ class User:
     name: str
     password_hash: str
     created: int
+    has_totp: bool = False
+    webauthn_count: int = 0
+
+    @property
+    def has_2fa(self) -> bool:
+        return self.has_totp or self.webauthn_count > 0
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """A token as stored: `secret` alone cannot verify or mint it (the server secret is outside the database)."""
+
+    id: str
+    user_id: str
+    description: str
+    secret: bytes
+    caveats: tuple[str, ...]
+    created: float
+    last_used: float | None
+    expires: float | None
+    revoked: float | None
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    id: str
+    display_name: str
+    created: float
 
 
 @dataclass(frozen=True)
@@ -110,13 +185,177 @@ class Store:
         return user
 
     async def get_user(self, name: str) -> User | None:
-        async with self._db.execute("SELECT * FROM users WHERE name = ?", (name,)) as cursor:
+        return await self._one_user("WHERE users.name = ?", name)
+
+    async def get_user_by_id(self, user_id: str) -> User | None:
+        return await self._one_user("WHERE users.id = ?", user_id)
+
+    async def require_user(self, name: str) -> User:
+        user = await self.get_user(name)
+        if user is None:
+            raise StoreError(f"no user named {name[:60]!r}")
+        return user
+
+    async def _one_user(self, where: str, value: str) -> User | None:
+        async with self._db.execute(_USER_SELECT + where, (value,)) as cursor:
             row = await cursor.fetchone()
         return _user(row) if row else None
 
     async def list_users(self) -> list[User]:
-        async with self._db.execute("SELECT * FROM users ORDER BY name") as cursor:
+        async with self._db.execute(_USER_SELECT + "ORDER BY users.name") as cursor:
             return [_user(row) for row in await cursor.fetchall()]
+
+    async def set_totp(self, user: User, sealed_secret: bytes, recovery_hashes: list[str]) -> None:
+        """Enrol TOTP and replace the recovery codes, in one transaction."""
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            await self._db.execute(
+                "UPDATE users SET totp_secret = ?, totp_last_step = NULL WHERE id = ?", (sealed_secret, user.id)
+            )
+            await self._db.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user.id,))
+            await self._db.executemany(
+                "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)",
+                [(user.id, code_hash) for code_hash in recovery_hashes],
+            )
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        await self.audit("user.2fa.totp_enabled", user_name=user.name, recovery_codes=len(recovery_hashes))
+
+    async def totp_secret(self, user_id: str) -> tuple[bytes | None, int | None]:
+        async with self._db.execute("SELECT totp_secret, totp_last_step FROM users WHERE id = ?", (user_id,)) as cur:
+            row = await cur.fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    async def advance_totp_step(self, user_id: str, step: int) -> bool:
+        """Record a used TOTP step; False when it (or a later one) was used already, in any process."""
+        cursor = await self._db.execute(
+            "UPDATE users SET totp_last_step = ? WHERE id = ? AND (totp_last_step IS NULL OR totp_last_step < ?)",
+            (step, user_id, step),
+        )
+        return cursor.rowcount == 1
+
+    async def use_recovery_code(self, user_id: str, code_hash: str) -> bool:
+        cursor = await self._db.execute(
+            "UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at IS NULL",
+            (time.time(), user_id, code_hash),
+        )
+        return cursor.rowcount == 1
+
+    async def add_token(
+        self, user: User, *, description: str, secret: bytes, caveats: list[str], expires: float | None
+    ) -> TokenRow:
+        token = TokenRow(
+            id=str(uuid.uuid4()),
+            user_id=user.id,
+            description=description,
+            secret=secret,
+            caveats=tuple(caveats),
+            created=time.time(),
+            last_used=None,
+            expires=expires,
+            revoked=None,
+        )
+        await self._db.execute(
+            "INSERT INTO tokens (id, user_id, description, secret, caveats, created, expires) VALUES (?,?,?,?,?,?,?)",
+            (token.id, user.id, description, secret, json.dumps(caveats), token.created, expires),
+        )
+        await self.audit("token.created", user_name=user.name, token_id=token.id, caveats=caveats)
+        return token
+
+    async def get_token(self, token_id: str) -> TokenRow | None:
+        async with self._db.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)) as cursor:
+            row = await cursor.fetchone()
+        return _token(row) if row else None
+
+    async def list_tokens(self, user: User | None = None) -> list[tuple[TokenRow, str]]:
+        """Tokens with their owner's name, newest first."""
+        query = "SELECT tokens.*, users.name AS user_name FROM tokens JOIN users ON users.id = tokens.user_id"
+        args: tuple[str, ...] = ()
+        if user is not None:
+            query, args = query + " WHERE tokens.user_id = ?", (user.id,)
+        async with self._db.execute(query + " ORDER BY tokens.created DESC", args) as cursor:
+            return [(_token(row), row["user_name"]) for row in await cursor.fetchall()]
+
+    async def revoke_token(self, token_id: str, *, by: str) -> TokenRow | None:
+        token = await self.get_token(token_id)
+        if token is None or token.revoked is not None:
+            return token
+        await self._db.execute("UPDATE tokens SET revoked = ? WHERE id = ?", (time.time(), token_id))
+        await self.audit("token.revoked", user_name=by, token_id=token_id)
+        return await self.get_token(token_id)
+
+    async def revoke_all_tokens(self, user: User, *, by: str) -> int:
+        cursor = await self._db.execute(
+            "UPDATE tokens SET revoked = ? WHERE user_id = ? AND revoked IS NULL", (time.time(), user.id)
+        )
+        await self.audit("token.revoked_all", user_name=by, subject=user.name, count=cursor.rowcount)
+        return cursor.rowcount
+
+    async def touch_token(self, token_id: str) -> None:
+        await self._db.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (time.time(), token_id))
+
+    async def get_project(self, name: str) -> Project | None:
+        async with self._db.execute("SELECT * FROM projects WHERE name = ?", (name,)) as cursor:
+            row = await cursor.fetchone()
+        return Project(row["name"], row["id"], row["display_name"], row["created"]) if row else None
+
+    async def role_of(self, project: str, user_id: str) -> str | None:
+        async with self._db.execute(
+            "SELECT role FROM roles WHERE project = ? AND user_id = ?", (project, user_id)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return str(row[0]) if row else None
+
+    async def _ensure_project(self, name: str, display_name: str) -> bool:
+        cursor = await self._db.execute(
+            "INSERT OR IGNORE INTO projects (name, id, display_name, created) VALUES (?, ?, ?, ?)",
+            (name, str(uuid.uuid4()), display_name, time.time()),
+        )
+        return cursor.rowcount == 1
+
+    async def claim_project(self, name: str, display_name: str, user: User) -> bool:
+        """Make `user` the owner of a project nobody has yet; False when someone else was first."""
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            created = await self._ensure_project(name, display_name)
+            if created:
+                await self._db.execute(
+                    "INSERT INTO roles (project, user_id, role, created) VALUES (?, ?, 'owner', ?)",
+                    (name, user.id, time.time()),
+                )
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        if created:
+            await self.audit("project.claimed", user_name=user.name, project=name)
+        return created
+
+    async def grant(self, name: str, display_name: str, user: User, role: str, *, by: str) -> None:
+        await self._ensure_project(name, display_name)
+        await self._db.execute(
+            "INSERT INTO roles (project, user_id, role, created) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (project, user_id) DO UPDATE SET role = excluded.role",
+            (name, user.id, role, time.time()),
+        )
+        await self.audit("project.granted", user_name=by, project=name, subject=user.name, role=role)
+
+    async def remove_role(self, name: str, user: User, *, by: str) -> bool:
+        cursor = await self._db.execute("DELETE FROM roles WHERE project = ? AND user_id = ?", (name, user.id))
+        if cursor.rowcount:
+            await self.audit("project.role_removed", user_name=by, project=name, subject=user.name)
+        return cursor.rowcount == 1
+
+    async def projects_of(self, user: User) -> list[tuple[Project, str]]:
+        async with self._db.execute(
+            "SELECT projects.*, roles.role FROM roles JOIN projects ON projects.name = roles.project "
+            "WHERE roles.user_id = ? ORDER BY projects.name",
+            (user.id,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [(Project(r["name"], r["id"], r["display_name"], r["created"]), r["role"]) for r in rows]
 
     async def audit(
         self,
@@ -154,5 +393,32 @@ class Store:
         ]
 
 
+_USER_SELECT = (
+    "SELECT users.*, (SELECT COUNT(*) FROM webauthn_credentials w WHERE w.user_id = users.id) AS webauthn_count "
+    "FROM users "
+)
+
+
 def _user(row: aiosqlite.Row) -> User:
-    return User(id=row["id"], name=row["name"], password_hash=row["password_hash"], created=row["created"])
+    return User(
+        id=row["id"],
+        name=row["name"],
+        password_hash=row["password_hash"],
+        created=row["created"],
+        has_totp=row["totp_secret"] is not None,
+        webauthn_count=row["webauthn_count"],
+    )
+
+
+def _token(row: aiosqlite.Row) -> TokenRow:
+    return TokenRow(
+        id=row["id"],
+        user_id=row["user_id"],
+        description=row["description"],
+        secret=row["secret"],
+        caveats=tuple(json.loads(row["caveats"])),
+        created=row["created"],
+        last_used=row["last_used"],
+        expires=row["expires"],
+        revoked=row["revoked"],
+    )

@@ -8,6 +8,8 @@ import secrets
 
 import pyotp
 
+from gateway import crypto
+
 TOTP_DIGITS = 6
 DRIFT_STEPS = 1
 RECOVERY_CODE_BYTES = 8
@@ -54,3 +56,17 @@ def _recovery_code() -> str:
 def normalize_recovery_code(code: str) -> str:
     """The canonical form to hash and compare: case, spaces and dashes do not matter when typing a code."""
     return "".join(code.split()).replace("-", "").lower()
+
+
+def seal_totp(server_secret: bytes, user_id: str, totp_secret: str) -> bytes:
+    """The TOTP seed as stored: sealed with a key from the server secret and bound to its user."""
+    return crypto.seal(crypto.subkey(server_secret, "totp-seal"), totp_secret.encode(), context=user_id.encode())
+
+
+def unseal_totp(server_secret: bytes, user_id: str, sealed: bytes) -> str:
+    return crypto.unseal(crypto.subkey(server_secret, "totp-seal"), sealed, context=user_id.encode()).decode()
+
+
+def recovery_code_hash(server_secret: bytes, code: str) -> str:
+    """Keyed, so the database alone cannot test guesses against stored codes."""
+    return crypto.keyed_hash(crypto.subkey(server_secret, "recovery-codes"), normalize_recovery_code(code))

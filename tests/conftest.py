@@ -265,5 +265,10 @@ def twine(
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "NO_COLOR": "1", "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"},
+        env={
+            **os.environ,
+            "NO_COLOR": "1",
+            "COLUMNS": "500",
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        },
     )

@@ -1,0 +1,97 @@
+"""Who may upload what: pure decisions over plain values (no I/O, no clock), returned, not raised.
+
+The upload flow turns a `Denied` into the HTTP refusal; tests drive these functions as tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    MAINTAINER = "maintainer"
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """The upload may go ahead; `claim` means the uploader becomes the owner of a new project."""
+
+    claim: bool = False
+
+    def __bool__(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class Denied:
+    status: int
+    message: str
+    reason: str
+
+    def __bool__(self) -> bool:
+        return False
+
+
+Decision = Allowed | Denied
+
+
+def password_upload(mode: str, *, has_2fa: bool, tokens_url: str) -> Decision:
+    """`policy.password_uploads`: deny-2fa (PyPI's rule since 2023), deny (PyPI's rule today) or allow."""
+    if mode == "allow" or (mode == "deny-2fa" and not has_2fa):
+        return Allowed()
+    if has_2fa:
+        return Denied(
+            403,
+            "Username/Password authentication is no longer supported for accounts with two-factor authentication. "
+            f"Migrate to API tokens: {tokens_url}",
+            "password_with_2fa",
+        )
+    return Denied(
+        403,
+        f"Username/Password authentication is no longer supported. Migrate to API tokens: {tokens_url}",
+        "password_uploads_disabled",
+    )
+
+
+@dataclass(frozen=True)
+class ProjectAccess:
+    """What the store says about the project and this user."""
+
+    exists: bool
+    role: Role | None
+    display_name: str
+
+
+def project_upload(
+    access: ProjectAccess, *, user_name: str, new_projects: str, help_url: str, token_project_scoped: bool
+) -> Decision:
+    """Owners and maintainers upload; a new project is claimed or refused by `policy.new_projects`.
+
+    A project-scoped token never claims: PyPI scopes tokens only to projects that exist.
+    """
+    if access.role is not None:
+        return Allowed()
+    if access.exists:
+        return Denied(
+            403,
+            f"The user '{user_name}' isn't allowed to upload to project '{access.display_name}'. "
+            f"See {help_url} for more information.",
+            "not_allowed",
+        )
+    if new_projects == "deny":
+        return Denied(
+            403,
+            f"Project '{access.display_name}' does not exist and new projects need an administrator: "
+            f"ask one to run 'upload-gateway project grant {access.display_name} {user_name}'",
+            "new_project_denied",
+        )
+    if token_project_scoped:
+        return Denied(
+            403,
+            f"The given token isn't allowed to create project '{access.display_name}': "
+            "use an account-wide token for a new project",
+            "not_allowed",
+        )
+    return Allowed(claim=True)

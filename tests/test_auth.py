@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from gateway.auth import PasswordCredentials, TokenCredentials, hash_password, parse_authorization, verify_password
+from gateway.errors import GatewayError
+
+
+def basic(text: str) -> str:
+    return "Basic " + base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (basic("alice:s3cret:with:colons"), PasswordCredentials("alice", "s3cret:with:colons")),
+        (basic("__token__:pypi-abc "), TokenCredentials("pypi-abc")),
+        ("token pypi-abc", TokenCredentials("pypi-abc")),
+        ("Bearer pypi-abc", TokenCredentials("pypi-abc")),
+        ("BEARER   pypi-abc", TokenCredentials("pypi-abc")),
+    ],
+)
+def test_credentials(header: str, expected: object) -> None:
+    assert parse_authorization(header) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (None, "no_credentials"),
+        ("", "no_credentials"),
+        ("Digest abc", "bad_credentials"),
+        ("Basic !!!", "bad_credentials"),
+        ("Basic " + base64.b64encode(b"no-colon").decode(), "bad_credentials"),
+        ("Basic " + base64.b64encode(b"\xff:\xfe").decode(), "bad_credentials"),
+        ("Bearer", "bad_credentials"),
+    ],
+)
+def test_missing_or_malformed_credentials_are_401_with_a_challenge(header: str | None, reason: str) -> None:
+    with pytest.raises(GatewayError) as exc:
+        parse_authorization(header)
+    assert exc.value.status == 401 and exc.value.reason == reason
+    assert exc.value.headers["WWW-Authenticate"].startswith("Basic ")
+
+
+def test_password_hashes_are_argon2id_and_verify() -> None:
+    hashed = hash_password("correct horse")
+    assert hashed.startswith("$argon2id$")
+    assert verify_password(hashed, "correct horse")
+    assert not verify_password(hashed, "wrong horse")
+    assert not verify_password("not a hash", "correct horse")
