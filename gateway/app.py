@@ -36,6 +36,7 @@ class Gateway:
     upstream: Upstream | None = None
     authenticator: Authenticator | None = None
     authorizer: Authorizer | None = None
+    token_settings: TokenSettings | None = None
 
     def ready(self) -> tuple[Store, Upstream, Authenticator, Authorizer]:
         if self.store is None or self.upstream is None or self.authenticator is None or self.authorizer is None:
@@ -191,6 +192,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         else:
             urls = UpstreamURLs.build(config.upstream.url, config.upstream.upload_url, config.upstream.simple_url)
         gateway.store = store
+        gateway.token_settings = settings
         gateway.authenticator = Authenticator(store, settings, gateway.metrics)
         gateway.authorizer = Authorizer(
             store, gateway.authenticator, config.policy, public_url=config.server.public_url
