@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import __version__
-from gateway.auth import Authenticator, Authorizer, Identity, TokenSettings, parse_authorization
+from gateway.auth import (
+    Authenticator,
+    Authorizer,
+    Identity,
+    PasswordCredentials,
+    TokenSettings,
+    parse_authorization,
+)
 from gateway.config import Config, server_secret, token_location
 from gateway.embedded import EmbeddedIndex
 from gateway.errors import GatewayError, reason_phrase
+from gateway.existing import ExistingFiles
 from gateway.form import MAX_FORM_BYTES
+from gateway.logs import FIELDS, access_middleware
 from gateway.metrics import Metrics
 from gateway.proxy import Upstream, UpstreamURLs, aborting_socket
-from gateway.store import Store
-from gateway.upload import Accepted, UploadFlow
+from gateway.store import Store, StoredFile
+from gateway.upload import Accepted, UploadContext, UploadFlow, file_too_large
 from gateway.validation import Upload
 
 log = logging.getLogger("gateway")
+PROBE_INTERVAL = 15.0
 
 
 @dataclass
@@ -37,6 +51,7 @@ class Gateway:
     authenticator: Authenticator | None = None
     authorizer: Authorizer | None = None
     token_settings: TokenSettings | None = None
+    uploads: UploadContext | None = None
 
     def ready(self) -> tuple[Store, Upstream, Authenticator, Authorizer]:
         if self.store is None or self.upstream is None or self.authenticator is None or self.authorizer is None:
@@ -75,21 +90,22 @@ async def upload(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     metrics = gateway.metrics
     started = time.perf_counter()
+    trail = request[FIELDS]
     outcome, reason = "failed", "internal_error"
     metrics.in_flight.inc()
-    trail: dict[str, str | None] = {}
     try:
         accepted = await _upload(request, gateway, trail)
         outcome, reason = "accepted", accepted.reason
         metrics.upload_bytes.inc(accepted.size)
         metrics.upload_size.observe(accepted.size)
-        log.info("upload accepted: %s (%d bytes)", accepted.upload.filename, accepted.size)
+        trail["size"] = accepted.size
         return web.Response(text="OK\n")
     except GatewayError as exc:
         outcome, reason = ("failed" if exc.status >= 500 else "rejected"), exc.reason
-        log.info("upload refused: %d %s (%s)", exc.status, exc.reason, exc.message)
+        trail["error"] = exc.message
         raise
     finally:
+        trail.update(outcome=outcome, reason=reason)
         metrics.in_flight.dec()
         metrics.uploads.labels(outcome, reason).inc()
         metrics.upload_duration.labels(outcome).observe(time.perf_counter() - started)
@@ -99,41 +115,47 @@ async def upload(request: web.Request) -> web.Response:
                 user_name=trail.get("user"),
                 token_id=trail.get("token_id"),
                 project=trail.get("project"),
-                address=request.remote,
-                filename=trail.get("filename"),
+                address=trail.get("client"),
+                filename=trail.get("file"),
                 reason=reason,
             )
 
 
-async def _upload(request: web.Request, gateway: Gateway, trail: dict[str, str | None]) -> Accepted:
-    _, upstream, authenticator, authorizer = gateway.ready()
+async def _upload(request: web.Request, gateway: Gateway, trail: dict[str, Any]) -> Accepted:
+    store, _, authenticator, _ = gateway.ready()
+    assert gateway.uploads is not None
     limits = gateway.config.limits
     credentials = parse_authorization(request.headers.get("Authorization"))
+    if isinstance(credentials, PasswordCredentials):
+        trail["user"] = credentials.username
     length = request.content_length
     if length is None:
         raise GatewayError(411, "Length Required: send the upload with a Content-Length header", "length_required")
     if length > limits.max_file_size + 2 * MAX_FORM_BYTES:
-        raise GatewayError(
-            413,
-            f"File too large. Limit is {limits.max_file_size // 2**20} MiB per file",
-            "file_too_large",
-        )
+        raise file_too_large(limits.max_file_size)
     identity = await authenticator.authenticate(credentials)
     trail.update(user=identity.user.name, token_id=identity.token_id)
+    authorize = gateway.uploads.authorize
 
-    async def authorize(identity: Identity, upload: Upload) -> None:
-        trail.update(project=upload.project, filename=upload.filename)
-        await authorizer(identity, upload)
+    async def authorize_and_note(identity: Identity, upload: Upload) -> None:
+        trail.update(project=upload.project, file=upload.filename)
+        await authorize(identity, upload)
 
-    flow = UploadFlow(
-        request,
-        identity,
-        upstream=upstream,
-        authorize=authorize,
-        allowed_actions=gateway.config.policy.allowed_actions,
-        read_timeout=limits.read_timeout,
-    )
-    return await flow.run()
+    context = dataclasses.replace(gateway.uploads, authorize=authorize_and_note)
+    accepted = await UploadFlow(request, identity, context).run()
+    if accepted.reason == "ok":
+        await store.record_file(
+            StoredFile(
+                filename=accepted.upload.filename,
+                project=accepted.upload.project,
+                size=accepted.size,
+                sha256=accepted.digests["sha256"],
+                blake2_256=accepted.digests["blake2_256"],
+                user=identity.user.name,
+                token_id=identity.token_id,
+            )
+        )
+    return accepted
 
 
 async def passthrough(request: web.Request) -> web.StreamResponse:
@@ -173,7 +195,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     config = gateway.config
     max_body = config.limits.max_file_size + 2 * MAX_FORM_BYTES
     embedded = EmbeddedIndex(config.upstream.data_dir, max_body=max_body) if config.upstream.embedded else None
-    store = await Store.open(config.store.path)
+    store = await Store.open(config.store.path, audit_file=config.logging.audit_file)
     settings = TokenSettings(
         prefix=config.tokens.prefix,
         location=token_location(config),
@@ -204,17 +226,41 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
             public_url=config.server.public_url,
             metrics=gateway.metrics,
         )
-        yield
+        help_url = f"{config.server.public_url}/account/projects"
+        gateway.uploads = UploadContext(
+            upstream=gateway.upstream,
+            authorize=gateway.authorizer,
+            authorize_action=gateway.authorizer.action,
+            existing=ExistingFiles(gateway.upstream.simple_page, store.file_sha256, help_url=help_url),
+            project_size=store.project_size,
+            limits=config.limits,
+            allowed_actions=config.policy.allowed_actions,
+            help_url=help_url,
+        )
+        probe = asyncio.create_task(_probe(gateway.upstream), name="upstream-probe")
+        try:
+            yield
+        finally:
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
     finally:
-        gateway.upstream = gateway.authenticator = gateway.authorizer = gateway.store = None
+        gateway.upstream = gateway.authenticator = gateway.authorizer = gateway.store = gateway.uploads = None
         await session.close()
         if embedded is not None:
             await embedded.stop()
         await store.close()
 
 
+async def _probe(upstream: Upstream) -> None:
+    """Keep `upload_gateway_upstream_up` current, so an idle gateway can alert on a dead index."""
+    while True:
+        await upstream.ping()
+        await asyncio.sleep(PROBE_INTERVAL)
+
+
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[access_middleware(config.server.trusted_proxies), error_middleware])
     app[GATEWAY] = Gateway(config)
     app.cleanup_ctx.append(lifecycle)
     app.router.add_post("/", upload)
@@ -223,5 +269,5 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
-    app.router.add_route("GET", "/{tail:.*}", passthrough)
+    app.router.add_get("/{tail:.*}", passthrough)
     return app

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from gateway import policy, tokens
 from gateway.config import PolicyConfig
@@ -130,6 +130,8 @@ class Authenticator:
         self._metrics = metrics
         self._rows: TTLCache[str, tuple[TokenRow, User] | None] = TTLCache(maxsize=8192, ttl=ROW_TTL)
         self._verified: TTLCache[tuple[str, str, str | None], float] = TTLCache(maxsize=8192, ttl=VERIFIED_TTL)
+        # Parsing is pure (the string decides it), so a parsed token is kept as long as it is in use.
+        self._parsed: LRUCache[str, tokens.ParsedToken] = LRUCache(maxsize=8192)
 
     async def authenticate(self, credentials: Credentials) -> Identity:
         if isinstance(credentials, TokenCredentials):
@@ -143,12 +145,9 @@ class Authenticator:
         return Identity(user=user)
 
     async def _token_identity(self, token: str) -> Identity:
-        try:
-            parsed = tokens.parse(token, prefix=self._settings.prefix)
-        except tokens.InvalidTokenError as exc:
-            self._fail("malformed")
-            hint = f" (tokens for this index start with '{self._settings.prefix}-')"
-            raise invalid_token(f"{exc}{hint if not token.startswith(self._settings.prefix + '-') else ''}") from None
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        parsed = self._parsed.get(digest) or self._parse(token)
+        self._parsed[digest] = parsed
         found = await self._row(parsed.token_id)
         if found is None:
             self._fail("unknown")
@@ -157,8 +156,15 @@ class Authenticator:
         if row.revoked is not None:
             self._fail("revoked")
             raise invalid_token("token has been revoked; create a new one", "revoked_token")
-        digest = hashlib.sha256(token.encode()).hexdigest()
         return Identity(user=user, token=row, parsed=parsed, token_hash=digest)
+
+    def _parse(self, token: str) -> tokens.ParsedToken:
+        try:
+            return tokens.parse(token, prefix=self._settings.prefix)
+        except tokens.InvalidTokenError as exc:
+            self._fail("malformed")
+            hint = f" (tokens for this index start with '{self._settings.prefix}-')"
+            raise invalid_token(f"{exc}{hint if not token.startswith(self._settings.prefix + '-') else ''}") from None
 
     async def _row(self, token_id: str) -> tuple[TokenRow, User] | None:
         if token_id in self._rows:
@@ -267,11 +273,43 @@ class Authorizer:
         self._authenticator = authenticator
         self._settings = settings
         self._public_url = public_url
+        self._help_url = f"{public_url}/account/projects"
 
     async def __call__(self, identity: Identity, upload: Upload) -> None:
-        project = await self._store.get_project(upload.project)
+        project = await self._credentials(identity, upload.project)
+        role = await self._store.role_of(upload.project, identity.user.id) if project else None
+        decision = policy.project_upload(
+            _access(project, role, upload.name),
+            user_name=identity.user.name,
+            new_projects=self._settings.new_projects,
+            help_url=self._help_url,
+            token_project_scoped=project_scoped(identity),
+        )
+        _raise_if_denied(decision)
+        if isinstance(decision, policy.Allowed) and decision.claim:
+            if not await self._store.claim_project(upload.project, upload.name, identity.user):
+                await self(identity, upload)  # someone claimed it a moment ago: decide again
+        await self._used(identity, upload.project)
+
+    async def action(self, identity: Identity, action: str, project_name: str, display_name: str) -> None:
+        """`remove_pkg`, `doc_upload`… on an existing project, when `policy.allowed_actions` lets them through."""
+        project = await self._credentials(identity, project_name)
+        role = await self._store.role_of(project_name, identity.user.id) if project else None
+        _raise_if_denied(
+            policy.project_action(
+                _access(project, role, display_name),
+                action=action,
+                user_name=identity.user.name,
+                help_url=self._help_url,
+            )
+        )
+        await self._used(identity, project_name)
+
+    async def _credentials(self, identity: Identity, project_name: str) -> Project | None:
+        """Token caveats for this project, or the password policy; returns the project if it exists."""
+        project = await self._store.get_project(project_name)
         if identity.token is not None:
-            self._authenticator.check_token(identity, upload.project, project.id if project else None, time.time())
+            self._authenticator.check_token(identity, project_name, project.id if project else None, time.time())
         else:
             _raise_if_denied(
                 policy.password_upload(
@@ -280,28 +318,22 @@ class Authorizer:
                     tokens_url=f"{self._public_url}/account/tokens",
                 )
             )
-        role = await self._store.role_of(upload.project, identity.user.id) if project else None
-        access = policy.ProjectAccess(
-            exists=project is not None,
-            role=policy.Role(role) if role else None,
-            display_name=project.display_name if project else upload.name,
-        )
-        decision = policy.project_upload(
-            access,
-            user_name=identity.user.name,
-            new_projects=self._settings.new_projects,
-            help_url=f"{self._public_url}/account/projects",
-            token_project_scoped=project_scoped(identity),
-        )
-        _raise_if_denied(decision)
-        if isinstance(decision, policy.Allowed) and decision.claim:
-            if not await self._store.claim_project(upload.project, upload.name, identity.user):
-                await self(identity, upload)  # someone claimed it a moment ago: decide again
+        return project
+
+    async def _used(self, identity: Identity, project_name: str) -> None:
         if identity.token is not None:
             await self._store.touch_token(identity.token.id)
             await self._store.audit(
-                "token.used", user_name=identity.user.name, token_id=identity.token.id, project=upload.project
+                "token.used", user_name=identity.user.name, token_id=identity.token.id, project=project_name
             )
+
+
+def _access(project: Project | None, role: str | None, display_name: str) -> policy.ProjectAccess:
+    return policy.ProjectAccess(
+        exists=project is not None,
+        role=policy.Role(role) if role else None,
+        display_name=project.display_name if project else display_name,
+    )
 
 
 def _raise_if_denied(decision: policy.Decision) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import getpass
 import json
-import logging
 import os
 import re
 import signal
@@ -22,7 +22,7 @@ from pathlib import Path
 from aiohttp import web
 from packaging.utils import canonicalize_name
 
-from gateway import twofactor
+from gateway import logs, twofactor
 from gateway.app import create_app
 from gateway.auth import TOKEN_USERNAME, TokenSettings, create_token, hash_password, scope_of
 from gateway.config import DEFAULT_PATH, Config, ConfigError, load_config, parse_duration, server_secret, token_location
@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     plist = project.add_parser("list", help="a user's projects and roles")
     plist.add_argument("user")
     plist.add_argument("--json", action="store_true")
+
+    audit = commands.add_parser("audit", help="the audit trail: security events, oldest first")
+    audit.add_argument("--since", help="a duration back from now (24h, 7d) or a date (2026-11-24, ISO 8601)")
+    audit.add_argument("--user", help="only events of this user")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.set_defaults(action="show")
     return parser
 
 
@@ -106,7 +112,7 @@ def _config_path(given: Path | None) -> Path | None:
 async def _with_store(
     config: Config, command: Callable[[Store, argparse.Namespace, Config], Awaitable[None]], args: argparse.Namespace
 ) -> int:
-    store = await Store.open(config.store.path)
+    store = await Store.open(config.store.path, audit_file=config.logging.audit_file)
     try:
         await command(store, args, config)
     finally:
@@ -271,7 +277,34 @@ def _project_name(given: str) -> str:
     return canonicalize_name(given)
 
 
+def _since(given: str | None) -> float:
+    if not given:
+        return 0.0
+    with contextlib.suppress(ValueError):
+        return time.time() - parse_duration(given)
+    try:
+        moment = datetime.datetime.fromisoformat(given)
+    except ValueError:
+        raise CommandError(f"--since {given[:40]!r}: use a duration (24h, 7d) or a date (2026-11-24)") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)).timestamp()
+
+
+async def audit_show(store: Store, args: argparse.Namespace, config: Config) -> None:
+    for event in await store.audit_events(since=_since(args.since), user_name=args.user):
+        if args.json:
+            print(event.to_json())
+            continue
+        detail = " ".join(f"{key}={value}" for key, value in sorted(event.detail.items()))
+        who = " ".join(
+            f"{label}={value}"
+            for label, value in (("user", event.user_name), ("token", event.token_id), ("project", event.project))
+            if value
+        )
+        print(f"{_when(event.at)}  {event.event:<24} {who} {detail}".rstrip())
+
+
 COMMANDS: dict[tuple[str, str], Callable[[Store, argparse.Namespace, Config], Awaitable[None]]] = {
+    ("audit", "show"): audit_show,
     ("user", "add"): user_add,
     ("user", "list"): user_list,
     ("user", "2fa"): user_2fa,
@@ -285,15 +318,13 @@ COMMANDS: dict[tuple[str, str], Callable[[Store, argparse.Namespace, Config], Aw
 
 
 def serve(config: Config) -> int:
-    logging.basicConfig(
-        level=config.logging.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logs.setup(config.logging, config.tokens.prefix)
     asyncio.run(_serve(config))
     return 0
 
 
 async def _serve(config: Config) -> None:
-    runner = web.AppRunner(create_app(config), access_log_format='%a "%r" %s %b %Tfs')
+    runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.server.host, config.server.port)

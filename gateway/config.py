@@ -5,6 +5,7 @@ A bad value stops start-up with one line that names the key and what is allowed 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
@@ -78,6 +79,7 @@ class LimitsConfig:
 class LoggingConfig:
     level: str
     format: str
+    audit_file: Path | None
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "tokens": {"prefix": "pypi", "secret_file": "data/secret.key", "max_lifetime": ""},
     "policy": {"password_uploads": "deny-2fa", "new_projects": "claim", "allowed_actions": ["file_upload"]},
     "limits": {"max_file_size": "100MiB", "max_project_size": "", "read_timeout": "60s"},
-    "logging": {"level": "info", "format": "text"},
+    "logging": {"level": "info", "format": "text", "audit_file": ""},
 }
 
 
@@ -171,7 +173,7 @@ def _build(raw: dict[str, dict[str, Any]]) -> Config:
             host=host,
             port=port,
             public_url=public_url.rstrip("/"),
-            trusted_proxies=tuple(_str_list(server, "server", "trusted_proxies")),
+            trusted_proxies=_networks(_str_list(server, "server", "trusted_proxies")),
         ),
         upstream=UpstreamConfig(
             url=url,
@@ -227,6 +229,7 @@ def _logging(raw: dict[str, Any]) -> LoggingConfig:
     return LoggingConfig(
         level=_choice(raw, "logging", "level", ("debug", "info", "warning", "error")),
         format=_choice(raw, "logging", "format", ("text", "json")),
+        audit_file=_optional_path(raw, "logging", "audit_file"),
     )
 
 
@@ -275,6 +278,15 @@ def _str_list(raw: dict[str, Any], section: str, key: str) -> list[str]:
     if not _is_list(value) or not all(isinstance(item, str) for item in value):
         raise ConfigError(f"{section}.{key}: must be a list of strings, got {value!r}")
     return list(value)
+
+
+def _networks(entries: list[str]) -> tuple[str, ...]:
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(f"server.trusted_proxies: {entry!r} is not an IP address or network") from None
+    return tuple(entries)
 
 
 def _optional_path(raw: dict[str, Any], section: str, key: str) -> Path | None:

@@ -65,6 +65,7 @@ class FormReader:
         self.content_done = False
         self.finished = False
         self._hashers: dict[str, Any] = {}
+        self._file_data: list[memoryview] = []
         self._form_bytes = 0
         self._field_count = 0
         self._header_name = b""
@@ -89,14 +90,26 @@ class FormReader:
         )
 
     def feed(self, data: bytes) -> None:
+        for segment in self.parse(data):
+            for hasher in self._hashers.values():
+                hasher.update(segment)
+
+    def parse(self, data: bytes) -> list[memoryview]:
+        """Parse `data`; return the file's bytes in it, for the caller to hash (in parallel, see `hashers`)."""
         if self.finished:
             if data.strip(b"\r\n-"):
                 raise bad_form("Malformed multipart/form-data: data after the closing boundary")
-            return
+            return []
         try:
             self._parser.write(data)
         except MultipartParseError as exc:
             raise bad_form(f"Malformed multipart/form-data: {_describe(exc)}") from None
+        segments, self._file_data = self._file_data, []
+        return segments
+
+    @property
+    def hashers(self) -> list[Any]:
+        return list(self._hashers.values())
 
     def finish(self) -> None:
         """Called at the end of the body: a form that never closed was truncated."""
@@ -156,10 +169,8 @@ class FormReader:
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._part_kind == "content":
-            chunk = data[start:end]
-            self.file_size += len(chunk)
-            for hasher in self._hashers.values():
-                hasher.update(chunk)
+            self.file_size += end - start
+            self._file_data.append(memoryview(data)[start:end])
         elif self._part_kind == "field":
             self._form_bytes += end - start
             if self._form_bytes > MAX_FORM_BYTES or len(self._value) + end - start > MAX_FIELD_BYTES:

@@ -56,8 +56,21 @@ class Metrics:
             PREFIX + "token_verifications", "API token verifications by result", ["result"], registry=reg
         )
         self.auth_failures = Counter(PREFIX + "auth_failures", "Failed authentications by kind", ["kind"], registry=reg)
+        self.upstream_up = Gauge(
+            PREFIX + "upstream_up", "1 when the index answered the last probe (every 15 s), else 0", registry=reg
+        )
         Info(PREFIX + "build", "Version of the gateway", registry=reg).info(
             {"version": __version__, "python": platform.python_version()}
         )
+        # Series exist from the start, so rate() and increase() see their first event.
         for outcome, reason in (("accepted", "ok"), ("rejected", "invalid_credentials"), ("failed", "upstream_error")):
             self.uploads.labels(outcome, reason)
+        for outcome in ("accepted", "rejected", "failed"):
+            self.upload_duration.labels(outcome)
+        for kind in ("password", "token"):
+            self.auth_failures.labels(kind)
+        for result in ("valid", "valid_cached", "invalid", "malformed", "unknown", "revoked"):
+            self.token_verifications.labels(result)
+        for route in ("upload", "simple", "packages", "json", "other"):
+            for kind in ("unreachable", "timeout", "status_5xx"):
+                self.upstream_errors.labels(route, kind)

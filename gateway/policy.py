@@ -95,3 +95,16 @@ def project_upload(
             "not_allowed",
         )
     return Allowed(claim=True)
+
+
+def project_action(access: ProjectAccess, *, action: str, user_name: str, help_url: str) -> Decision:
+    """Actions other than uploads, when the operator allows them: removing files needs an owner (as on PyPI)."""
+    needed = (Role.OWNER,) if action == "remove_pkg" else (Role.OWNER, Role.MAINTAINER)
+    if access.role in needed:
+        return Allowed()
+    return Denied(
+        403,
+        f"The user '{user_name}' isn't allowed to {action} on project '{access.display_name}'"
+        f"{' (owners only)' if action == 'remove_pkg' else ''}. See {help_url} for more information.",
+        "not_allowed",
+    )

@@ -159,11 +159,16 @@ class Upstream:
         return GatewayError(504, f"The package index at {self.urls.base} did not answer in time", "upstream_timeout")
 
     async def ping(self) -> bool:
+        """Is the index answering? Also kept in `upload_gateway_upstream_up`."""
         try:
-            async with self._session.get(self.urls.simple, allow_redirects=False) as resp:
-                return resp.status < 500
+            async with self._session.get(
+                self.urls.simple, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=10)
+            ) as resp:
+                up = resp.status < 500
         except (aiohttp.ClientError, TimeoutError):
-            return False
+            up = False
+        self._metrics.upstream_up.set(1 if up else 0)
+        return up
 
     async def post_upload(
         self, body: AsyncIterable[bytes], *, content_type: str, length: int, user_agent: str
@@ -177,16 +182,31 @@ class Upstream:
             text = await resp.text(errors="replace")
             answer = UpstreamAnswer(resp.status, resp.reason or "", text[:4096])
         self._metrics.upstream_duration.labels("upload").observe(time.perf_counter() - started)
+        if answer.status >= 500 or answer.status in (401, 403):
+            self._metrics.upstream_errors.labels("upload", "status_5xx" if answer.status >= 500 else "auth").inc()
         return answer
 
     async def simple_page(self, project: str) -> str | None:
-        """The index's simple page for a project, or None when it has none."""
-        async with self._session.get(self.urls.simple + project + "/", auth=self._auth) as resp:
-            if resp.status == 404:
-                return None
-            if resp.status >= 400:
-                raise GatewayError(502, f"The package index answered {resp.status} for {project}", "upstream_error")
-            return await resp.text(errors="replace")
+        """The index's simple page for a project, or None when it has none (404, or a redirect elsewhere)."""
+        started = time.perf_counter()
+        try:
+            async with self._session.get(
+                self.urls.simple + project + "/", auth=self._auth, allow_redirects=False
+            ) as resp:
+                self._metrics.upstream_duration.labels("simple").observe(time.perf_counter() - started)
+                if resp.status == 404 or 300 <= resp.status < 400:
+                    return None
+                if resp.status >= 400:
+                    if resp.status >= 500:
+                        self._metrics.upstream_errors.labels("simple", "status_5xx").inc()
+                    raise GatewayError(
+                        502, f"The package index at {self.urls.base} failed (HTTP {resp.status})", "upstream_error"
+                    )
+                return await resp.text(errors="replace")
+        except aiohttp.ClientConnectionError as exc:
+            raise self.unreachable("simple", exc) from None
+        except TimeoutError:
+            raise self.timed_out("simple") from None
 
     async def passthrough(self, request: web.Request) -> web.StreamResponse:
         route = route_of(request.path)

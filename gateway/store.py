@@ -11,7 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,19 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (project, user_id)
     );
     """,
+    """
+    CREATE TABLE files (
+        filename TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        blake2_256 TEXT NOT NULL,
+        uploaded REAL NOT NULL,
+        user_name TEXT,
+        token_id TEXT
+    );
+    CREATE INDEX files_project ON files (project);
+    """,
 )
 
 
@@ -119,6 +132,17 @@ class TokenRow:
 
 
 @dataclass(frozen=True)
+class StoredFile:
+    filename: str
+    project: str
+    size: int
+    sha256: str
+    blake2_256: str
+    user: str | None
+    token_id: str | None
+
+
+@dataclass(frozen=True)
 class Project:
     name: str
     id: str
@@ -136,20 +160,28 @@ class AuditEvent:
     address: str | None
     detail: Mapping[str, Any]
 
+    def to_json(self) -> str:
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.at)) + f".{int(self.at % 1 * 1000):03d}Z"
+        return json.dumps({**asdict(self), "at": when, "detail": dict(self.detail)}, sort_keys=True)
+
 
 class Store:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, audit_file: Path | None = None) -> None:
         self._db = db
+        self._audit_file = audit_file
 
     @classmethod
-    async def open(cls, path: Path) -> Store:
+    async def open(cls, path: Path, *, audit_file: Path | None = None) -> Store:
+        """Open (and migrate) the database; `audit_file` also receives every audit event as a JSON line."""
         path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path, isolation_level=None)
         db.row_factory = aiosqlite.Row
         await db.execute("PRAGMA busy_timeout = 5000")
         await db.execute("PRAGMA journal_mode = WAL")
+        # WAL with synchronous=NORMAL: no fsync per commit, never corrupt; a power cut may lose the last writes.
+        await db.execute("PRAGMA synchronous = NORMAL")
         await db.execute("PRAGMA foreign_keys = ON")
-        store = cls(db)
+        store = cls(db, audit_file)
         await store._migrate()
         return store
 
@@ -316,22 +348,20 @@ class Store:
         return cursor.rowcount == 1
 
     async def claim_project(self, name: str, display_name: str, user: User) -> bool:
-        """Make `user` the owner of a project nobody has yet; False when someone else was first."""
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            created = await self._ensure_project(name, display_name)
-            if created:
-                await self._db.execute(
-                    "INSERT INTO roles (project, user_id, role, created) VALUES (?, ?, 'owner', ?)",
-                    (name, user.id, time.time()),
-                )
-            await self._db.execute("COMMIT")
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        if created:
+        """Make `user` the owner of a project nobody has a role on yet; False when someone else was first.
+
+        Two single statements, no transaction: the connection is shared by concurrent uploads, and SQLite
+        runs each statement atomically, so of two uploaders claiming at once exactly one inserts the owner.
+        """
+        await self._ensure_project(name, display_name)
+        cursor = await self._db.execute(
+            "INSERT INTO roles (project, user_id, role, created) SELECT ?, ?, 'owner', ? "
+            "WHERE NOT EXISTS (SELECT 1 FROM roles WHERE project = ?)",
+            (name, user.id, time.time(), name),
+        )
+        if cursor.rowcount == 1:
             await self.audit("project.claimed", user_name=user.name, project=name)
-        return created
+        return cursor.rowcount == 1
 
     async def grant(self, name: str, display_name: str, user: User, role: str, *, by: str) -> None:
         await self._ensure_project(name, display_name)
@@ -367,13 +397,19 @@ class Store:
         address: str | None = None,
         **detail: Any,
     ) -> None:
+        at = time.time()
         await self._db.execute(
             "INSERT INTO audit (at, event, user_name, token_id, project, address, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (time.time(), event, user_name, token_id, project, address, json.dumps(detail, sort_keys=True)),
+            (at, event, user_name, token_id, project, address, json.dumps(detail, sort_keys=True)),
         )
+        if self._audit_file is not None:
+            line = AuditEvent(at, event, user_name, token_id, project, address, detail).to_json()
+            with self._audit_file.open("a", encoding="utf-8") as mirror:
+                mirror.write(line + "\n")
 
     async def audit_events(self, *, since: float = 0.0, user_name: str | None = None) -> list[AuditEvent]:
-        query, args = "SELECT * FROM audit WHERE at >= ?", [str(since)]
+        args: list[Any]
+        query, args = "SELECT * FROM audit WHERE at >= ?", [since]
         if user_name is not None:
             query += " AND user_name = ?"
             args.append(user_name)
@@ -391,6 +427,33 @@ class Store:
             )
             for row in rows
         ]
+
+    async def record_file(self, file: StoredFile) -> None:
+        """A file the index accepted through the gateway: its digests answer duplicates, sizes add up per project."""
+        await self._db.execute(
+            "INSERT OR REPLACE INTO files (filename, project, size, sha256, blake2_256, uploaded, user_name, token_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                file.filename,
+                file.project,
+                file.size,
+                file.sha256,
+                file.blake2_256,
+                time.time(),
+                file.user,
+                file.token_id,
+            ),
+        )
+
+    async def file_sha256(self, filename: str) -> str | None:
+        async with self._db.execute("SELECT sha256 FROM files WHERE filename = ?", (filename,)) as cursor:
+            row = await cursor.fetchone()
+        return str(row[0]) if row else None
+
+    async def project_size(self, project: str) -> int:
+        async with self._db.execute("SELECT COALESCE(SUM(size), 0) FROM files WHERE project = ?", (project,)) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
 
 _USER_SELECT = (
@@ -422,3 +485,4 @@ def _token(row: aiosqlite.Row) -> TokenRow:
         expires=row["expires"],
         revoked=row["revoked"],
     )
+

@@ -131,6 +131,13 @@ def validate_upload(fields: Mapping[str, Sequence[str]], *, filename: str, conte
     )
 
 
+def project_of(fields: Mapping[str, Sequence[str]]) -> tuple[str, str]:
+    """(normalized, as given) project name of a form without a file, e.g. `:action=remove_pkg`."""
+    _reject_duplicates(fields)
+    name = _check_name(_field(fields, "name"))
+    return canonicalize_name(name), name
+
+
 def _refuse(message: str, reason: str) -> GatewayError:
     return GatewayError(400, message, reason)
 

@@ -6,6 +6,7 @@ import os
 import secrets
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -121,11 +122,26 @@ class Relay:
                 client, _ = self.server.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+            threading.Thread(target=self._connection, args=(client,), daemon=True).start()
+
+    def _connection(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        pipes = [
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True),
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True),
+        ]
+        for pipe in pipes:
+            pipe.start()
+        for pipe in pipes:
+            pipe.join()
+        client.close()
+        upstream.close()
 
     def _pipe(self, source: socket.socket, sink: socket.socket, record: bool) -> None:
+        """Copy one direction; a clean end is passed on as a FIN, a reset as a reset (as the gateway sent it).
+
+        Sockets are closed only once both directions are done, so no thread ever reads a reused descriptor.
+        """
         kept = 0
         try:
             while data := source.recv(256 * 1024):
@@ -134,14 +150,13 @@ class Relay:
                         self.received += data[: self.KEEP - kept]
                     kept += len(data)
                 sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
         except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            try:
+                sink.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sink.shutdown(socket.SHUT_RD)  # wakes the other direction without sending anything
+            except OSError:
+                pass
 
     def close(self) -> None:
         self._closed = True

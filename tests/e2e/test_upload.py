@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import http.client
+import os
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -239,19 +241,21 @@ def test_logs_hold_no_password_or_authorization(gateway_factory: GatewayFactory,
     assert twine(gw.url, "erin", "wrong password here", wheel).returncode != 0
     assert twine(gw.url, "erin", "erin's very secret password", wheel).returncode == 0
     log = gw.log_text()
-    assert "upload accepted" in log and "upload refused" in log
+    assert "outcome=accepted" in log and "outcome=rejected reason=invalid_credentials" in log
     for secret in ("erin's very secret password", "wrong password here", "Authorization", "authorization"):
         assert secret not in log
     for user, password in (("erin", "erin's very secret password"), ("erin", "wrong password here")):
         assert basic(user, password).split()[1] not in log
 
 
-def metric(gw: GatewayProcess, name: str) -> float:
+def metric(gw: GatewayProcess, name: str, default: float | None = None) -> float:
     with urllib.request.urlopen(gw.url + "/metrics") as resp:
         text = resp.read().decode()
     for line in text.splitlines():
         if line.startswith((name + " ", name + "{")):
             return float(line.rsplit(" ", 1)[1])
+    if default is not None:
+        return default
     raise AssertionError(f"{name} not exposed")
 
 
@@ -266,10 +270,24 @@ def test_metrics_count_uploads(alice: GatewayProcess, tmp_path: Path) -> None:
     assert metric(alice, "upload_gateway_uploads_in_flight") == 0
 
 
-def test_client_disconnect_aborts_the_upstream_request(alice: GatewayProcess, index: Index, tmp_path: Path) -> None:
-    wheel = make_wheel(tmp_path, "half-sent", "1.0", payload_size=4 * 2**20)
-    content_type, body = upload_body(wheel)
+def open_temporary_files(pid: int) -> list[str]:
+    targets = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            targets.append(os.readlink(fd))
+        except OSError:
+            continue
+    return [t for t in targets if t.startswith(tempfile.gettempdir()) and t.endswith("(deleted)")]
+
+
+@pytest.mark.parametrize("files_first", [False, True], ids=["streamed", "spooled"])
+def test_client_disconnect_aborts_the_upstream_request(
+    alice: GatewayProcess, index: Index, tmp_path: Path, files_first: bool
+) -> None:
+    wheel = make_wheel(tmp_path, f"half-sent-{files_first}".lower(), "1.0", payload_size=4 * 2**20)
+    content_type, body = upload_body(wheel, files_first=files_first)
     parts = urlsplit(alice.url)
+    before = metric(alice, 'upload_gateway_uploads_total{outcome="rejected",reason="truncated_body"}', default=0)
     with socket.create_connection((parts.hostname, parts.port)) as sock:
         head = (
             f"POST /legacy/ HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: {content_type}\r\n"
@@ -277,10 +295,13 @@ def test_client_disconnect_aborts_the_upstream_request(alice: GatewayProcess, in
         )
         sock.sendall(head.encode() + body[: len(body) // 2])
         time.sleep(0.5)
+        if files_first:
+            assert open_temporary_files(alice.pid), "the spooled body sits in an (anonymous) temporary file"
     deadline = time.monotonic() + 10
     while metric(alice, "upload_gateway_uploads_in_flight") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert metric(alice, "upload_gateway_uploads_in_flight") == 0
-    assert metric(alice, 'upload_gateway_uploads_total{outcome="rejected",reason="truncated_body"}') >= 1
+    assert metric(alice, 'upload_gateway_uploads_total{outcome="rejected",reason="truncated_body"}') == before + 1
     time.sleep(2)  # pypiserver under gunicorn stores a short body when the connection ends with a FIN
     assert wheel.name not in index.files()
+    assert open_temporary_files(alice.pid) == []

@@ -1,0 +1,98 @@
+"""Files the index already holds, and PyPI's answer to a re-upload of one.
+
+Every index answers a duplicate differently (pypiserver 409 or 400, devpi 409 or 200, others overwrite),
+so the gateway decides itself, before forwarding: identical bytes are a 200 no-op, different bytes a
+400 "File already exists", as on PyPI (so `twine upload --skip-existing` works in front of any index).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from urllib.parse import unquote, urlsplit
+
+from cachetools import TTLCache
+
+from gateway.errors import GatewayError
+
+# A listing read from the index is trusted this long; files accepted through the gateway are added at once.
+LISTING_TTL = 30.0
+_LINK = re.compile(r"""<a\s[^>]*?href\s*=\s*(["'])(.*?)\1""", re.IGNORECASE | re.DOTALL)
+UNKNOWN_HASH = ""
+
+
+def listing(page: str) -> dict[str, str]:
+    """{filename: sha256 hex, or UNKNOWN_HASH when the index gives none} from a PEP 503 project page."""
+    files: dict[str, str] = {}
+    for match in _LINK.finditer(page):
+        parts = urlsplit(match.group(2).replace("&amp;", "&"))
+        filename = unquote(parts.path.rsplit("/", 1)[-1])
+        if not filename:
+            continue
+        algorithm, _, value = parts.fragment.partition("=")
+        files[filename] = value.lower() if algorithm == "sha256" else UNKNOWN_HASH
+    return files
+
+
+def already_exists(filename: str, blake2_256: str, help_url: str) -> GatewayError:
+    return GatewayError(
+        400,
+        f"File already exists ('{filename}', with blake2_256 hash '{blake2_256}'). "
+        f"See {help_url} for more information.",
+        "file_exists",
+    )
+
+
+def verdict(existing_sha256: str, new_sha256: str, *, filename: str, blake2_256: str, help_url: str) -> None:
+    """Return for an identical re-upload; raise PyPI's 400 otherwise (also when the index gave no hash)."""
+    if existing_sha256 == UNKNOWN_HASH or existing_sha256 != new_sha256:
+        raise already_exists(filename, blake2_256, help_url)
+
+
+def previously_used(filename: str, help_url: str) -> GatewayError:
+    return GatewayError(
+        400,
+        f"This filename was previously used by a file that has since been deleted ('{filename}'). "
+        f"Use a different version. See {help_url} for more information.",
+        "filename_reused",
+    )
+
+
+class ExistingFiles:
+    """What the index lists (its simple page, cached briefly), checked against what the gateway recorded."""
+
+    def __init__(
+        self,
+        simple_page: Callable[[str], Awaitable[str | None]],
+        recorded: Callable[[str], Awaitable[str | None]],
+        *,
+        help_url: str,
+    ) -> None:
+        self._simple_page = simple_page
+        self._recorded = recorded
+        self._help_url = help_url
+        self._listings: TTLCache[str, dict[str, str]] = TTLCache(maxsize=1024, ttl=LISTING_TTL)
+
+    async def sha256_of(self, project: str, filename: str) -> str | None:
+        """The sha256 of `filename` if the index lists it (UNKNOWN_HASH when it gives none), else None.
+
+        "Not listed" may come from the cache: if the index got the file meanwhile, it refuses the upload
+        and the gateway asks again. "Listed" is always confirmed afresh, since it ends the upload here.
+        A filename the gateway once delivered but the index no longer lists was deleted: like PyPI, it
+        cannot be used again (an installer may have cached the old file under that name).
+        """
+        listed = self._listings.get(project)
+        if listed is None or filename in listed:
+            page = await self._simple_page(project)
+            listed = self._listings[project] = listing(page) if page is not None else {}
+        found = listed.get(filename)
+        if found is None and await self._recorded(filename) is not None:
+            raise previously_used(filename, self._help_url)
+        return found
+
+    def add(self, project: str, filename: str, sha256: str) -> None:
+        if project in self._listings:
+            self._listings[project][filename] = sha256
+
+    def forget(self, project: str) -> None:
+        self._listings.pop(project, None)

@@ -1,0 +1,33 @@
+"""docs/errors.md documents every refusal code the gateway's upload path can give."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CODE = re.compile(r"^[a-z][a-z0-9_]+$")
+# Functions whose arguments carry a refusal's reason code.
+RAISERS = {"GatewayError", "Denied", "challenge", "bad_form", "_refuse", "invalid_token"}
+
+
+def reason_codes() -> set[str]:
+    codes: set[str] = set()
+    for path in (ROOT / "gateway").glob("*.py"):  # the upload path; the web UI's codes are not upload reasons
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in RAISERS:
+                values = [*node.args, *(keyword.value for keyword in node.keywords)]
+            elif isinstance(node, ast.FunctionDef) and node.name in RAISERS:
+                values = [*node.args.defaults, *(d for d in node.args.kw_defaults if d is not None)]
+            else:
+                continue
+            codes |= {v.value for v in values if isinstance(v, ast.Constant) and CODE.match(str(v.value))}
+    return codes
+
+
+def test_every_reason_code_is_documented() -> None:
+    codes = reason_codes()
+    assert {"invalid_token", "digest_mismatch", "file_exists", "read_timeout", "not_allowed"} <= codes
+    documented = set(re.findall(r"`([a-z][a-z0-9_]+)`", (ROOT / "docs" / "errors.md").read_text()))
+    assert codes - documented == set()
