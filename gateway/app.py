@@ -8,7 +8,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -30,36 +29,15 @@ from gateway.errors import GatewayError, reason_phrase
 from gateway.existing import ExistingFiles
 from gateway.form import MAX_FORM_BYTES
 from gateway.logs import FIELDS, access_middleware
-from gateway.metrics import Metrics
 from gateway.proxy import Upstream, UpstreamURLs, aborting_socket
+from gateway.state import GATEWAY, Gateway
 from gateway.store import Store, StoredFile
 from gateway.upload import Accepted, UploadContext, UploadFlow, file_too_large
 from gateway.validation import Upload
+from gateway.web import application as account_pages
 
 log = logging.getLogger("gateway")
 PROBE_INTERVAL = 15.0
-
-
-@dataclass
-class Gateway:
-    """What the app holds while it runs; built at start-up from the frozen config."""
-
-    config: Config
-    metrics: Metrics = field(default_factory=Metrics)
-    store: Store | None = None
-    upstream: Upstream | None = None
-    authenticator: Authenticator | None = None
-    authorizer: Authorizer | None = None
-    token_settings: TokenSettings | None = None
-    uploads: UploadContext | None = None
-
-    def ready(self) -> tuple[Store, Upstream, Authenticator, Authorizer]:
-        if self.store is None or self.upstream is None or self.authenticator is None or self.authorizer is None:
-            raise GatewayError(503, "The gateway is starting; try again in a moment", "not_ready")
-        return self.store, self.upstream, self.authenticator, self.authorizer
-
-
-GATEWAY = web.AppKey("gateway", Gateway)
 
 
 def render_error(exc: GatewayError) -> web.Response:
@@ -270,4 +248,5 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/{tail:.*}", passthrough)
+    account_pages.setup(app)  # /account/ wins over the catch-all GET: a sub-app's prefix is matched first
     return app

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
-from gateway.index_server import SERVICE_USER
-
+SERVICE_USER = "upload-gateway"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 _PR_SET_PDEATHSIG = 1

@@ -17,7 +17,7 @@ from pathlib import Path
 import pypiserver
 import waitress
 
-SERVICE_USER = "upload-gateway"
+from gateway.embedded import SERVICE_USER
 
 
 def auther_for(password: str) -> Callable[[str, str], bool]:

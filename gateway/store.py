@@ -95,6 +95,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX files_project ON files (project);
     """,
+    """
+    CREATE TABLE web_sessions (
+        key TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        expires REAL NOT NULL
+    );
+    CREATE INDEX web_sessions_expires ON web_sessions (expires);
+    """,
 )
 
 
@@ -455,6 +463,102 @@ class Store:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    async def enable_totp(self, user: User, sealed_secret: bytes, step: int, *, address: str | None = None) -> None:
+        """Enrol TOTP with the step of the code that proved it, so that code cannot sign in afterwards."""
+        await self._db.execute(
+            "UPDATE users SET totp_secret = ?, totp_last_step = ? WHERE id = ?", (sealed_secret, step, user.id)
+        )
+        await self.audit("user.2fa.totp_enabled", user_name=user.name, address=address)
+
+    async def delete_totp(self, user: User, *, address: str | None = None) -> None:
+        await self._db.execute("UPDATE users SET totp_secret = NULL, totp_last_step = NULL WHERE id = ?", (user.id,))
+        await self.audit("user.2fa.totp_removed", user_name=user.name, address=address)
+
+    async def count_recovery_codes(self, user_id: str) -> int:
+        """Unused recovery codes."""
+        async with self._db.execute(
+            "SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL", (user_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def replace_recovery_codes(self, user: User, code_hashes: list[str], *, address: str | None = None) -> None:
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            await self._db.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user.id,))
+            await self._db.executemany(
+                "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)",
+                [(user.id, code_hash) for code_hash in code_hashes],
+            )
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        await self.audit(
+            "user.2fa.recovery_codes_replaced", user_name=user.name, address=address, count=len(code_hashes)
+        )
+
+    async def add_webauthn_credential(
+        self, user: User, credential: WebAuthnCredential, *, address: str | None = None
+    ) -> None:
+        try:
+            await self._db.execute(
+                "INSERT INTO webauthn_credentials (id, user_id, name, public_key, sign_count, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    credential.id,
+                    user.id,
+                    credential.name,
+                    credential.public_key,
+                    credential.sign_count,
+                    credential.created,
+                ),
+            )
+        except aiosqlite.IntegrityError:
+            raise StoreError("this security key is registered already") from None
+        await self.audit("user.2fa.webauthn_added", user_name=user.name, address=address, key=credential.name)
+
+    async def webauthn_credentials(self, user_id: str) -> list[WebAuthnCredential]:
+        async with self._db.execute(
+            "SELECT * FROM webauthn_credentials WHERE user_id = ? ORDER BY created", (user_id,)
+        ) as cursor:
+            return [_webauthn(row) for row in await cursor.fetchall()]
+
+    async def remove_webauthn_credential(self, user: User, credential_id: str, *, address: str | None = None) -> bool:
+        cursor = await self._db.execute(
+            "DELETE FROM webauthn_credentials WHERE id = ? AND user_id = ?", (credential_id, user.id)
+        )
+        if cursor.rowcount:
+            await self.audit("user.2fa.webauthn_removed", user_name=user.name, address=address)
+        return cursor.rowcount == 1
+
+    async def use_webauthn_credential(self, credential_id: str, sign_count: int) -> None:
+        await self._db.execute(
+            "UPDATE webauthn_credentials SET sign_count = ?, last_used = ? WHERE id = ?",
+            (sign_count, time.time(), credential_id),
+        )
+
+    async def save_web_session(self, key: str, data: str, expires: float) -> None:
+        """Insert or replace a web UI session; `key` is a keyed hash of the cookie, never the cookie itself."""
+        await self._db.execute(
+            "INSERT INTO web_sessions (key, data, expires) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET data = excluded.data, expires = excluded.expires",
+            (key, data, expires),
+        )
+
+    async def web_session(self, key: str, now: float) -> str | None:
+        async with self._db.execute(
+            "SELECT data FROM web_sessions WHERE key = ? AND expires > ?", (key, now)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return str(row[0]) if row else None
+
+    async def delete_web_session(self, key: str) -> None:
+        await self._db.execute("DELETE FROM web_sessions WHERE key = ?", (key,))
+
+    async def purge_web_sessions(self, now: float) -> None:
+        await self._db.execute("DELETE FROM web_sessions WHERE expires <= ?", (now,))
+
 
 _USER_SELECT = (
     "SELECT users.*, (SELECT COUNT(*) FROM webauthn_credentials w WHERE w.user_id = users.id) AS webauthn_count "
@@ -486,3 +590,25 @@ def _token(row: aiosqlite.Row) -> TokenRow:
         revoked=row["revoked"],
     )
 
+
+@dataclass(frozen=True)
+class WebAuthnCredential:
+    """A security key: `id` is the credential id, base64url as the browser sends it."""
+
+    id: str
+    name: str
+    public_key: bytes
+    sign_count: int
+    created: float
+    last_used: float | None = None
+
+
+def _webauthn(row: aiosqlite.Row) -> WebAuthnCredential:
+    return WebAuthnCredential(
+        id=row["id"],
+        name=row["name"],
+        public_key=row["public_key"],
+        sign_count=row["sign_count"],
+        created=row["created"],
+        last_used=row["last_used"],
+    )

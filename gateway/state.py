@@ -1,0 +1,37 @@
+"""What a running gateway holds, under one typed app key (shared by the upload path and the web UI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gateway.auth import Authenticator, Authorizer, TokenSettings
+from gateway.config import Config
+from gateway.errors import GatewayError
+from gateway.metrics import Metrics
+from gateway.proxy import Upstream
+from gateway.store import Store
+from gateway.upload import UploadContext
+
+
+@dataclass
+class Gateway:
+    """What the app holds while it runs; built at start-up from the frozen config."""
+
+    config: Config
+    metrics: Metrics = field(default_factory=Metrics)
+    store: Store | None = None
+    upstream: Upstream | None = None
+    authenticator: Authenticator | None = None
+    authorizer: Authorizer | None = None
+    token_settings: TokenSettings | None = None
+    uploads: UploadContext | None = None
+
+    def ready(self) -> tuple[Store, Upstream, Authenticator, Authorizer]:
+        if self.store is None or self.upstream is None or self.authenticator is None or self.authorizer is None:
+            raise GatewayError(503, "The gateway is starting; try again in a moment", "not_ready")
+        return self.store, self.upstream, self.authenticator, self.authorizer
+
+
+GATEWAY = web.AppKey("gateway", Gateway)

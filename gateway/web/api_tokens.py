@@ -1,0 +1,154 @@
+"""API tokens: list, add (shown once, with the .pypirc and twine snippet), revoke after a confirmation.
+
+A revocation is dropped from this process's verification cache at once (`Authenticator.forget`); other processes
+re-read token rows within seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+from packaging.utils import canonicalize_name
+
+from gateway.auth import create_token, scope_of
+from gateway.config import parse_duration
+from gateway.errors import GatewayError
+from gateway.store import Project, TokenRow, User
+from gateway.web.common import Account, confirmed, form, gateway_of, redirect, render, signed_in, state, when
+from gateway.web.sessions import flash
+
+TOKENS_PATH = "/account/tokens"
+MAX_DESCRIPTION = 100
+EXPIRY_CHOICES = (
+    ("", "Never"),
+    ("1d", "1 day"),
+    ("7d", "7 days"),
+    ("30d", "30 days"),
+    ("90d", "90 days"),
+    ("365d", "1 year"),
+)
+
+
+def _row(row: TokenRow, user: User, now: float) -> dict[str, Any]:
+    expired = row.expires is not None and row.expires <= now
+    return {
+        "id": row.id,
+        "description": row.description,
+        "scope": scope_of(row, user.id),
+        "created": when(row.created),
+        "last_used": when(row.last_used) or "never",
+        "expires": when(row.expires) or "never",
+        "state": "revoked" if row.revoked else "expired" if expired else "active",
+    }
+
+
+@signed_in
+async def tokens_page(request: web.Request, account: Account) -> web.StreamResponse:
+    store, _, _ = state(request).ready()
+    now = time.time()
+    rows = [_row(row, account.user, now) for row, _ in await store.list_tokens(account.user)]
+    return await render(request, "tokens.html", {"section": "tokens", "tokens": rows}, account=account)
+
+
+def _expiry_choices(max_lifetime: int | None) -> list[tuple[str, str]]:
+    """What the form offers: without a cap any choice; with one, nothing longer, no 'never', and the cap itself."""
+    if max_lifetime is None:
+        return list(EXPIRY_CHOICES)
+    shorter = [(value, label) for value, label in EXPIRY_CHOICES if value and parse_duration(value) < max_lifetime]
+    return [*shorter, (f"{max_lifetime}s", f"The longest allowed ({max_lifetime / 86400:g} days)")]
+
+
+async def _new_form(
+    request: web.Request, account: Account, *, error: str = "", values: dict[str, str] | None = None, status: int = 200
+) -> web.Response:
+    store, _, _ = state(request).ready()
+    context = {
+        "section": "tokens",
+        "projects": [project for project, _ in await store.projects_of(account.user)],
+        "expiries": _expiry_choices(gateway_of(request).config.tokens.max_lifetime),
+        "error": error,
+        "values": values or {},
+    }
+    return await render(request, "token_new.html", context, account=account, status=status)
+
+
+@confirmed
+async def new_token_page(request: web.Request, account: Account) -> web.StreamResponse:
+    return await _new_form(request, account)
+
+
+@confirmed
+async def new_token(request: web.Request, account: Account) -> web.StreamResponse:
+    """Shown once, in this answer (never in a URL, never stored in the clear): there is no page to come back to."""
+    fields = await form(request)
+    try:
+        description, projects, expires_at = await _token_request(request, account.user, fields)
+    except GatewayError as exc:
+        return await _new_form(request, account, error=exc.message, values=fields, status=400)
+    store, _, settings = state(request).ready()
+    token, row = await create_token(
+        store, settings, account.user, description=description, projects=projects, expires_at=expires_at
+    )
+    context = {
+        "section": "tokens",
+        "token": token,
+        "row": _row(row, account.user, time.time()),
+        "upload_url": f"{gateway_of(request).config.server.public_url}/legacy/",
+    }
+    return await render(request, "token_created.html", context, account=account)
+
+
+async def _token_request(
+    request: web.Request, user: User, fields: dict[str, str]
+) -> tuple[str, list[Project], int | None]:
+    description = " ".join(fields.get("description", "").split())
+    if not description or len(description) > MAX_DESCRIPTION or not description.isprintable():
+        raise GatewayError(400, f"Describe the token in 1 to {MAX_DESCRIPTION} characters", "bad_description")
+    scope = fields.get("scope", "")
+    projects: list[Project] = []
+    if scope:
+        store, _, _ = state(request).ready()
+        project = await store.get_project(canonicalize_name(scope))
+        if project is None or await store.role_of(project.name, user.id) is None:
+            raise GatewayError(400, "Choose one of your projects, or all projects", "bad_scope")
+        projects.append(project)
+    allowed = dict(_expiry_choices(gateway_of(request).config.tokens.max_lifetime))
+    expiry = fields.get("expires", "")
+    if expiry not in allowed:
+        raise GatewayError(400, "Choose an expiry from the list", "bad_expiry")
+    return description, projects, int(time.time()) + parse_duration(expiry) if expiry else None
+
+
+async def _own_token(request: web.Request, user: User) -> TokenRow:
+    store, _, _ = state(request).ready()
+    row = await store.get_token(request.match_info["token_id"])
+    if row is None or row.user_id != user.id:
+        raise GatewayError(404, "No such token on your account", "not_found")
+    return row
+
+
+@confirmed
+async def revoke_page(request: web.Request, account: Account) -> web.StreamResponse:
+    row = await _own_token(request, account.user)
+    if row.revoked is not None:
+        return redirect(TOKENS_PATH)
+    context = {
+        "section": "tokens",
+        "title": "Revoke the token",
+        "text": f"“{row.description}” ({scope_of(row, account.user.id)}) stops working at once, for good.",
+        "button": "Revoke the token",
+        "cancel": TOKENS_PATH,
+    }
+    return await render(request, "confirm_action.html", context, account=account)
+
+
+@confirmed
+async def revoke(request: web.Request, account: Account) -> web.StreamResponse:
+    row = await _own_token(request, account.user)
+    store, authenticator, _ = state(request).ready()
+    await store.revoke_token(row.id, by=account.user.name)
+    authenticator.forget(row.id)
+    flash(account.session, f"The token “{row.description}” is revoked.")
+    return redirect(TOKENS_PATH)

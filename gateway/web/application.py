@@ -1,0 +1,123 @@
+"""The account pages as a sub-application mounted at /account/.
+
+Its sessions, CSRF checks, HTML error pages and security headers apply there only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp_session import get_session, session_middleware
+
+from gateway.errors import GatewayError
+from gateway.state import GATEWAY, Gateway
+from gateway.web import api_tokens, factors, views
+from gateway.web.common import WEB, WebState, gateway_of, wants_json, when
+from gateway.web.security import SECURITY_HEADERS, Throttle, csrf_matches, origin_allowed
+from gateway.web.sessions import CSRF, StoreSessionStorage
+from gateway.web.webauthn_flow import RelyingParty
+
+STATIC = Path(__file__).parent / "static"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def setup(app: web.Application) -> None:
+    """Mount the account pages on the gateway's app."""
+    gateway = app[GATEWAY]
+    public_url = gateway.config.server.public_url
+    sessions = StoreSessionStorage(
+        lambda: gateway.ready()[0], lambda: _server_secret(gateway), secure=public_url.startswith("https://")
+    )
+    account = web.Application(middlewares=[error_pages, session_middleware(sessions), csrf_check])
+    account[WEB] = WebState(gateway, sessions, Throttle(), RelyingParty.for_public_url(public_url))
+    templates = aiohttp_jinja2.setup(account, loader=jinja2.PackageLoader("gateway.web", "templates"), autoescape=True)
+    templates.filters["date"] = when
+    account.on_response_prepare.append(security_headers)
+    _routes(account.router)
+    app.add_subapp("/account/", account)
+
+
+def _server_secret(gateway: Gateway) -> bytes:
+    if gateway.token_settings is None:
+        raise GatewayError(503, "The gateway is starting; try again in a moment", "not_ready")
+    return gateway.token_settings.server_secret
+
+
+def _routes(router: web.UrlDispatcher) -> None:
+    get, post = router.add_get, router.add_post
+    get("/", views.home)
+    get("/login", views.login_page)
+    post("/login", views.login)
+    get("/login/two-factor", views.second_factor_page)
+    post("/login/two-factor", views.second_factor)
+    post("/login/webauthn/options", views.webauthn_login_options)
+    post("/login/webauthn", views.webauthn_login)
+    get("/logout", views.logout_page)
+    post("/logout", views.logout)
+    get("/confirm", views.confirm_page)
+    post("/confirm", views.confirm)
+    get("/projects", views.projects)
+    get("/two-factor", factors.overview)
+    get("/two-factor/totp", factors.totp_page)
+    post("/two-factor/totp", factors.totp_enable)
+    get("/two-factor/totp/remove", factors.totp_remove_page)
+    post("/two-factor/totp/remove", factors.totp_remove)
+    get("/two-factor/webauthn", factors.key_page)
+    post("/two-factor/webauthn", factors.key_add)
+    post("/two-factor/webauthn/options", factors.key_options)
+    get("/two-factor/webauthn/{key_id}/remove", factors.key_remove_page)
+    post("/two-factor/webauthn/{key_id}/remove", factors.key_remove)
+    get("/two-factor/recovery-codes", factors.recovery_codes_page)
+    post("/two-factor/recovery-codes", factors.recovery_codes)
+    get("/tokens", api_tokens.tokens_page)
+    get("/tokens/new", api_tokens.new_token_page)
+    post("/tokens/new", api_tokens.new_token)
+    get("/tokens/{token_id}/revoke", api_tokens.revoke_page)
+    post("/tokens/{token_id}/revoke", api_tokens.revoke)
+    router.add_static("/static/", STATIC, append_version=False)
+
+
+@web.middleware
+async def csrf_check(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every POST carries the session's CSRF token (a form field, or a header from our script) and no foreign Origin."""
+    if request.method == "POST":
+        if not origin_allowed(request.headers.get("Origin"), gateway_of(request).config.server.public_url):
+            raise GatewayError(403, "This request came from another site", "csrf")
+        given: object = request.headers.get("X-CSRF-Token")
+        if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            given = (await request.post()).get("csrf_token")
+        if not csrf_matches((await get_session(request)).get(CSRF), given):
+            raise GatewayError(403, "This form has expired or did not come from this site: reload the page", "csrf")
+    return await handler(request)
+
+
+@web.middleware
+async def error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refusals as a page (or JSON for our script) with the right status, e.g. 429 with its Retry-After."""
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        return _error(request, exc.status, exc.message, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(request, exc.status, exc.reason, {})
+
+
+def _error(request: web.Request, status: int, message: str, headers: dict[str, str]) -> web.StreamResponse:
+    if wants_json(request):
+        return web.json_response({"error": message}, status=status, headers=headers)
+    context = {"status": status, "message": message, "user": None, "flash": [], "csrf_token": ""}
+    response = aiohttp_jinja2.render_template("error.html", request, context, status=status)
+    response.headers.update(headers)
+    return response
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        if not (name == "Cache-Control" and request.path.startswith("/account/static/")):
+            response.headers[name] = value

@@ -1,0 +1,206 @@
+"""What every account page shares: who is signed in, rendering, redirects, and throttled password and code checks."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp_session import Session, get_session
+
+from gateway import twofactor
+from gateway.auth import Authenticator, PasswordCredentials, TokenSettings
+from gateway.errors import GatewayError
+from gateway.logs import client_of
+from gateway.state import GATEWAY, Gateway
+from gateway.store import Store, User
+from gateway.web.security import Throttle, still_valid, throttle_keys
+from gateway.web.sessions import SIGNED_IN_AT, SIGNED_IN_LIFETIME, USER_ID, StoreSessionStorage, csrf_token, take_flash
+from gateway.web.webauthn_flow import RelyingParty
+
+CONFIRMED_AT = "confirmed_at"
+CONFIRM_LIFETIME = 600.0  # how long a re-entered password allows adding or removing factors and tokens
+T = TypeVar("T")
+
+
+@dataclass
+class WebState:
+    """What the account pages hold beside the gateway: sessions, the throttle (per process), the WebAuthn party."""
+
+    gateway: Gateway
+    sessions: StoreSessionStorage
+    throttle: Throttle
+    relying_party: RelyingParty
+
+    def ready(self) -> tuple[Store, Authenticator, TokenSettings]:
+        store, _, authenticator, _ = self.gateway.ready()
+        if self.gateway.token_settings is None:
+            raise GatewayError(503, "The gateway is starting; try again in a moment", "not_ready")
+        return store, authenticator, self.gateway.token_settings
+
+
+WEB = web.AppKey("web", WebState)
+
+
+def state(request: web.Request) -> WebState:
+    return request.config_dict[WEB]
+
+
+def gateway_of(request: web.Request) -> Gateway:
+    return request.config_dict[GATEWAY]
+
+
+@dataclass(frozen=True)
+class Account:
+    """The signed-in user of a request, with their session."""
+
+    user: User
+    session: Session
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+AccountHandler = Callable[[web.Request, Account], Awaitable[web.StreamResponse]]
+
+
+async def current_account(request: web.Request) -> Account | None:
+    session = await get_session(request)
+    user_id = session.get(USER_ID)
+    if not isinstance(user_id, str) or not still_valid(session.get(SIGNED_IN_AT), SIGNED_IN_LIFETIME, time.time()):
+        return None
+    store, _, _ = state(request).ready()
+    user = await store.get_user_by_id(user_id)
+    return Account(user, session) if user else None
+
+
+def signed_in(handler: AccountHandler) -> Handler:
+    """Pages for a signed-in user; anyone else signs in first and comes back."""
+
+    @functools.wraps(handler)
+    async def page(request: web.Request) -> web.StreamResponse:
+        account = await current_account(request)
+        if account is None:
+            if wants_json(request):
+                raise GatewayError(401, "Your session has ended: sign in again", "signed_out")
+            return redirect(f"/account/login?next={quote(request.path)}")
+        return await handler(request, account)
+
+    return page
+
+
+def confirmed(handler: AccountHandler) -> Handler:
+    """Adding or removing factors and tokens: the password (or a code) must have been entered again lately."""
+
+    @signed_in
+    @functools.wraps(handler)
+    async def page(request: web.Request, account: Account) -> web.StreamResponse:
+        if not still_valid(account.session.get(CONFIRMED_AT), CONFIRM_LIFETIME, time.time()):
+            if wants_json(request):
+                raise GatewayError(403, "Confirm your password first: reload the page", "not_confirmed")
+            return redirect(f"/account/confirm?next={quote(request.path)}")
+        return await handler(request, account)
+
+    return page
+
+
+def when(stamp: float | None) -> str:
+    """How times read on the pages (the `date` filter): UTC, to the minute."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp)) if stamp is not None else ""
+
+
+def wants_json(request: web.Request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def redirect(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+async def render(
+    request: web.Request, template: str, context: dict[str, Any], *, account: Account | None = None, status: int = 200
+) -> web.Response:
+    session = account.session if account else await get_session(request)
+    common = {
+        "csrf_token": csrf_token(session),
+        "flash": take_flash(session),
+        "user": account.user if account else None,
+        "public_url": gateway_of(request).config.server.public_url,
+    }
+    return aiohttp_jinja2.render_template(template, request, {**common, **context}, status=status)
+
+
+async def form(request: web.Request) -> dict[str, str]:
+    """The posted fields, text only, as typed (a password may begin or end with a space)."""
+    return {name: value for name, value in (await request.post()).items() if isinstance(value, str)}
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "Expected a JSON object", "bad_request")
+    return body
+
+
+async def attempt(
+    request: web.Request, account_name: str, check: Callable[[], Awaitable[T]], *, what: str, final: bool = True
+) -> T:
+    """Run a password or code check under the throttle.
+
+    A locked account or address gets 429 before anything is checked; a failure counts against both; a success
+    clears them only when `final` (a right password before a second factor proves nothing yet).
+    """
+    web_state = state(request)
+    store, _, _ = web_state.ready()
+    keys = throttle_keys(account_name, client_of(request))
+    wait = web_state.throttle.retry_after(keys, time.time())
+    if wait is not None:
+        await store.audit("web.throttled", user_name=account_name[:60], address=client_of(request), what=what)
+        raise GatewayError(
+            429,
+            f"Too many failed attempts: wait {wait} seconds, then try again",
+            "throttled",
+            headers={"Retry-After": str(wait)},
+        )
+    result = await check()
+    if not result:
+        web_state.throttle.failed(keys, time.time())
+        await store.audit("web.attempt_failed", user_name=account_name[:60], address=client_of(request), what=what)
+    elif final:
+        web_state.throttle.succeeded(keys)
+    return result
+
+
+async def password_user(request: web.Request, name: str, password: str) -> User | None:
+    """The user when the password is theirs (as slow for unknown names as for wrong passwords)."""
+    _, authenticator, _ = state(request).ready()
+    if not name or not password:
+        return None
+    try:
+        return (await authenticator.authenticate(PasswordCredentials(name, password))).user
+    except GatewayError:
+        return None
+
+
+async def totp_matches(request: web.Request, user: User, code: str) -> bool:
+    """A current code from the user's app, each accepted once only (also across processes)."""
+    store, _, settings = state(request).ready()
+    sealed, last_step = await store.totp_secret(user.id)
+    if sealed is None:
+        return False
+    secret = twofactor.unseal_totp(settings.server_secret, user.id, sealed)
+    step = twofactor.verify_totp(secret, code, now=time.time(), last_step=last_step)
+    return step is not None and await store.advance_totp_step(user.id, step)
+
+
+async def recovery_code_matches(request: web.Request, user: User, code: str) -> bool:
+    store, _, settings = state(request).ready()
+    if not code:
+        return False
+    return await store.use_recovery_code(user.id, twofactor.recovery_code_hash(settings.server_secret, code))

@@ -1,0 +1,409 @@
+"""The account pages in a real browser (Playwright driving Debian's Chromium) and over raw HTTP.
+
+Tokens made in the browser upload with the real twine; security keys use Chromium's virtual authenticator.
+Screenshots of every page, at 1280 and 375 px wide, land in test-artifacts/web/.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import os
+import re
+import sqlite3
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import pyotp
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.conftest import PYTHON, ROOT, GatewayFactory, GatewayProcess, stop, twine, wait_http
+from tests.dists import make_wheel
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SHOTS = ROOT / "test-artifacts" / "web"
+WIDE, NARROW = 1280, 375
+PASSWORD = "a long enough password"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing: .ci/run installs it (apt-get install chromium)")
+        pytest.skip("needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser profile; the test fails if the page broke its Content-Security-Policy."""
+    context = browser.new_context(viewport={"width": WIDE, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(15_000)
+    violations: list[str] = []
+    opened.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
+    yield opened
+    context.close()
+    assert violations == []
+
+
+def shoot(page: Page, name: str) -> None:
+    """Screenshots at both widths; at the narrow one nothing may need sideways scrolling."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SHOTS / f"{name}-{WIDE}.png", full_page=True)
+    page.set_viewport_size({"width": NARROW, "height": 800})
+    page.screenshot(path=SHOTS / f"{name}-{NARROW}.png", full_page=True)
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    page.set_viewport_size({"width": WIDE, "height": 900})
+    assert overflow <= 0, f"{name} scrolls sideways at {NARROW} px"
+
+
+def sign_in(page: Page, gw: GatewayProcess, user: str, password: str = PASSWORD) -> None:
+    page.goto(f"{gw.url}/account/login")
+    page.fill("#username", user)
+    page.fill("#password", password)
+    page.click("form[action='/account/login'] button")
+
+
+def confirm_password(page: Page) -> None:
+    page.wait_for_url("**/account/confirm?next=**")
+    page.fill("#password", PASSWORD)
+    page.click("form[action='/account/confirm'] button")
+
+
+def sign_out(page: Page) -> None:
+    page.click("#sign-out")
+    page.wait_for_url("**/account/login")
+    assert "You have signed out" in page.inner_text("main")
+
+
+def audit_events(gw: GatewayProcess, user: str) -> list[str]:
+    with sqlite3.connect(gw.config.parent / "gateway.db") as db:
+        return [row[0] for row in db.execute("SELECT event FROM audit WHERE user_name = ? ORDER BY id", (user,))]
+
+
+def upload(gw: GatewayProcess, tmp_path: Path, project: str, user: str, password: str) -> tuple[int, str]:
+    wheel = make_wheel(tmp_path, project, f"1.{uuid.uuid4().int % 10**6}")
+    result = twine(gw.url, user, password, wheel)
+    return result.returncode, " ".join((result.stdout + result.stderr).split())
+
+
+def test_totp_and_a_project_token_from_sign_in_to_revocation(
+    gateway_factory: GatewayFactory, page: Page, tmp_path: Path
+) -> None:
+    gw = gateway_factory()
+    gw.add_user("wendy", PASSWORD)
+    gw.cli("project", "grant", "wendy-lib", "wendy")
+    gw.cli("project", "grant", "wendy-other", "wendy", "--role", "maintainer")
+
+    page.goto(f"{gw.url}/account/login")
+    shoot(page, "login")
+    sign_in(page, gw, "wendy")
+    page.wait_for_url("**/account/tokens")
+    shoot(page, "tokens-empty")
+
+    page.goto(f"{gw.url}/account/two-factor")
+    shoot(page, "two-factor-none")
+    page.click("#add-totp")
+    shoot(page, "confirm")
+    confirm_password(page)
+    page.wait_for_url("**/account/two-factor/totp")
+    assert page.locator(".qr svg path").count() >= 1
+    shoot(page, "totp-setup")
+    totp = pyotp.TOTP(page.inner_text("#totp-secret").replace(" ", ""))
+    page.fill("#code", "000000" if totp.now() != "000000" else "111111")
+    page.click("form[action='/account/two-factor/totp'] button")
+    assert "not right" in page.inner_text(".error")
+    page.fill("#code", totp.now())
+    page.click("form[action='/account/two-factor/totp'] button")
+    codes = page.inner_text("#recovery-codes").split()
+    assert len(codes) == 8
+    shoot(page, "recovery-codes")
+    page.click("text=I have saved them")
+    assert "On" in page.inner_text("#totp-status")
+    shoot(page, "two-factor")
+
+    sign_out(page)
+    sign_in(page, gw, "wendy")
+    page.wait_for_url("**/account/login/two-factor")
+    shoot(page, "login-two-factor")
+    page.fill("#code", totp.at(time.time() + 30))  # the next step: the enrolment's code is spent
+    page.click("form[action='/account/login/two-factor'] >> text=Verify")
+    page.wait_for_url("**/account/tokens")
+
+    page.click("#add-token")
+    confirm_password(page)
+    page.wait_for_url("**/account/tokens/new")
+    shoot(page, "token-new")
+    page.fill("#description", "release wendy-lib")
+    page.select_option("#scope", "wendy-lib")
+    page.select_option("#expires", "30d")
+    page.click("#create-token")
+    token = page.inner_text("#token").strip()
+    assert token.startswith("pypi-") and token in page.inner_text("#pypirc")
+    assert token not in page.url
+    shoot(page, "token-created")
+
+    code, out = upload(gw, tmp_path, "wendy-lib", "__token__", token)
+    assert code == 0, out
+    code, out = upload(gw, tmp_path, "wendy-other", "__token__", token)
+    assert code != 0 and "403" in out and "project-scoped token is not valid" in out
+
+    page.goto(f"{gw.url}/account/tokens")
+    row = page.locator("tr", has_text="release wendy-lib")
+    assert "projects: wendy-lib" in row.inner_text()
+    shoot(page, "tokens")
+    row.locator("text=Revoke").click()
+    page.wait_for_url("**/revoke")
+    shoot(page, "revoke-confirm")
+    page.click("#confirm-action")
+    page.wait_for_url("**/account/tokens")
+    assert "revoked" in page.locator("tr", has_text="release wendy-lib").inner_text()
+
+    code, out = upload(gw, tmp_path, "wendy-lib", "__token__", token)
+    assert code != 0 and "403" in out and "revoked" in out
+    code, out = upload(gw, tmp_path, "wendy-lib", "wendy", PASSWORD)
+    assert code != 0 and "403" in out and "two-factor" in out
+
+    page.goto(f"{gw.url}/account/projects")
+    assert "wendy-lib" in page.inner_text("table") and "maintainer" in page.inner_text("table")
+    shoot(page, "projects")
+    events = audit_events(gw, "wendy")
+    for event in ("web.signed_in", "web.confirmed", "user.2fa.totp_enabled", "token.created", "token.revoked"):
+        assert event in events
+    assert "web.signed_out" in events and "user.2fa.recovery_codes_replaced" in events
+
+
+def localhost_gateway(gateway_factory: GatewayFactory) -> GatewayProcess:
+    """A gateway whose public URL is http://localhost:PORT: IP addresses cannot be WebAuthn relying parties."""
+    gw = gateway_factory()
+    stop(gw.process)
+    url = gw.url.replace("127.0.0.1", "localhost")
+    gw.config.write_text(gw.config.read_text().replace(f'public_url = "{gw.url}"', f'public_url = "{url}"'))
+    gw.process = subprocess.Popen(
+        [PYTHON, "-m", "gateway", "--config", str(gw.config), "serve"],
+        stdout=gw.log.open("ab"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=gw.env,
+    )
+    wait_http(gw.url + "/-/ready", gw.process)
+    gw.url = url
+    return gw
+
+
+def test_a_security_key_registers_signs_in_and_is_removed(gateway_factory: GatewayFactory, page: Page) -> None:
+    gw = localhost_gateway(gateway_factory)
+    gw.add_user("kim", PASSWORD)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    options = {"protocol": "ctap2", "transport": "usb", "hasResidentKey": False, "hasUserVerification": False}
+    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {**options, "automaticPresenceSimulation": True}})
+
+    sign_in(page, gw, "kim")
+    page.wait_for_url("**/account/tokens")
+    page.goto(f"{gw.url}/account/two-factor/webauthn")
+    confirm_password(page)
+    page.wait_for_url("**/account/two-factor/webauthn")
+    page.fill("#key-name", "blue key")
+    shoot(page, "webauthn-setup")
+    page.click("#register-key")
+    page.wait_for_url("**/account/two-factor/recovery-codes")  # the first factor: recovery codes next
+    shoot(page, "recovery-codes-offer")
+    page.click("#confirm-action")
+    assert len(page.inner_text("#recovery-codes").split()) == 8
+    page.goto(f"{gw.url}/account/two-factor")
+    assert "blue key" in page.inner_text(".keys")
+
+    sign_out(page)
+    sign_in(page, gw, "kim")
+    page.wait_for_url("**/account/login/two-factor")
+    assert page.locator("#code").count() == 0  # no app: the key or a recovery code
+    shoot(page, "login-security-key")
+    page.click("#use-key")
+    page.wait_for_url("**/account/tokens")
+    page.goto(f"{gw.url}/account/two-factor")
+    assert "last used never" not in page.inner_text(".keys")
+    assert "web.signed_in" in audit_events(gw, "kim") and "user.2fa.webauthn_added" in audit_events(gw, "kim")
+
+    page.click(".keys >> text=Remove")
+    confirm_password(page)  # a new sign-in: confirm again
+    page.wait_for_url("**/remove")
+    shoot(page, "webauthn-remove-confirm")
+    page.click("#confirm-action")
+    page.wait_for_url("**/account/two-factor")
+    assert "No security key yet" in page.inner_text("main")
+    sign_out(page)
+    sign_in(page, gw, "kim")
+    page.wait_for_url("**/account/tokens")  # no factor left: the password alone signs in
+
+
+@dataclass
+class Client:
+    """A bare HTTP client with one cookie jar slot for the session: sees redirects and statuses as they are."""
+
+    url: str
+    cookie: str | None = None
+    last_csrf: str = ""
+    seen: list[int] = field(default_factory=list)
+
+    def request(
+        self, method: str, path: str, fields: dict[str, str] | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], str]:
+        parts = urlsplit(self.url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        sent = dict(headers or {})
+        if self.cookie:
+            sent["Cookie"] = f"gateway_session={self.cookie}"
+        body = urlencode(fields).encode() if fields is not None else None
+        if body is not None:
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        conn.request(method, path, body=body, headers=sent)
+        resp = conn.getresponse()
+        text = resp.read().decode()
+        cookies = SimpleCookie()
+        for header in resp.headers.get_all("Set-Cookie") or []:
+            cookies.load(header)
+        if "gateway_session" in cookies:
+            self.cookie = cookies["gateway_session"].value or None
+        if found := re.search(r'name="csrf-token" content="([^"]+)"', text):
+            self.last_csrf = found.group(1)
+        self.seen.append(resp.status)
+        return resp.status, dict(resp.headers), text
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+        return self.request("GET", path, headers=headers)
+
+    def post(self, path: str, fields: dict[str, str], *, csrf: bool = True) -> tuple[int, dict[str, str], str]:
+        return self.request("POST", path, {**fields, **({"csrf_token": self.last_csrf} if csrf else {})})
+
+    def sign_in(self, user: str, password: str = PASSWORD) -> tuple[int, dict[str, str], str]:
+        self.get("/account/login")
+        return self.post("/account/login", {"username": user, "password": password})
+
+
+def test_posts_need_the_csrf_token(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory()
+    gw.add_user("carl", PASSWORD)
+    client = Client(gw.url)
+    _, headers, _ = client.get("/account/login")
+    assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=Lax" in headers["Set-Cookie"]
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    status, _, body = client.post("/account/login", {"username": "carl", "password": PASSWORD}, csrf=False)
+    assert status == 403 and "reload the page" in body
+    status, _, _ = client.request(
+        "POST", "/account/login", {"username": "carl", "password": PASSWORD, "csrf_token": "x"}
+    )
+    assert status == 403
+    status, _, _ = Client(gw.url).request("POST", "/account/login", {"username": "carl", "password": PASSWORD})
+    assert status == 403
+    foreign = client.request(
+        "POST",
+        "/account/login",
+        {"username": "carl", "password": PASSWORD, "csrf_token": client.last_csrf},
+        headers={"Origin": "http://evil.example"},
+    )
+    assert foreign[0] == 403
+    status, headers, _ = client.post("/account/login", {"username": "carl", "password": PASSWORD})
+    assert status == 303 and headers["Location"] == "/account/"
+    assert client.post("/account/logout", {}, csrf=False)[0] == 403
+
+
+def test_the_sixth_wrong_code_in_a_row_gets_429(gateway_factory: GatewayFactory, page: Page) -> None:
+    gw = gateway_factory()
+    gw.add_user("dora", PASSWORD)
+    gw.add_user("eve", PASSWORD)
+    totp = pyotp.parse_uri(gw.cli("user", "2fa", "enable", "dora").stdout.splitlines()[0])
+    assert isinstance(totp, pyotp.TOTP)
+    client = Client(gw.url)
+    status, headers, _ = client.sign_in("dora")
+    assert status == 303 and headers["Location"] == "/account/login/two-factor"
+    wrong = "000000" if totp.now() != "000000" else "111111"
+    for _ in range(5):
+        status, _, body = client.post("/account/login/two-factor", {"code": wrong})
+        assert status == 401 and "wrong" in body, body
+    status, headers, body = client.post("/account/login/two-factor", {"code": wrong})
+    assert status == 429 and 0 < int(headers["Retry-After"]) <= 60 and "Too many failed attempts" in body, body
+    assert client.post("/account/login/two-factor", {"code": totp.now()})[0] == 429  # locked, even when right
+    assert Client(gw.url).sign_in("eve")[0] == 429  # the address is locked too
+    assert "web.throttled" in audit_events(gw, "dora")
+
+    page.goto(f"{gw.url}/account/login")
+    page.fill("#username", "eve")
+    page.fill("#password", PASSWORD)
+    page.click("form[action='/account/login'] button")
+    assert "Too many failed attempts" in page.inner_text("main")
+    shoot(page, "error-429")
+
+
+def test_a_cookie_from_before_sign_out_is_refused_and_tokens_never_sign_in(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory()
+    gw.add_user("fay", PASSWORD)
+    client = Client(gw.url)
+    assert client.sign_in("fay")[0] == 303
+    assert client.get("/account/tokens")[0] == 200
+    before, csrf = client.cookie, client.last_csrf
+    status, headers, _ = client.post("/account/logout", {})
+    assert status == 303 and headers["Location"] == "/account/login"
+    replay = Client(gw.url, cookie=before, last_csrf=csrf)
+    status, headers, _ = replay.get("/account/tokens")
+    assert status == 303 and headers["Location"].startswith("/account/login")
+    assert replay.post("/account/logout", {})[0] == 403
+
+    token = gw.cli("token", "create", "fay").stdout.strip()
+    for credentials in (
+        f"Bearer {token}",
+        f"token {token}",
+        "Basic " + base64.b64encode(f"__token__:{token}".encode()).decode(),
+    ):
+        status, headers, _ = Client(gw.url).get("/account/tokens", headers={"Authorization": credentials})
+        assert status == 303 and headers["Location"].startswith("/account/login")
+
+
+def test_a_recovery_code_signs_in_once(gateway_factory: GatewayFactory, page: Page) -> None:
+    gw = gateway_factory()
+    gw.add_user("gus", PASSWORD)
+    enrolled = gw.cli("user", "2fa", "enable", "gus").stdout.split()
+    codes = [word for word in enrolled if re.fullmatch(r"[0-9a-f]{4}(-[0-9a-f]{4}){3}", word)]
+    assert len(codes) == 8
+    sign_in(page, gw, "gus")
+    page.wait_for_url("**/account/login/two-factor")
+    page.click("text=Use a recovery code")
+    page.fill("#recovery_code", codes[0].upper())
+    page.click("text=Sign in with the recovery code")
+    page.wait_for_url("**/account/tokens")
+    page.goto(f"{gw.url}/account/two-factor")
+    assert "7 unused recovery codes" in page.inner_text("#recovery-status")
+    sign_out(page)
+
+    sign_in(page, gw, "gus")
+    page.wait_for_url("**/account/login/two-factor")
+    page.click("text=Use a recovery code")
+    page.fill("#recovery_code", codes[0])
+    page.click("text=Sign in with the recovery code")
+    assert "used already" in page.inner_text(".error")
+    assert "/account/login/two-factor" in page.url
+    page.click("text=Use a recovery code")
+    page.fill("#recovery_code", codes[1])
+    page.click("text=Sign in with the recovery code")
+    page.wait_for_url("**/account/tokens")

@@ -1,0 +1,156 @@
+"""The account pages' pure security rules: CSRF tokens, origins, redirects, timestamps and the throttle."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.web.security import (
+    CONTENT_SECURITY_POLICY,
+    Throttle,
+    csrf_matches,
+    new_csrf_token,
+    origin_allowed,
+    safe_next,
+    still_valid,
+    throttle_keys,
+)
+from gateway.web.sessions import StoreSessionStorage
+from gateway.web.webauthn_flow import RelyingParty, remember_challenge, take_challenge
+
+KEYS = ["account:ann", "address:10.0.0.1"]
+
+
+def test_csrf_tokens_are_random_and_compared_exactly() -> None:
+    token = new_csrf_token()
+    assert len(token) >= 40 and token != new_csrf_token()
+    assert csrf_matches(token, token)
+    assert not csrf_matches(token, token[:-1] + ("A" if token[-1] != "A" else "B"))
+    assert not csrf_matches(token, token + "x")
+
+
+@pytest.mark.parametrize(("expected", "given"), [(None, None), ("", ""), (None, "t"), ("t", None), ("t", ["t"])])
+def test_a_missing_csrf_token_never_matches(expected: object, given: object) -> None:
+    assert not csrf_matches(expected, given)
+
+
+def test_origin_must_be_the_public_one_when_sent() -> None:
+    public = "https://pypi.example.org:8443/base"
+    assert origin_allowed(None, public)
+    assert origin_allowed("https://pypi.example.org:8443", public)
+    assert not origin_allowed("https://evil.example", public)
+    assert not origin_allowed("http://pypi.example.org:8443", public)
+    assert not origin_allowed("null", public)
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/account/tokens", "/account/tokens"),
+        ("/account/two-factor/totp", "/account/two-factor/totp"),
+        (None, "/account/"),
+        ("", "/account/"),
+        ("https://evil.example/account/", "/account/"),
+        ("//evil.example/account/", "/account/"),
+        ("/account//evil.example", "/account/"),
+        ("/account/\\evil", "/account/"),
+        ("/simple/", "/account/"),
+        ("/account/x\r\nSet-Cookie: a=b", "/account/"),
+    ],
+)
+def test_safe_next_stays_on_the_account_pages(target: str | None, expected: str) -> None:
+    assert safe_next(target) == expected
+
+
+def test_still_valid() -> None:
+    assert still_valid(100.0, 60, 159.9)
+    assert not still_valid(100.0, 60, 160.0)
+    assert not still_valid(100.0, 60, 99.0)  # from the future: a clock step or a forged value
+    assert not still_valid(None, 60, 100.0)
+    assert not still_valid("100", 60, 100.0)
+    assert not still_valid(True, 60, 1.0)
+
+
+def test_the_sixth_failure_in_a_row_waits() -> None:
+    throttle = Throttle(limit=5, base_delay=60)
+    for attempt in range(5):
+        assert throttle.retry_after(KEYS, 1000.0 + attempt) is None
+        throttle.failed(KEYS, 1000.0 + attempt)
+    assert throttle.retry_after(KEYS, 1004.5) == 60
+    assert throttle.retry_after(KEYS, 1063.5) == 1
+    assert throttle.retry_after(KEYS, 1064.0) is None
+
+
+def test_each_further_failure_doubles_the_wait_up_to_the_cap() -> None:
+    throttle = Throttle(limit=2, base_delay=10, max_delay=30)
+    throttle.failed(KEYS, 0.0)
+    throttle.failed(KEYS, 0.0)
+    assert throttle.retry_after(KEYS, 0.0) == 10
+    throttle.failed(KEYS, 10.0)
+    assert throttle.retry_after(KEYS, 10.0) == 20
+    throttle.failed(KEYS, 30.0)
+    assert throttle.retry_after(KEYS, 30.0) == 30
+
+
+def test_a_success_clears_only_its_keys() -> None:
+    throttle = Throttle(limit=1)
+    throttle.failed(["account:ann", "address:a"], 0.0)
+    throttle.failed(["account:bob", "address:b"], 0.0)
+    throttle.succeeded(["account:ann", "address:a"])
+    assert throttle.retry_after(["account:ann", "address:a"], 1.0) is None
+    assert throttle.retry_after(["account:bob"], 1.0) is not None
+
+
+def test_one_locked_key_is_enough() -> None:
+    """Guessing passwords of many accounts from one address is stopped by the address key."""
+    throttle = Throttle(limit=3)
+    for number in range(3):
+        throttle.failed(throttle_keys(f"user{number}", "192.0.2.7"), 0.0)
+    assert throttle.retry_after(throttle_keys("someone-else", "192.0.2.7"), 1.0) is not None
+    assert throttle.retry_after(throttle_keys("someone-else", "192.0.2.8"), 1.0) is None
+
+
+def test_old_failures_are_forgotten_and_memory_is_bounded() -> None:
+    throttle = Throttle(limit=2, forget_after=100, max_keys=3)
+    throttle.failed(KEYS, 0.0)
+    throttle.failed(KEYS, 200.0)  # the first is forgotten: one in a row, not two
+    assert throttle.retry_after(KEYS, 200.0) is None
+    for number in range(10):
+        throttle.failed([f"k{number}"], 300.0)
+    assert len(throttle._keys) == 3
+
+
+def test_throttle_keys_fold_case() -> None:
+    assert throttle_keys("Ann", "10.0.0.1") == throttle_keys("ann", "10.0.0.1")
+    assert throttle_keys("ann", None)[1] == "address:unknown"
+
+
+def test_the_policy_allows_nothing_inline_or_foreign() -> None:
+    directives = dict(part.strip().split(" ", 1) for part in CONTENT_SECURITY_POLICY.split(";"))
+    assert directives["default-src"] == "'none'"
+    assert directives["script-src"] == "'self'" and directives["style-src"] == "'self'"
+    assert "unsafe" not in CONTENT_SECURITY_POLICY
+    assert directives["frame-ancestors"] == "'none'"
+
+
+def test_relying_party_from_the_public_url() -> None:
+    party = RelyingParty.for_public_url("https://pypi.example.org:8443/base")
+    assert (party.id, party.origin) == ("pypi.example.org", "https://pypi.example.org:8443")
+
+
+def test_a_challenge_answers_once_for_its_purpose_only() -> None:
+    session: dict[str, object] = {}
+    remember_challenge(session, "sign-in", b"\x01" * 32, 100.0)
+    assert take_challenge(session, "sign-in", 101.0) == b"\x01" * 32
+    assert take_challenge(session, "sign-in", 101.0) is None
+    remember_challenge(session, "register", b"\x02" * 32, 100.0)
+    assert take_challenge(session, "sign-in", 101.0) is None  # and it is spent
+    remember_challenge(session, "sign-in", b"\x03" * 32, 100.0)
+    assert take_challenge(session, "sign-in", 100.0 + 301) is None
+
+
+@pytest.mark.parametrize("secure", [True, False])
+def test_the_session_cookie_is_http_only_lax_and_secure_over_https(secure: bool) -> None:
+    storage = StoreSessionStorage(lambda: None, lambda: b"s" * 32, secure=secure)
+    params = storage.cookie_params
+    assert params["httponly"] and params["samesite"] == "Lax" and params["path"] == "/account/"
+    assert params["secure"] is secure and params["max_age"] is None
