@@ -33,6 +33,7 @@ _DUMMY_HASH = _HASHER.hash("not a real password")
 # NOTE: revocation must hold within 5 s in every process: rows are re-read after at most this long.
 ROW_TTL = 2.0
 VERIFIED_TTL = 60.0
+TOUCH_INTERVAL = 60.0
 
 
 @dataclass(frozen=True)
@@ -274,10 +275,10 @@ class Authorizer:
         self._settings = settings
         self._public_url = public_url
         self._help_url = f"{public_url}/account/projects"
+        self._touched: TTLCache[str, bool] = TTLCache(maxsize=8192, ttl=TOUCH_INTERVAL)
 
     async def __call__(self, identity: Identity, upload: Upload) -> None:
-        project = await self._credentials(identity, upload.project)
-        role = await self._store.role_of(upload.project, identity.user.id) if project else None
+        project, role = await self._credentials(identity, upload.project)
         decision = policy.project_upload(
             _access(project, role, upload.name),
             user_name=identity.user.name,
@@ -289,12 +290,11 @@ class Authorizer:
         if isinstance(decision, policy.Allowed) and decision.claim:
             if not await self._store.claim_project(upload.project, upload.name, identity.user):
                 await self(identity, upload)  # someone claimed it a moment ago: decide again
-        await self._used(identity, upload.project)
+        await self._used(identity)
 
     async def action(self, identity: Identity, action: str, project_name: str, display_name: str) -> None:
         """`remove_pkg`, `doc_upload`… on an existing project, when `policy.allowed_actions` lets them through."""
-        project = await self._credentials(identity, project_name)
-        role = await self._store.role_of(project_name, identity.user.id) if project else None
+        project, role = await self._credentials(identity, project_name)
         _raise_if_denied(
             policy.project_action(
                 _access(project, role, display_name),
@@ -303,11 +303,11 @@ class Authorizer:
                 help_url=self._help_url,
             )
         )
-        await self._used(identity, project_name)
+        await self._used(identity)
 
-    async def _credentials(self, identity: Identity, project_name: str) -> Project | None:
-        """Token caveats for this project, or the password policy; returns the project if it exists."""
-        project = await self._store.get_project(project_name)
+    async def _credentials(self, identity: Identity, project_name: str) -> tuple[Project | None, str | None]:
+        """Token caveats for this project, or the password policy; the project (if it exists) and the role."""
+        project, role = await self._store.project_access(project_name, identity.user.id)
         if identity.token is not None:
             self._authenticator.check_token(identity, project_name, project.id if project else None, time.time())
         else:
@@ -318,14 +318,16 @@ class Authorizer:
                     tokens_url=f"{self._public_url}/account/tokens",
                 )
             )
-        return project
+        return project, role
 
-    async def _used(self, identity: Identity, project_name: str) -> None:
-        if identity.token is not None:
+    async def _used(self, identity: Identity) -> None:
+        """Keep `last_used` (to the minute: one write per token per minute, not per upload).
+
+        Each use is in the audit trail anyway: every upload event carries its token id.
+        """
+        if identity.token is not None and identity.token.id not in self._touched:
+            self._touched[identity.token.id] = True
             await self._store.touch_token(identity.token.id)
-            await self._store.audit(
-                "token.used", user_name=identity.user.name, token_id=identity.token.id, project=project_name
-            )
 
 
 def _access(project: Project | None, role: str | None, display_name: str) -> policy.ProjectAccess:

@@ -185,8 +185,8 @@ async def token_create(store: Store, args: argparse.Namespace, config: Config) -
     user = await store.require_user(args.name)
     projects = []
     for given in args.project:
-        project = await store.get_project(canonicalize_name(given))
-        if project is None or await store.role_of(project.name, user.id) is None:
+        project, role = await store.project_access(canonicalize_name(given), user.id)
+        if project is None or role is None:
             raise CommandError(
                 f"{user.name} has no role on project {given!r}: grant one first "
                 f"(upload-gateway project grant {given} {user.name})"

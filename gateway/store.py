@@ -336,17 +336,17 @@ class Store:
     async def touch_token(self, token_id: str) -> None:
         await self._db.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (time.time(), token_id))
 
-    async def get_project(self, name: str) -> Project | None:
-        async with self._db.execute("SELECT * FROM projects WHERE name = ?", (name,)) as cursor:
-            row = await cursor.fetchone()
-        return Project(row["name"], row["id"], row["display_name"], row["created"]) if row else None
-
-    async def role_of(self, project: str, user_id: str) -> str | None:
+    async def project_access(self, name: str, user_id: str) -> tuple[Project | None, str | None]:
+        """The project (None if nobody has it yet) and the user's role on it, in one query."""
         async with self._db.execute(
-            "SELECT role FROM roles WHERE project = ? AND user_id = ?", (project, user_id)
+            "SELECT projects.*, roles.role FROM projects "
+            "LEFT JOIN roles ON roles.project = projects.name AND roles.user_id = ? WHERE projects.name = ?",
+            (user_id, name),
         ) as cursor:
             row = await cursor.fetchone()
-        return str(row[0]) if row else None
+        if row is None:
+            return None, None
+        return Project(row["name"], row["id"], row["display_name"], row["created"]), row["role"]
 
     async def _ensure_project(self, name: str, display_name: str) -> bool:
         cursor = await self._db.execute(

@@ -110,8 +110,8 @@ async def _token_request(
     projects: list[Project] = []
     if scope:
         store, _, _ = state(request).ready()
-        project = await store.get_project(canonicalize_name(scope))
-        if project is None or await store.role_of(project.name, user.id) is None:
+        project, role = await store.project_access(canonicalize_name(scope), user.id)
+        if project is None or role is None:
             raise GatewayError(400, "Choose one of your projects, or all projects", "bad_scope")
         projects.append(project)
     allowed = dict(_expiry_choices(gateway_of(request).config.tokens.max_lifetime))
