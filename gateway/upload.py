@@ -13,7 +13,9 @@ import asyncio
 import hmac
 import re
 import tempfile
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -32,6 +34,7 @@ from gateway.validation import Upload, check_action, project_of, validate_upload
 CHUNK = 256 * 1024
 # Below this, hashing on the event loop is cheaper than a hop to a worker thread.
 THREAD_FEED_MIN = 64 * 1024
+MAX_OUTSTANDING = 8
 MAX_HEAD_BYTES = 2 * MAX_FORM_BYTES
 _TAGS = re.compile(r"<[^>]+>")
 _PRE = re.compile(r"<pre>(.*?)</pre>", re.DOTALL | re.IGNORECASE)
@@ -65,7 +68,7 @@ class UploadContext:
 
 
 class BodyPump:
-    """Reads the client's body chunk by chunk and feeds it to the form reader."""
+    """Reads the client's body chunk by chunk, parses it, and hashes the file without holding up the stream."""
 
     def __init__(self, request: web.Request, reader: FormReader, *, length: int, read_timeout: float) -> None:
         self._request = request
@@ -73,6 +76,8 @@ class BodyPump:
         self.length = length
         self.received = 0
         self._timeout = read_timeout
+        self._lanes: list[ThreadPoolExecutor] = []
+        self._outstanding: deque[asyncio.Future[list[None]]] = deque()
 
     async def read(self) -> bytes:
         """The next chunk, or b"" once Content-Length bytes have arrived."""
@@ -95,14 +100,37 @@ class BodyPump:
         return chunk
 
     async def feed(self, chunk: bytes) -> None:
-        """Parse on the loop, hash in worker threads: one per digest, so sha256 and blake2b run side by side
-        (hashlib releases the GIL on large buffers)."""
+        """Parse on the loop; hash in one thread per digest, in order, without waiting for it.
+
+        sha256 and blake2b run side by side (hashlib releases the GIL on large buffers) while the next
+        chunks are read and forwarded; at most MAX_OUTSTANDING chunks wait to be hashed.
+        """
         segments = self.reader.parse(chunk)
-        if sum(len(segment) for segment in segments) < THREAD_FEED_MIN:
-            for hasher in self.reader.hashers:
+        if not segments:
+            return
+        hashers = self.reader.hashers
+        if not self._lanes and sum(len(segment) for segment in segments) < THREAD_FEED_MIN:
+            for hasher in hashers:
                 _update(hasher, segments)
             return
-        await asyncio.gather(*(asyncio.to_thread(_update, hasher, segments) for hasher in self.reader.hashers))
+        if not self._lanes:
+            self._lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest") for _ in hashers]
+        loop = asyncio.get_running_loop()
+        lanes = zip(self._lanes, hashers, strict=True)
+        jobs = [loop.run_in_executor(lane, _update, hasher, segments) for lane, hasher in lanes]
+        self._outstanding.append(asyncio.gather(*jobs))
+        while len(self._outstanding) > MAX_OUTSTANDING:
+            await self._outstanding.popleft()
+
+    async def hexdigests(self) -> dict[str, str]:
+        """The file's digests, once every chunk fed so far is hashed."""
+        while self._outstanding:
+            await self._outstanding.popleft()
+        return self.reader.hexdigests()
+
+    def close(self) -> None:
+        for lane in self._lanes:
+            lane.shutdown(wait=False, cancel_futures=True)
 
 
 def _update(hasher: Any, segments: list[memoryview]) -> None:
@@ -172,12 +200,19 @@ class UploadFlow:
             read_timeout=context.limits.read_timeout,
         )
         self.user_agent = f"upload-gateway/{__version__}"
+        self.digests: dict[str, str] = {}
 
     @property
     def reader(self) -> FormReader:
         return self.pump.reader
 
     async def run(self) -> Accepted:
+        try:
+            return await self._run()
+        finally:
+            self.pump.close()
+
+    async def _run(self) -> Accepted:
         head = await self._read_head()
         fields = self.reader.fields
         if ":action" in fields and check_action(fields, self.context.allowed_actions) != "file_upload":
@@ -250,7 +285,8 @@ class UploadFlow:
     async def _check_file(self, upload: Upload) -> None:
         """Once every byte is in: digests, the per-file limit and the project's total."""
         self.reader.finish()
-        verify_digests(upload.digests, self.reader.hexdigests())
+        self.digests = await self.pump.hexdigests()
+        verify_digests(upload.digests, self.digests)
         limits = self.context.limits
         if self.reader.file_size > limits.max_file_size:
             raise file_too_large(limits.max_file_size)
@@ -279,7 +315,7 @@ class UploadFlow:
         await self._check_file(upload)
 
     def _duplicate(self, upload: Upload, existing_sha256: str) -> Accepted:
-        digests = self.reader.hexdigests()
+        digests = self.digests
         verdict(
             existing_sha256,
             digests["sha256"],
@@ -290,14 +326,11 @@ class UploadFlow:
         return Accepted(upload=upload, size=self.reader.file_size, digests=digests, reason="already_present")
 
     async def _streamed(self, head: list[bytes], upload: Upload) -> AsyncIterator[bytes]:
-        """Forward what has been read, then the rest, one chunk behind, hashing the next while one is sent."""
+        """Forward what has been read, then the rest, one chunk behind; the last goes once the file checks out."""
         pending = b"".join(head)
         while chunk := await self.pump.read():
-            feeding = asyncio.ensure_future(self.pump.feed(chunk))
-            try:
-                yield pending
-            finally:
-                await feeding
+            await self.pump.feed(chunk)
+            yield pending
             pending = chunk
         await self._check_file(upload)
         yield pending
@@ -328,7 +361,7 @@ class UploadFlow:
         return answer
 
     async def _settle(self, answer: UpstreamAnswer, upload: Upload) -> Accepted:
-        digests = self.reader.hexdigests()
+        digests = self.digests
         if is_conflict(answer):
             self.context.existing.forget(upload.project)
             existing = await self.context.existing.sha256_of(upload.project, upload.filename)
