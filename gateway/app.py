@@ -158,14 +158,15 @@ async def ready(request: web.Request) -> web.Response:
     return web.Response(text="OK\n")
 
 
-def _upstream_auth(config: Config, embedded: EmbeddedIndex | None) -> aiohttp.BasicAuth | None:
+def _upstream_auth(config: Config, embedded: EmbeddedIndex | None) -> str | None:
+    """The gateway's own `Authorization` header for the index (never a client's)."""
     if embedded is not None:
-        return aiohttp.BasicAuth(embedded.username, embedded.password)
+        return aiohttp.encode_basic_auth(embedded.username, embedded.password)
     upstream = config.upstream
     if not upstream.username:
         return None
     password = upstream.password_file.read_text().strip() if upstream.password_file else ""
-    return aiohttp.BasicAuth(upstream.username, password)
+    return aiohttp.encode_basic_auth(upstream.username, password)
 
 
 async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -200,7 +201,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         gateway.upstream = Upstream(
             urls,
             session,
-            auth=_upstream_auth(config, embedded),
+            authorization=_upstream_auth(config, embedded),
             public_url=config.server.public_url,
             metrics=gateway.metrics,
         )

@@ -136,13 +136,13 @@ class Upstream:
         urls: UpstreamURLs,
         session: aiohttp.ClientSession,
         *,
-        auth: aiohttp.BasicAuth | None,
+        authorization: str | None,
         public_url: str,
         metrics: Metrics,
     ) -> None:
         self.urls = urls
         self._session = session
-        self._auth = auth
+        self._auth = {"Authorization": authorization} if authorization else {}
         self._public_url = public_url
         self._metrics = metrics
 
@@ -174,11 +174,9 @@ class Upstream:
         self, body: AsyncIterable[bytes], *, content_type: str, length: int, user_agent: str
     ) -> UpstreamAnswer:
         """POST the client's multipart body unchanged, with its Content-Length (never chunked)."""
-        headers = {"Content-Type": content_type, "Content-Length": str(length), "User-Agent": user_agent}
+        headers = {"Content-Type": content_type, "Content-Length": str(length), "User-Agent": user_agent, **self._auth}
         started = time.perf_counter()
-        async with self._session.post(
-            self.urls.upload, data=body, headers=headers, auth=self._auth, allow_redirects=False
-        ) as resp:
+        async with self._session.post(self.urls.upload, data=body, headers=headers, allow_redirects=False) as resp:
             text = await resp.text(errors="replace")
             answer = UpstreamAnswer(resp.status, resp.reason or "", text[:4096])
         self._metrics.upstream_duration.labels("upload").observe(time.perf_counter() - started)
@@ -191,7 +189,7 @@ class Upstream:
         started = time.perf_counter()
         try:
             async with self._session.get(
-                self.urls.simple + project + "/", auth=self._auth, allow_redirects=False
+                self.urls.simple + project + "/", headers=self._auth, allow_redirects=False
             ) as resp:
                 self._metrics.upstream_duration.labels("simple").observe(time.perf_counter() - started)
                 if resp.status == 404 or 300 <= resp.status < 400:
@@ -215,7 +213,7 @@ class Upstream:
         started = time.perf_counter()
         try:
             async with self._session.request(
-                request.method, url, headers=headers, auth=self._auth, allow_redirects=False
+                request.method, url, headers=headers | self._auth, allow_redirects=False
             ) as resp:
                 self._metrics.upstream_duration.labels(route).observe(time.perf_counter() - started)
                 if resp.status >= 500:
