@@ -23,13 +23,16 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check gateway tests
-	$(VENV)/bin/ruff format --check gateway tests
+	$(VENV)/bin/ruff check gateway tests bench
+	$(VENV)/bin/ruff format --check gateway tests bench
 	$(VENV)/bin/mypy --strict gateway
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix gateway tests
-	$(VENV)/bin/ruff format gateway tests
+	$(VENV)/bin/ruff check --fix gateway tests bench
+	$(VENV)/bin/ruff format gateway tests bench
+
+bench: $(STAMP)
+	$(PY) -m bench.run $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

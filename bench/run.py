@@ -1,0 +1,564 @@
+"""Benchmarks: every figure against a baseline measured in the same run, on loopback.
+
+    make bench            # full run, writes bench/results/latest.json
+    make bench QUICK=1    # under a minute, smaller sizes and counts
+
+Results are verified as they go (sha256 of what the index stored), so a fast wrong path cannot win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from gateway import tokens
+from gateway.auth import Authenticator, TokenCredentials, TokenSettings, create_token
+from gateway.metrics import Metrics
+from gateway.store import Store
+from tests.conftest import (
+    PYTHON,
+    GatewayProcess,
+    Index,
+    free_port,
+    index_upstream,
+    start_gateway,
+    start_index,
+    stop,
+    wait_http,
+)
+from tests.dists import make_wheel, sha256_of
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MiB = 2**20
+BLOCK = os.urandom(MiB)
+
+
+@dataclass
+class Sizes:
+    large: int
+    large_runs: int
+    ceiling: int
+    ceiling_runs: int
+    memory_big: int
+    memory_clients: int
+    memory_each: int
+    small_count: int
+    small_latency_count: int
+    token_iterations: int
+
+    @classmethod
+    def of(cls, quick: bool) -> Sizes:
+        if quick:
+            return cls(48 * MiB, 1, 96 * MiB, 1, 256 * MiB, 20, 8 * MiB, 300, 60, 2_000)
+        return cls(200 * MiB, 3, 400 * MiB, 3, 1024 * MiB, 20, 50 * MiB, 2_000, 300, 20_000)
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    ratio: float | None = None
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+
+
+@dataclass
+class Report:
+    machine: dict[str, str]
+    quick: bool
+    figures: list[Figure] = field(default_factory=list)
+
+    def add(self, figure: Figure) -> None:
+        self.figures.append(figure)
+        print(_row(figure), flush=True)
+
+
+def _row(f: Figure) -> str:
+    base = f"{f.baseline:10.3f}" if f.baseline is not None else " " * 10
+    ratio = f"{f.ratio:7.3f}" if f.ratio is not None else " " * 7
+    verdict = {True: "ok", False: "MISSED", None: ""}[f.met]
+    return f"{f.name:<44} {f.value:10.3f} {f.unit:<9} {base} {ratio}  {f.target:<12} {verdict:<6} {f.note}"
+
+
+def machine() -> dict[str, str]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        )
+    return {
+        "cpu": cpu or platform.processor(),
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- the stack
+
+
+@dataclass
+class Stack:
+    index: Index
+    gateway: GatewayProcess
+    token: str
+    discard_url: str
+    discard_gateway: GatewayProcess
+    discard_token: str
+    nginx_url: str | None
+
+
+def _token(gw: GatewayProcess, user: str) -> str:
+    gw.add_user(user, "benchmark password")
+    return gw.cli("token", "create", user, "--description", "bench").stdout.strip()
+
+
+@contextlib.contextmanager
+def stack(workdir: Path) -> Iterator[Stack]:
+    processes: list[subprocess.Popen[bytes]] = []
+    index = start_index(workdir / "index")
+    processes.append(index.process)
+    discard_port = free_port()
+    discard = subprocess.Popen([PYTHON, "-m", "bench.discard", "--port", str(discard_port)], cwd=Path.cwd())
+    processes.append(discard)
+    discard_url = f"http://127.0.0.1:{discard_port}/"
+    wait_http(discard_url + "health", discard)
+    quiet = {"logging": {"level": "warning"}, "limits": {"max_file_size": "2GiB", "read_timeout": "120s"}}
+    gw = start_gateway(workdir / "gw", index_upstream(index, workdir / "gw"), **quiet)
+    processes.append(gw.process)
+    gw_discard = start_gateway(workdir / "gw-discard", {"url": discard_url}, **quiet)
+    processes.append(gw_discard.process)
+    nginx_url, nginx = _start_nginx(workdir / "nginx", index.url)
+    if nginx is not None:
+        processes.append(nginx)
+    try:
+        yield Stack(index, gw, _token(gw, "bench"), discard_url, gw_discard, _token(gw_discard, "bench"), nginx_url)
+    finally:
+        for process in reversed(processes):
+            stop(process)
+
+
+def _start_nginx(directory: Path, upstream: str) -> tuple[str | None, subprocess.Popen[bytes] | None]:
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if binary is None:
+        return None, None
+    directory.mkdir(parents=True)
+    port = free_port()
+    (directory / "nginx.conf").write_text(
+        f"""worker_processes 1;
+error_log {directory}/error.log;
+pid {directory}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {directory}/body;
+  proxy_temp_path {directory}/proxy;
+  server {{
+    listen 127.0.0.1:{port};
+    client_max_body_size 0;
+    location / {{
+      proxy_pass {upstream};
+      proxy_request_buffering off;
+      proxy_http_version 1.1;
+    }}
+  }}
+}}
+"""
+    )
+    process = subprocess.Popen([binary, "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", "daemon off;"])
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/health", process)
+    return url, process
+
+
+# ---------------------------------------------------------------------------------------------------- bodies
+
+
+class Body:
+    """A twine-like multipart upload streamed from one repeated random block, with its digests."""
+
+    _digests: dict[int, tuple[str, str]] = {}  # noqa: RUF012 - a cache shared by all bodies of a size
+
+    def __init__(self, project: str, version: str, size: int) -> None:
+        self.filename = f"{project.replace('-', '_')}-{version}-py3-none-any.whl"
+        self.size = size
+        sha256, blake2 = self.digests(size)
+        boundary = uuid.uuid4().hex
+        fields = {
+            "name": project,
+            "version": version,
+            "filetype": "bdist_wheel",
+            "pyversion": "py3",
+            "metadata_version": "2.1",
+            "sha256_digest": sha256,
+            "blake2_256_digest": blake2,
+            ":action": "file_upload",
+            "protocol_version": "1",
+        }
+        head = "".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields.items()
+        )
+        head += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{self.filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
+        self.head = head.encode()
+        self.tail = f"\r\n--{boundary}--\r\n".encode()
+        self.length = len(self.head) + size + len(self.tail)
+        self.content_type = f"multipart/form-data; boundary={boundary}"
+
+    @classmethod
+    def digests(cls, size: int) -> tuple[str, str]:
+        if size not in cls._digests:
+            sha, blake = hashlib.sha256(), hashlib.blake2b(digest_size=32)
+            for chunk in _payload(size):
+                sha.update(chunk)
+                blake.update(chunk)
+            cls._digests[size] = (sha.hexdigest(), blake.hexdigest())
+        return cls._digests[size]
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield self.head
+        for chunk in _payload(self.size):
+            yield chunk
+        yield self.tail
+
+
+def _payload(size: int) -> Iterator[bytes]:
+    left = size
+    while left:
+        yield BLOCK[: min(left, len(BLOCK))]
+        left -= min(left, len(BLOCK))
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: Body, authorization: str | None) -> float:
+    started = time.perf_counter()
+    headers = {"Content-Type": body.content_type, "Content-Length": str(body.length)}
+    if authorization:
+        headers["Authorization"] = authorization
+    async with session.post(url, data=body.chunks(), headers=headers) as resp:
+        text = await resp.text()
+        if resp.status != 200:
+            raise RuntimeError(f"upload of {body.filename} to {url}: {resp.status} {resp.reason} {text[:200]}")
+    return time.perf_counter() - started
+
+
+def token_auth(token: str) -> str:
+    return aiohttp.encode_basic_auth("__token__", token)
+
+
+# ---------------------------------------------------------------------------------------------------- figures
+
+
+def twine_upload(url: str, user: str, password: str, wheel: Path) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "twine",
+            "upload",
+            "--repository-url",
+            url,
+            "-u",
+            user,
+            "-p",
+            password,
+            "--non-interactive",
+            "--disable-progress-bar",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"},
+    )
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"twine to {url} failed: {result.stdout}{result.stderr}")
+    return elapsed
+
+
+def large_upload(report: Report, s: Stack, sizes: Sizes, workdir: Path) -> None:
+    routes: dict[str, tuple[str, str, str]] = {
+        "direct": (s.index.url, s.index.username, s.index.password),
+        "gateway": (f"{s.gateway.url}/legacy/", "__token__", s.token),
+    }
+    if s.nginx_url:
+        routes["nginx"] = (f"{s.nginx_url}/", s.index.username, s.index.password)
+    best: dict[str, float] = {}
+    for run in range(sizes.large_runs):
+        for route, (url, user, password) in routes.items():
+            directory = workdir / f"large-{route}-{run}"
+            directory.mkdir()
+            wheel = make_wheel(
+                directory, "bench-large", f"{run}.{len(best)}.{uuid.uuid4().int % 10**6}", payload_size=sizes.large
+            )
+            elapsed = twine_upload(url, user, password, wheel)
+            if sha256_of(s.index.packages / wheel.name) != sha256_of(wheel):
+                raise RuntimeError(f"the index stored a different {wheel.name} via {route}")
+            (s.index.packages / wheel.name).unlink()
+            best[route] = min(best.get(route, elapsed), elapsed)
+    mib = sizes.large // MiB
+    report.add(Figure(f"twine {mib} MiB: direct to pypiserver", best["direct"], "s"))
+    ratio = best["gateway"] / best["direct"]
+    report.add(
+        Figure(
+            f"twine {mib} MiB: through the gateway",
+            best["gateway"],
+            "s",
+            best["direct"],
+            ratio,
+            "<= 1.05",
+            ratio <= 1.05,
+            "baseline: direct",
+        )
+    )
+    if "nginx" in best:
+        ratio = best["gateway"] / best["nginx"]
+        report.add(Figure(f"twine {mib} MiB: through streaming nginx", best["nginx"], "s"))
+        report.add(Figure("gateway / streaming nginx", ratio, "x", best["nginx"], ratio, "<= 1.03", ratio <= 1.03))
+    else:
+        report.add(Figure("gateway / streaming nginx", 0, "x", note="nginx not installed (apt-get install nginx)"))
+
+
+async def ceiling(report: Report, s: Stack, sizes: Sizes) -> None:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=900)) as session:
+        direct = gateway = float("inf")
+        for run in range(sizes.ceiling_runs):
+            direct = min(
+                direct, await post(session, s.discard_url, Body("bench-ceiling", f"0.{run}", sizes.ceiling), None)
+            )
+            body = Body("bench-ceiling", f"1.{run}.{uuid.uuid4().int % 10**6}", sizes.ceiling)
+            gateway = min(
+                gateway, await post(session, f"{s.discard_gateway.url}/legacy/", body, token_auth(s.discard_token))
+            )
+    mb = sizes.ceiling / 1e6
+    report.add(Figure(f"POST {sizes.ceiling // MiB} MiB to a discard index", mb / direct, "MB/s"))
+    ratio = direct / gateway
+    report.add(
+        Figure(
+            "  the same through the gateway (digests on)",
+            mb / gateway,
+            "MB/s",
+            mb / direct,
+            ratio,
+            ">= 0.70",
+            ratio >= 0.7,
+            "baseline: direct",
+        )
+    )
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+@contextlib.contextmanager
+def peak_rss(pid: int) -> Iterator[Callable[[], float]]:
+    idle = rss_kib(pid)
+    peak = [idle]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_kib(pid))
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield lambda: (peak[0] - idle) / 1024
+    finally:
+        done.set()
+        thread.join()
+
+
+async def memory(report: Report, s: Stack, sizes: Sizes) -> None:
+    url, auth, pid = f"{s.discard_gateway.url}/legacy/", token_auth(s.discard_token), s.discard_gateway.pid
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=900)) as session:
+        await post(session, url, Body("bench-memory", "0.0.0", MiB), auth)  # warm up: threads, caches
+        with peak_rss(pid) as grown:
+            await post(session, url, Body("bench-memory", f"1.{uuid.uuid4().int % 10**6}", sizes.memory_big), auth)
+        one = grown()
+        with peak_rss(pid) as grown:
+            bodies = [
+                Body("bench-memory", f"2.{i}.{uuid.uuid4().int % 10**6}", sizes.memory_each)
+                for i in range(sizes.memory_clients)
+            ]
+            await asyncio.gather(*(post(session, url, body, auth) for body in bodies))
+        many = grown()
+    report.add(
+        Figure(f"peak RSS over idle, one {sizes.memory_big // MiB} MiB upload", one, "MiB", target="< 32", met=one < 32)
+    )
+    report.add(
+        Figure(
+            f"peak RSS over idle, {sizes.memory_clients} x {sizes.memory_each // MiB} MiB at once",
+            many,
+            "MiB",
+            target="< 96",
+            met=many < 96,
+        )
+    )
+
+
+async def small_uploads(report: Report, s: Stack, sizes: Sizes) -> None:
+    direct = (s.index.url, aiohttp.encode_basic_auth(s.index.username, s.index.password))
+    through = (f"{s.gateway.url}/legacy/", token_auth(s.token))
+
+    async def run(target: tuple[str, str], count: int, concurrency: int, tag: str) -> tuple[float, list[float]]:
+        bodies = [Body(f"bench-small-{i % 8}", f"{tag}.{i}", 10 * 1024) for i in range(count)]
+        queue: asyncio.Queue[Body] = asyncio.Queue()
+        for body in bodies:
+            queue.put_nowait(body)
+        latencies: list[float] = []
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def worker() -> None:
+                while not queue.empty():
+                    latencies.append(await post(session, target[0], queue.get_nowait(), target[1]))
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            elapsed = time.perf_counter() - started
+        stored = set(s.index.files())
+        missing = [b.filename for b in bodies if b.filename not in stored]
+        if missing:
+            raise RuntimeError(f"{len(missing)} small uploads missing on the index, e.g. {missing[0]}")
+        for body in bodies:  # pypiserver slows down as its directory fills: each run starts from the same state
+            (s.index.packages / body.filename).unlink()
+        return count / elapsed, latencies
+
+    stamp = uuid.uuid4().int % 10**6
+    direct_rate, _ = await run(direct, sizes.small_count, 32, f"1.{stamp}")
+    gateway_rate, _ = await run(through, sizes.small_count, 32, f"2.{stamp}")
+    _, direct_lat = await run(direct, sizes.small_latency_count, 1, f"3.{stamp}")
+    _, gateway_lat = await run(through, sizes.small_latency_count, 1, f"4.{stamp}")
+    ratio = gateway_rate / direct_rate
+    report.add(Figure(f"{sizes.small_count} x 10 KiB, 32 clients: direct", direct_rate, "uploads/s"))
+    report.add(
+        Figure(
+            "  the same through the gateway",
+            gateway_rate,
+            "uploads/s",
+            direct_rate,
+            ratio,
+            ">= 0.80",
+            ratio >= 0.8,
+            "baseline: direct",
+        )
+    )
+    for q, target in (("p50", 2.0), ("p99", None)):
+        pick = statistics.median if q == "p50" else (lambda xs: sorted(xs)[int(len(xs) * 0.99) - 1])
+        added = (pick(gateway_lat) - pick(direct_lat)) * 1000
+        report.add(
+            Figure(
+                f"  added latency {q}, one client at a time",
+                added,
+                "ms",
+                pick(direct_lat) * 1000,
+                None,
+                f"< {target}" if target else "",
+                added < target if target else None,
+                "baseline: direct",
+            )
+        )
+
+
+async def token_verification(report: Report, sizes: Sizes, workdir: Path) -> None:
+    store = await Store.open(workdir / "tokens.db")
+    try:
+        secret = os.urandom(32)
+        settings = TokenSettings(prefix="pypi", location="bench", server_secret=secret)
+        user = await store.add_user("bench", "x")
+        token, row = await create_token(store, settings, user, description="bench", projects=[], expires_at=None)
+        stored = [tokens.deserialize(c, user_id=user.id) for c in row.caveats]
+        context = tokens.VerifyContext(user_id=user.id, project="bench", project_id=None, now=int(time.time()))
+        n = sizes.token_iterations
+        started = time.perf_counter()
+        for _ in range(n):
+            parsed = tokens.parse(token, prefix="pypi")
+            tokens.verify(parsed, key=tokens.root_key(secret, row.secret), context=context, stored_caveats=stored)
+        cold = n / (time.perf_counter() - started)
+        authenticator = Authenticator(store, settings, Metrics())
+        started = time.perf_counter()
+        for _ in range(n // 10):
+            identity = await authenticator.authenticate(TokenCredentials(token))
+            authenticator._rows.clear()
+            authenticator._parsed.clear()
+            authenticator._verified.clear()
+            authenticator.check_token(identity, "bench", None, time.time())
+        cold_db = (n // 10) / (time.perf_counter() - started)
+        started = time.perf_counter()
+        for _ in range(n * 5):
+            identity = await authenticator.authenticate(TokenCredentials(token))
+            authenticator.check_token(identity, "bench", None, time.time())
+        warm = n * 5 / (time.perf_counter() - started)
+    finally:
+        await store.close()
+    report.add(
+        Figure("token verifications, cold (parse + HMAC chain)", cold, "per s", target=">= 5000", met=cold >= 5000)
+    )
+    report.add(Figure("  cold, with the SQLite row read each time", cold_db, "per s", note="informational"))
+    report.add(Figure("token verifications, warm (cached)", warm, "per s", target=">= 50000", met=warm >= 50000))
+
+
+async def run_all(report: Report, sizes: Sizes, workdir: Path) -> None:
+    with stack(workdir) as s:
+        await asyncio.to_thread(large_upload, report, s, sizes, workdir)
+        await ceiling(report, s, sizes)
+        await memory(report, s, sizes)
+        await small_uploads(report, s, sizes)
+    await token_verification(report, sizes, workdir)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    report = Report(machine(), args.quick)
+    print(f"machine: {report.machine}")
+    print(f"{'figure':<44} {'value':>10} {'unit':<9} {'baseline':>10} {'ratio':>7}  {'target':<12} verdict")
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        asyncio.run(run_all(report, Sizes.of(args.quick), Path(workdir)))
+    RESULTS.mkdir(exist_ok=True)
+    name = "quick.json" if args.quick else "latest.json"
+    (RESULTS / name).write_text(json.dumps({**asdict(report)}, indent=2) + "\n")
+    missed = [f.name for f in report.figures if f.met is False]
+    print(f"wrote bench/results/{name}; targets missed: {len(missed)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
