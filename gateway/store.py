@@ -7,10 +7,12 @@ WAL mode and a busy timeout let the CLI write (add a user, revoke a token) while
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -177,6 +179,7 @@ class Store:
     def __init__(self, db: aiosqlite.Connection, audit_file: Path | None = None) -> None:
         self._db = db
         self._audit_file = audit_file
+        self._transaction_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path, *, audit_file: Path | None = None) -> Store:
@@ -202,6 +205,30 @@ class Store:
         version = int(row[0]) if row else 0
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             await self._db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """A multi-statement change, one at a time.
+
+        NOTE: the connection is shared by every coroutine; the lock keeps two transactions apart, and the
+        upload path (single statements only) never opens one. A statement another coroutine issues meanwhile
+        joins the transaction, which is harmless unless it rolls back, on an error.
+        """
+        async with self._transaction_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def _set_recovery_codes(self, user_id: str, code_hashes: list[str]) -> None:
+        await self._db.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))
+        await self._db.executemany(
+            "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)",
+            [(user_id, code_hash) for code_hash in code_hashes],
+        )
 
     async def schema_version(self) -> int:
         async with self._db.execute("PRAGMA user_version") as cursor:
@@ -247,20 +274,11 @@ class Store:
 
     async def set_totp(self, user: User, sealed_secret: bytes, recovery_hashes: list[str]) -> None:
         """Enrol TOTP and replace the recovery codes, in one transaction."""
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
+        async with self._transaction():
             await self._db.execute(
                 "UPDATE users SET totp_secret = ?, totp_last_step = NULL WHERE id = ?", (sealed_secret, user.id)
             )
-            await self._db.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user.id,))
-            await self._db.executemany(
-                "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)",
-                [(user.id, code_hash) for code_hash in recovery_hashes],
-            )
-            await self._db.execute("COMMIT")
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
+            await self._set_recovery_codes(user.id, recovery_hashes)
         await self.audit("user.2fa.totp_enabled", user_name=user.name, recovery_codes=len(recovery_hashes))
 
     async def totp_secret(self, user_id: str) -> tuple[bytes | None, int | None]:
@@ -483,17 +501,8 @@ class Store:
         return int(row[0]) if row else 0
 
     async def replace_recovery_codes(self, user: User, code_hashes: list[str], *, address: str | None = None) -> None:
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            await self._db.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user.id,))
-            await self._db.executemany(
-                "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)",
-                [(user.id, code_hash) for code_hash in code_hashes],
-            )
-            await self._db.execute("COMMIT")
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
+        async with self._transaction():
+            await self._set_recovery_codes(user.id, code_hashes)
         await self.audit(
             "user.2fa.recovery_codes_replaced", user_name=user.name, address=address, count=len(code_hashes)
         )
