@@ -62,7 +62,6 @@ class FormReader:
         self.file_content_type: str | None = None
         self.file_size = 0
         self.content_started = False
-        self.content_done = False
         self.finished = False
         self._hashers: dict[str, Any] = {}
         self._file_data: list[memoryview] = []
@@ -178,9 +177,7 @@ class FormReader:
             self._value += data[start:end]
 
     def _on_part_end(self) -> None:
-        if self._part_kind == "content":
-            self.content_done = True
-        elif self._part_kind == "field":
+        if self._part_kind == "field":
             self.fields.setdefault(self._part, []).append(_text(bytes(self._value), f"field {self._part[:40]!r}"))
         self._part_kind = "field"
 

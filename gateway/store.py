@@ -230,11 +230,6 @@ class Store:
             [(user_id, code_hash) for code_hash in code_hashes],
         )
 
-    async def schema_version(self) -> int:
-        async with self._db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
-
     async def ping(self) -> None:
         async with self._db.execute("SELECT 1") as cursor:
             await cursor.fetchone()

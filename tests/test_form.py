@@ -41,7 +41,7 @@ def test_content_starts_after_the_fields_twine_sends() -> None:
     ctype, body = multipart(twine_fields(FILENAME, DATA), [("content", FILENAME, DATA)])
     reader = FormReader(boundary_of(ctype))
     reader.feed(body[: body.index(b"wheel bytes")])
-    assert reader.content_started and not reader.content_done
+    assert reader.content_started and not reader.finished
     assert set(reader.hexdigests()) == {"sha256", "blake2_256"}
 
 
