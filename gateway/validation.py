@@ -55,7 +55,7 @@ REASONS: Mapping[str, str] = MappingProxyType(
         "unsafe_filename": "Name the file without control or non-ASCII characters, '/', '\\' or '..'.",
         "filename_too_long": f"Shorten the filename to at most {MAX_FILENAME_LENGTH} characters.",
         "invalid_extension": "Upload wheels as .whl and source distributions as .tar.gz (PEP 527, PEP 625).",
-        "invalid_content_type": "Send the file part with a Content-Type such as application/octet-stream.",
+        "invalid_content_type": "Send the file part as application/octet-stream (or without a Content-Type).",
         "invalid_filename": "Upload the file under the name the build tool gave it (a valid wheel or sdist name).",
         "name_mismatch": "Make the form's name and the project name in the filename the same project.",
         "unnormalized_filename": "Rename the file with the normalized project name, as the message says (PEP 427/625).",
@@ -122,13 +122,21 @@ def validate_upload(fields: Mapping[str, Sequence[str]], *, filename: str, conte
     name, filetype, digests = _check_form(fields)
     version = _check_metadata(fields)
     _check_filename(filename, filetype)
-    if not content_type or content_type.strip().lower().startswith("image/"):
+    if _bad_content_type(content_type):
         raise _refuse("Invalid distribution file.", "invalid_content_type")
     check_dist = _check_sdist if filetype == "sdist" else _check_wheel
     project = check_dist(filename, name, version)
     return Upload(
         project=project, name=name, version=str(version), filename=filename, filetype=filetype, digests=digests
     )
+
+
+def _bad_content_type(content_type: str | None) -> bool:
+    """PyPI refuses an empty or image/* type. A part with no Content-Type header at all (uv sends none) is
+    what Warehouse's form parser reads as text/plain, which it accepts: so does the gateway."""
+    if content_type is None:
+        return False
+    return not content_type.strip() or content_type.strip().lower().startswith("image/")
 
 
 def project_of(fields: Mapping[str, Sequence[str]]) -> tuple[str, str]:

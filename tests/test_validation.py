@@ -95,6 +95,7 @@ def accepted(filename: str, filetype: str, *, version: str = "0.1.0", name: str 
 
 VALID = [
     pytest.param(wheel(), accepted(WHEEL, "bdist_wheel"), id="twine-wheel"),
+    pytest.param(wheel(content_type=None), accepted(WHEEL, "bdist_wheel"), id="uv-wheel-without-content-type"),
     pytest.param(
         wheel(filename="demo_pkg-0.1.0-py3-none-any.whl"),
         accepted("demo_pkg-0.1.0-py3-none-any.whl", "bdist_wheel"),
@@ -391,7 +392,6 @@ INVALID = [
         f"Invalid file extension: Extension .WHL is invalid for filetype bdist_wheel. {PEP_527}",
         id="uppercase-extension",
     ),
-    pytest.param(wheel(content_type=None), "invalid_content_type", "Invalid distribution file.", id="no-type"),
     pytest.param(wheel(content_type=""), "invalid_content_type", "Invalid distribution file.", id="empty-type"),
     pytest.param(wheel(content_type="Image/PNG"), "invalid_content_type", "Invalid distribution file.", id="image"),
     # sdist filename

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -13,7 +14,7 @@ import pymacaroons
 import pytest
 
 from gateway import tokens
-from tests.conftest import GatewayFactory, GatewayProcess, twine
+from tests.conftest import PYTHON, GatewayFactory, GatewayProcess, Index, twine
 from tests.dists import make_wheel
 from tests.e2e.test_upload import basic, raw_post
 from tests.forms import upload_body
@@ -241,3 +242,18 @@ def test_no_secret_reaches_the_database_logs_or_listing(gw: GatewayProcess) -> N
         assert token not in listing and _body(token) not in listing
         assert _body(token)[20:60] not in log
     assert server_secret not in raw
+
+
+def test_uv_publish_with_a_token(gw: GatewayProcess, index: Index, tmp_path: Path) -> None:
+    """uv sends the file part without a Content-Type: accepted, as PyPI accepts it."""
+    token = create_token(gw, "vic", "--description", "uv")
+    wheel = make_wheel(tmp_path, "uv-published", "1.0")
+    for attempt in ("first", "identical again"):
+        result = subprocess.run(
+            [PYTHON, "-m", "uv", "publish", "--publish-url", f"{gw.url}/legacy/", "--token", token, str(wheel)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, (attempt, result.stderr)
+    assert wheel.name in index.files()
