@@ -27,12 +27,11 @@ from gateway.config import Config, server_secret, token_location
 from gateway.embedded import EmbeddedIndex
 from gateway.errors import GatewayError, reason_phrase
 from gateway.existing import ExistingFiles
-from gateway.form import MAX_FORM_BYTES
 from gateway.logs import FIELDS, access_middleware
 from gateway.proxy import Upstream, UpstreamURLs, aborting_socket
 from gateway.state import GATEWAY, Gateway
 from gateway.store import Store, StoredFile
-from gateway.upload import Accepted, UploadContext, UploadFlow, file_too_large
+from gateway.upload import Accepted, UploadContext, UploadFlow, file_too_large, max_body
 from gateway.validation import Upload
 from gateway.web import application as account_pages
 
@@ -109,7 +108,7 @@ async def _upload(request: web.Request, gateway: Gateway, trail: dict[str, Any])
     length = request.content_length
     if length is None:
         raise GatewayError(411, "Length Required: send the upload with a Content-Length header", "length_required")
-    if length > limits.max_file_size + 2 * MAX_FORM_BYTES:
+    if length > max_body(limits):
         raise file_too_large(limits.max_file_size)
     identity = await authenticator.authenticate(credentials)
     trail.update(user=identity.user.name, token_id=identity.token_id)
@@ -172,8 +171,9 @@ def _upstream_auth(config: Config, embedded: EmbeddedIndex | None) -> str | None
 async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     config = gateway.config
-    max_body = config.limits.max_file_size + 2 * MAX_FORM_BYTES
-    embedded = EmbeddedIndex(config.upstream.data_dir, max_body=max_body) if config.upstream.embedded else None
+    embedded = (
+        EmbeddedIndex(config.upstream.data_dir, max_body=max_body(config.limits)) if config.upstream.embedded else None
+    )
     store = await Store.open(config.store.path, audit_file=config.logging.audit_file)
     settings = TokenSettings(
         prefix=config.tokens.prefix,

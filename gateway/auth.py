@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import time
 from dataclasses import dataclass
@@ -69,6 +70,17 @@ class Identity:
     @property
     def token_id(self) -> str | None:
         return self.token.id if self.token else None
+
+    @functools.cached_property
+    def stored_caveats(self) -> list[tokens.Caveat]:
+        """The caveats the store keeps for the token (none for a password)."""
+        return [tokens.deserialize(c, user_id=self.user.id) for c in self.token.caveats] if self.token else []
+
+    @functools.cached_property
+    def caveats(self) -> list[tokens.Caveat]:
+        """Every caveat that binds this token: embedded (ours and its holder's) and stored."""
+        embedded = tokens.caveats_of(self.parsed, self.user.id) if self.parsed else []
+        return [*embedded, *self.stored_caveats]
 
 
 def hash_password(password: str) -> str:
@@ -191,22 +203,20 @@ class Authenticator:
         if self._verified.get(key, 0.0) > now:
             self._metrics.token_verifications.labels("valid_cached").inc()
             return
-        row, user = identity.token, identity.user
-        stored = [tokens.deserialize(caveat, user_id=user.id) for caveat in row.caveats]
+        user = identity.user
         context = tokens.VerifyContext(user_id=user.id, project=project, project_id=project_id, now=int(now))
         try:
             tokens.verify(
                 identity.parsed,
-                key=tokens.root_key(self._settings.server_secret, row.secret),
+                key=tokens.root_key(self._settings.server_secret, identity.token.secret),
                 context=context,
-                stored_caveats=stored,
+                stored_caveats=identity.stored_caveats,
             )
         except tokens.InvalidTokenError as exc:
             self._fail("invalid")
             raise invalid_token(str(exc)) from None
         self._metrics.token_verifications.labels("valid").inc()
-        caveats = [*tokens.caveats_of(identity.parsed, user.id), *stored]
-        expiries = [c.expires_at for c in caveats if isinstance(c, tokens.Expiration)]
+        expiries = [c.expires_at for c in identity.caveats if isinstance(c, tokens.Expiration)]
         self._verified[key] = min([now + VERIFIED_TTL, *expiries])
 
 
@@ -257,13 +267,7 @@ def scope_of(row: TokenRow, user_id: str) -> str:
 
 
 def project_scoped(identity: Identity) -> bool:
-    if identity.token is None or identity.parsed is None:
-        return False
-    caveats = [
-        *tokens.caveats_of(identity.parsed, identity.user.id),
-        *(tokens.deserialize(c, user_id=identity.user.id) for c in identity.token.caveats),
-    ]
-    return any(isinstance(c, tokens.ProjectName | tokens.ProjectID) for c in caveats)
+    return any(isinstance(c, tokens.ProjectName | tokens.ProjectID) for c in identity.caveats)
 
 
 class Authorizer:

@@ -138,6 +138,11 @@ def _update(hasher: Any, segments: list[memoryview]) -> None:
         hasher.update(segment)
 
 
+def max_body(limits: LimitsConfig) -> int:
+    """The largest upload body: the file's limit plus room for the form around it."""
+    return limits.max_file_size + MAX_HEAD_BYTES
+
+
 def verify_digests(supplied: Mapping[str, str], computed: Mapping[str, str]) -> None:
     """Every digest the client supplied must match the bytes (PyPI's check), compared in constant time."""
     for name, value in supplied.items():
