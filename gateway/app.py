@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,24 +13,17 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import __version__
-from gateway.auth import (
-    Authenticator,
-    Authorizer,
-    Identity,
-    PasswordCredentials,
-    TokenSettings,
-    parse_authorization,
-)
+from gateway.auth import Authenticator, Authorizer, TokenSettings
 from gateway.config import Config, server_secret, token_location
 from gateway.embedded import EmbeddedIndex
 from gateway.errors import GatewayError, reason_phrase
 from gateway.existing import ExistingFiles
-from gateway.logs import FIELDS, access_middleware
+from gateway.logs import access_middleware
 from gateway.proxy import Upstream, UpstreamURLs, aborting_socket
 from gateway.state import GATEWAY, Gateway
-from gateway.store import Store, StoredFile
-from gateway.upload import Accepted, UploadContext, UploadFlow, file_too_large, max_body
-from gateway.validation import Upload
+from gateway.store import Store
+from gateway.upload.flow import UploadContext, max_body
+from gateway.upload.handler import defer_continue, upload
 from gateway.web import application as account_pages
 
 log = logging.getLogger("gateway")
@@ -53,86 +44,38 @@ async def error_middleware(
     try:
         return await handler(request)
     except GatewayError as exc:
-        return render_error(exc)
+        return _unread_body_closes(request, render_error(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return render_error(GatewayError(exc.status, exc.reason, "http_error"))
+        return _unread_body_closes(request, render_error(GatewayError(exc.status, exc.reason, "http_error")))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return render_error(GatewayError(500, "Internal error in the upload gateway", "internal_error"))
+        error = GatewayError(500, "Internal error in the upload gateway", "internal_error")
+        return _unread_body_closes(request, render_error(error))
 
 
-async def upload(request: web.Request) -> web.Response:
-    gateway = request.app[GATEWAY]
-    metrics = gateway.metrics
-    started = time.perf_counter()
-    trail = request[FIELDS]
-    outcome, reason = "failed", "internal_error"
-    metrics.in_flight.inc()
-    try:
-        accepted = await _upload(request, gateway, trail)
-        outcome, reason = "accepted", accepted.reason
-        metrics.upload_bytes.inc(accepted.size)
-        metrics.upload_size.observe(accepted.size)
-        trail["size"] = accepted.size
-        return web.Response(text="OK\n")
-    except GatewayError as exc:
-        outcome, reason = ("failed" if exc.status >= 500 else "rejected"), exc.reason
-        trail["error"] = exc.message
-        raise
-    finally:
-        trail.update(outcome=outcome, reason=reason)
-        metrics.in_flight.dec()
-        metrics.uploads.labels(outcome, reason).inc()
-        metrics.upload_duration.labels(outcome).observe(time.perf_counter() - started)
-        if gateway.store is not None:
-            await gateway.store.audit(
-                f"upload.{outcome}",
-                user_name=trail.get("user"),
-                token_id=trail.get("token_id"),
-                project=trail.get("project"),
-                address=trail.get("client"),
-                filename=trail.get("file"),
-                reason=reason,
-            )
+def _unread_body_closes(request: web.Request, response: web.Response) -> web.Response:
+    """A refusal before the body was read ends the connection: the rest of a refused upload is not read."""
+    if not request.content.is_eof():
+        response.force_close()
+    return response
 
 
-async def _upload(request: web.Request, gateway: Gateway, trail: dict[str, Any]) -> Accepted:
-    store, _, authenticator, _ = gateway.ready()
-    assert gateway.uploads is not None
-    limits = gateway.config.limits
-    credentials = parse_authorization(request.headers.get("Authorization"))
-    if isinstance(credentials, PasswordCredentials):
-        trail["user"] = credentials.username
-    length = request.content_length
-    if length is None:
-        raise GatewayError(411, "Length Required: send the upload with a Content-Length header", "length_required")
-    if length > max_body(limits):
-        raise file_too_large(limits.max_file_size)
-    identity = await authenticator.authenticate(credentials)
-    trail.update(user=identity.user.name, token_id=identity.token_id)
-    authorize = gateway.uploads.authorize
-
-    async def authorize_and_note(identity: Identity, upload: Upload) -> None:
-        trail.update(project=upload.project, file=upload.filename)
-        await authorize(identity, upload)
-
-    context = dataclasses.replace(gateway.uploads, authorize=authorize_and_note)
-    accepted = await UploadFlow(request, identity, context).run()
-    if accepted.reason == "ok":
-        await store.record_file(
-            StoredFile(
-                filename=accepted.upload.filename,
-                project=accepted.upload.project,
-                size=accepted.size,
-                sha256=accepted.digests["sha256"],
-                blake2_256=accepted.digests["blake2_256"],
-                user=identity.user.name,
-                token_id=identity.token_id,
-            )
+@web.middleware
+async def identity_bodies_only(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Request bodies are never decompressed (the server runs with auto_decompress off): a compressed one would
+    be checked in one form and could reach the index in another, and a small gzip bomb would hold the loop."""
+    encodings = {value.strip().lower() for value in request.headers.getall("Content-Encoding", [])}
+    if encodings - {"", "identity"}:
+        raise GatewayError(
+            415,
+            "Content-Encoding is not accepted: send the request body uncompressed",
+            "content_encoding",
         )
-    return accepted
+    return await handler(request)
 
 
 async def passthrough(request: web.Request) -> web.StreamResponse:
@@ -208,8 +151,8 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         help_url = f"{config.server.public_url}/account/projects"
         gateway.uploads = UploadContext(
             upstream=gateway.upstream,
-            authorize=gateway.authorizer,
-            authorize_action=gateway.authorizer.action,
+            authorizer=gateway.authorizer,
+            claims=store,
             existing=ExistingFiles(gateway.upstream.simple_page, store.file_sha256, help_url=help_url),
             project_size=store.project_size,
             limits=config.limits,
@@ -238,13 +181,19 @@ async def _probe(upstream: Upstream) -> None:
         await asyncio.sleep(PROBE_INTERVAL)
 
 
+# How the HTTP server runs the app (`serve`, and the tests' in-process servers): request bodies are never
+# decompressed (see `identity_bodies_only`).
+SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False}
+
+
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[access_middleware(config.server.trusted_proxies), error_middleware])
+    app = web.Application(
+        middlewares=[access_middleware(config.server.trusted_proxies), error_middleware, identity_bodies_only]
+    )
     app[GATEWAY] = Gateway(config)
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_post("/", upload)
-    app.router.add_post("/legacy/", upload)
-    app.router.add_post("/legacy", upload)
+    for path in ("/", "/legacy/", "/legacy"):
+        app.router.add_post(path, upload, expect_handler=defer_continue)
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)

@@ -281,51 +281,50 @@ class Authorizer:
         self._help_url = f"{public_url}/account/projects"
         self._touched: TTLCache[str, bool] = TTLCache(maxsize=8192, ttl=TOUCH_INTERVAL)
 
-    async def __call__(self, identity: Identity, upload: Upload) -> None:
-        project, role = await self._credentials(identity, upload.project)
+    async def authorize_upload(self, identity: Identity, upload: Upload) -> policy.Allowed:
+        """The decision, or the refusal raised; nothing is written (a claim is recorded only with its file)."""
+        project, role, owned = await self._credentials(identity, upload.project)
         decision = policy.project_upload(
-            _access(project, role, upload.name),
+            _access(project, role, upload.name, owned),
             user_name=identity.user.name,
             new_projects=self._settings.new_projects,
             help_url=self._help_url,
             token_project_scoped=project_scoped(identity),
         )
-        _raise_if_denied(decision)
-        if isinstance(decision, policy.Allowed) and decision.claim:
-            if not await self._store.claim_project(upload.project, upload.name, identity.user):
-                await self(identity, upload)  # someone claimed it a moment ago: decide again
-        await self._used(identity)
+        raise_if_denied(decision)
+        assert isinstance(decision, policy.Allowed)
+        return decision
 
-    async def action(self, identity: Identity, action: str, project_name: str, display_name: str) -> None:
+    async def authorize_action(self, identity: Identity, action: str, project_name: str, display_name: str) -> None:
         """`remove_pkg`, `doc_upload`… on an existing project, when `policy.allowed_actions` lets them through."""
-        project, role = await self._credentials(identity, project_name)
-        _raise_if_denied(
+        project, role, owned = await self._credentials(identity, project_name)
+        raise_if_denied(
             policy.project_action(
-                _access(project, role, display_name),
+                _access(project, role, display_name, owned),
                 action=action,
                 user_name=identity.user.name,
                 help_url=self._help_url,
             )
         )
-        await self._used(identity)
 
-    async def _credentials(self, identity: Identity, project_name: str) -> tuple[Project | None, str | None]:
-        """Token caveats for this project, or the password policy; the project (if it exists) and the role."""
-        project, role = await self._store.project_access(project_name, identity.user.id)
+    async def _credentials(self, identity: Identity, project_name: str) -> tuple[Project | None, str | None, bool]:
+        """Token caveats for this project, or the password policy; the project (if it exists), the role, and
+        whether anyone has a role on it."""
+        project, role, owned = await self._store.project_access(project_name, identity.user.id)
         if identity.token is not None:
             self._authenticator.check_token(identity, project_name, project.id if project else None, time.time())
         else:
-            _raise_if_denied(
+            raise_if_denied(
                 policy.password_upload(
                     self._settings.password_uploads,
                     has_2fa=identity.user.has_2fa,
                     tokens_url=f"{self._public_url}/account/tokens",
                 )
             )
-        return project, role
+        return project, role, owned
 
-    async def _used(self, identity: Identity) -> None:
-        """Keep `last_used` (to the minute: one write per token per minute, not per upload).
+    async def touch(self, identity: Identity) -> None:
+        """Keep `last_used` after an accepted upload (to the minute: one write per token per minute, not per upload).
 
         Each use is in the audit trail anyway: every upload event carries its token id.
         """
@@ -334,14 +333,15 @@ class Authorizer:
             await self._store.touch_token(identity.token.id)
 
 
-def _access(project: Project | None, role: str | None, display_name: str) -> policy.ProjectAccess:
+def _access(project: Project | None, role: str | None, display_name: str, owned: bool) -> policy.ProjectAccess:
     return policy.ProjectAccess(
         exists=project is not None,
         role=policy.Role(role) if role else None,
         display_name=project.display_name if project else display_name,
+        owned=owned,
     )
 
 
-def _raise_if_denied(decision: policy.Decision) -> None:
+def raise_if_denied(decision: policy.Decision) -> None:
     if isinstance(decision, policy.Denied):
         raise GatewayError(decision.status, decision.message, decision.reason)

@@ -23,7 +23,7 @@ from aiohttp import web
 from packaging.utils import canonicalize_name
 
 from gateway import logs, twofactor
-from gateway.app import create_app
+from gateway.app import SERVER_OPTIONS, create_app
 from gateway.auth import TOKEN_USERNAME, TokenSettings, create_token, hash_password, scope_of
 from gateway.config import DEFAULT_PATH, Config, ConfigError, load_config, parse_duration, server_secret, token_location
 from gateway.embedded import EmbeddedIndexError
@@ -185,7 +185,7 @@ async def token_create(store: Store, args: argparse.Namespace, config: Config) -
     user = await store.require_user(args.name)
     projects = []
     for given in args.project:
-        project, role = await store.project_access(canonicalize_name(given), user.id)
+        project, role, _ = await store.project_access(canonicalize_name(given), user.id)
         if project is None or role is None:
             raise CommandError(
                 f"{user.name} has no role on project {given!r}: grant one first "
@@ -324,7 +324,7 @@ def serve(config: Config) -> int:
 
 
 async def _serve(config: Config) -> None:
-    runner = web.AppRunner(create_app(config), access_log=None)
+    runner = web.AppRunner(create_app(config), access_log=None, **SERVER_OPTIONS)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.server.host, config.server.port)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from cachetools import TTLCache
@@ -58,6 +59,21 @@ def previously_used(filename: str, help_url: str) -> GatewayError:
     )
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """`project_listed`: the index has a page for the project; `sha256`: the file's, when the index lists it
+    (UNKNOWN_HASH when it gives none)."""
+
+    project_listed: bool
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class _Listing:
+    exists: bool
+    files: dict[str, str]
+
+
 class ExistingFiles:
     """What the index lists (its simple page, cached briefly), checked against what the gateway recorded."""
 
@@ -71,28 +87,28 @@ class ExistingFiles:
         self._simple_page = simple_page
         self._recorded = recorded
         self._help_url = help_url
-        self._listings: TTLCache[str, dict[str, str]] = TTLCache(maxsize=1024, ttl=LISTING_TTL)
+        self._listings: TTLCache[str, _Listing] = TTLCache(maxsize=1024, ttl=LISTING_TTL)
 
-    async def sha256_of(self, project: str, filename: str) -> str | None:
-        """The sha256 of `filename` if the index lists it (UNKNOWN_HASH when it gives none), else None.
+    async def lookup(self, project: str, filename: str, *, fresh: bool = False) -> Lookup:
+        """Whether the index has the project, and the sha256 of `filename` if it lists it.
 
-        "Not listed" may come from the cache: if the index got the file meanwhile, it refuses the upload
-        and the gateway asks again. "Listed" is always confirmed afresh, since it ends the upload here.
-        A filename the gateway once delivered but the index no longer lists was deleted: like PyPI, it
-        cannot be used again (an installer may have cached the old file under that name).
+        "Not listed" may come from the cache (unless `fresh`): if the index got the file meanwhile, it refuses the
+        upload and the gateway asks again. "Listed" is always confirmed afresh, since it ends the upload here.
+        A filename the gateway once delivered but the index no longer lists was deleted: like PyPI, it cannot be
+        used again (an installer may have cached the old file under that name).
         """
-        listed = self._listings.get(project)
-        if listed is None or filename in listed:
+        cached = None if fresh else self._listings.get(project)
+        if cached is None or filename in cached.files:
             page = await self._simple_page(project)
-            listed = self._listings[project] = listing(page) if page is not None else {}
-        found = listed.get(filename)
+            cached = self._listings[project] = _Listing(page is not None, listing(page) if page is not None else {})
+        found = cached.files.get(filename)
         if found is None and await self._recorded(filename) is not None:
             raise previously_used(filename, self._help_url)
-        return found
+        return Lookup(project_listed=cached.exists, sha256=found)
 
     def add(self, project: str, filename: str, sha256: str) -> None:
         if project in self._listings:
-            self._listings[project][filename] = sha256
+            self._listings[project] = _Listing(True, {**self._listings[project].files, filename: sha256})
 
     def forget(self, project: str) -> None:
         self._listings.pop(project, None)

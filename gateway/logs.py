@@ -24,7 +24,7 @@ from gateway.config import LoggingConfig
 FIELDS = web.RequestKey("log_fields", dict[str, Any])
 ACCESS = logging.getLogger("gateway.access")
 # Loggers that put secrets (SQL arguments, headers) in debug lines.
-QUIET = ("aiosqlite", "aiohttp.access", "aiohttp.client", "multipart", "python_multipart")
+QUIET = ("aiosqlite", "aiohttp.access", "aiohttp.client")
 _STANDARD = set(vars(logging.makeLogRecord({})))
 
 

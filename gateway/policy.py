@@ -62,6 +62,7 @@ class ProjectAccess:
     exists: bool
     role: Role | None
     display_name: str
+    owned: bool = True  # someone has a role on it (an imported project may have nobody yet)
 
 
 def project_upload(
@@ -73,6 +74,8 @@ def project_upload(
     """
     if access.role is not None:
         return Allowed()
+    if access.exists and not access.owned:
+        return unowned_project(access.display_name, user_name)
     if access.exists:
         return Denied(
             403,
@@ -95,6 +98,27 @@ def project_upload(
             "not_allowed",
         )
     return Allowed(claim=True)
+
+
+def unowned_project(display_name: str, user_name: str) -> Denied:
+    """A project the index has (or an administrator imported) that nobody in the gateway owns: never claimed by
+    whoever uploads first, or a stranger could add files to a project others install."""
+    return Denied(
+        403,
+        f"The project '{display_name}' already exists on the index and has no owner in the gateway: "
+        f"an administrator must grant it first ('upload-gateway project grant {display_name} {user_name}')",
+        "project_unowned",
+    )
+
+
+def claim_in_progress(display_name: str) -> Denied:
+    """Another user's upload is creating this project right now: only one can become its owner."""
+    return Denied(
+        403,
+        f"The project '{display_name}' is being created by another user's upload right now; "
+        "it will belong to them: ask its owner for a role",
+        "claim_in_progress",
+    )
 
 
 def project_action(access: ProjectAccess, *, action: str, user_name: str, help_url: str) -> Decision:

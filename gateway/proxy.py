@@ -171,10 +171,10 @@ class Upstream:
         return up
 
     async def post_upload(
-        self, body: AsyncIterable[bytes], *, content_type: str, length: int, user_agent: str
+        self, body: AsyncIterable[bytes | memoryview], *, content_type: str, length: int
     ) -> UpstreamAnswer:
-        """POST the client's multipart body unchanged, with its Content-Length (never chunked)."""
-        headers = {"Content-Type": content_type, "Content-Length": str(length), "User-Agent": user_agent, **self._auth}
+        """POST the gateway's own multipart body with its Content-Length (never chunked)."""
+        headers = {"Content-Type": content_type, "Content-Length": str(length), **self._auth}
         started = time.perf_counter()
         async with self._session.post(self.urls.upload, data=body, headers=headers, allow_redirects=False) as resp:
             text = await resp.text(errors="replace")

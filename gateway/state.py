@@ -12,7 +12,7 @@ from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.proxy import Upstream
 from gateway.store import Store
-from gateway.upload import UploadContext
+from gateway.upload.flow import UploadContext
 
 
 @dataclass

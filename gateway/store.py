@@ -105,7 +105,18 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX web_sessions_expires ON web_sessions (expires);
     """,
+    """
+    CREATE TABLE project_claims (
+        project TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        holders INTEGER NOT NULL,
+        expires REAL NOT NULL
+    );
+    """,
 )
+# A claim of a new project is held while its first upload is under way; one that outlives this was abandoned
+# (a gateway that stopped mid-upload) and another user may claim the name.
+CLAIM_LIFETIME = 3600.0
 
 
 class StoreError(Exception):
@@ -349,17 +360,44 @@ class Store:
     async def touch_token(self, token_id: str) -> None:
         await self._db.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (time.time(), token_id))
 
-    async def project_access(self, name: str, user_id: str) -> tuple[Project | None, str | None]:
-        """The project (None if nobody has it yet) and the user's role on it, in one query."""
+    async def project_access(self, name: str, user_id: str) -> tuple[Project | None, str | None, bool]:
+        """The project (None if the gateway does not know it), the user's role on it, and whether anyone has one."""
         async with self._db.execute(
-            "SELECT projects.*, roles.role FROM projects "
+            "SELECT projects.*, roles.role, EXISTS (SELECT 1 FROM roles r WHERE r.project = projects.name) AS owned "
+            "FROM projects "
             "LEFT JOIN roles ON roles.project = projects.name AND roles.user_id = ? WHERE projects.name = ?",
             (user_id, name),
         ) as cursor:
             row = await cursor.fetchone()
         if row is None:
-            return None, None
-        return Project(row["name"], row["id"], row["display_name"], row["created"]), row["role"]
+            return None, None, False
+        return Project(row["name"], row["id"], row["display_name"], row["created"]), row["role"], bool(row["owned"])
+
+    async def hold_claim(self, project: str, user_id: str) -> bool:
+        """Reserve a new project's name for `user_id`'s upload; False while another user's upload holds it.
+
+        One statement, so it is atomic: of two users claiming at once exactly one holds the name. The same user's
+        concurrent uploads (a wheel and an sdist) share the claim.
+        """
+        now = time.time()
+        async with self._db.execute(
+            "INSERT INTO project_claims (project, user_id, holders, expires) VALUES (?, ?, 1, ?) "
+            "ON CONFLICT (project) DO UPDATE SET "
+            "holders = CASE WHEN project_claims.user_id = excluded.user_id THEN project_claims.holders + 1 ELSE 1 END, "
+            "user_id = excluded.user_id, expires = excluded.expires "
+            "WHERE project_claims.user_id = excluded.user_id OR project_claims.expires < ? "
+            "RETURNING user_id",
+            (project, user_id, now + CLAIM_LIFETIME, now),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return row is not None
+
+    async def release_claim(self, project: str, user_id: str) -> None:
+        """An upload that held a claim ended without creating the project."""
+        await self._db.execute(
+            "UPDATE project_claims SET holders = holders - 1 WHERE project = ? AND user_id = ?", (project, user_id)
+        )
+        await self._db.execute("DELETE FROM project_claims WHERE project = ? AND holders <= 0", (project,))
 
     async def _ensure_project(self, name: str, display_name: str) -> bool:
         cursor = await self._db.execute(
@@ -449,22 +487,60 @@ class Store:
             for row in rows
         ]
 
-    async def record_file(self, file: StoredFile) -> None:
-        """A file the index accepted through the gateway: its digests answer duplicates, sizes add up per project."""
-        await self._db.execute(
-            "INSERT OR REPLACE INTO files (filename, project, size, sha256, blake2_256, uploaded, user_name, token_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                file.filename,
-                file.project,
-                file.size,
-                file.sha256,
-                file.blake2_256,
-                time.time(),
-                file.user,
-                file.token_id,
-            ),
-        )
+    async def record_upload(
+        self, file: StoredFile, *, display_name: str, claim: User | None, audit: Mapping[str, Any]
+    ) -> None:
+        """A file the index accepted through the gateway, in one transaction with what it changes.
+
+        Its digests answer duplicates later and sizes add up per project. `claim`: the upload created the project,
+        and its uploader (who held the claim) becomes the owner, so a refused or failed upload never owns anything.
+        """
+        async with self._transaction():
+            if claim is not None:
+                await self._ensure_project(file.project, display_name)
+                await self._db.execute(
+                    "INSERT INTO roles (project, user_id, role, created) SELECT ?, ?, 'owner', ? "
+                    "WHERE NOT EXISTS (SELECT 1 FROM roles WHERE project = ?)",
+                    (file.project, claim.id, time.time(), file.project),
+                )
+                await self.release_claim(file.project, claim.id)
+                await self.audit("project.claimed", user_name=claim.name, project=file.project)
+            if file.sha256:
+                await self._db.execute(
+                    "INSERT OR REPLACE INTO files "
+                    "(filename, project, size, sha256, blake2_256, uploaded, user_name, token_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        file.filename,
+                        file.project,
+                        file.size,
+                        file.sha256,
+                        file.blake2_256,
+                        time.time(),
+                        file.user,
+                        file.token_id,
+                    ),
+                )
+            await self.audit("upload.accepted", **audit)
+
+    async def import_projects(self, projects: list[tuple[str, str]], owner: User | None, *, by: str) -> int:
+        """Record projects the index already has (normalized name, display name): unowned, or owned by `owner`.
+
+        Projects the gateway knows already are left as they are. Returns how many were new to it.
+        """
+        added = 0
+        async with self._transaction():
+            for name, display_name in projects:
+                if not await self._ensure_project(name, display_name):
+                    continue
+                added += 1
+                if owner is not None:
+                    await self._db.execute(
+                        "INSERT INTO roles (project, user_id, role, created) VALUES (?, ?, 'owner', ?)",
+                        (name, owner.id, time.time()),
+                    )
+            await self.audit("project.imported", user_name=by, count=added, owner=owner.name if owner else None)
+        return added
 
     async def file_sha256(self, filename: str) -> str | None:
         async with self._db.execute("SELECT sha256 FROM files WHERE filename = ?", (filename,)) as cursor:

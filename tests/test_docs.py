@@ -9,12 +9,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CODE = re.compile(r"^[a-z][a-z0-9_]+$")
 # Functions whose arguments carry a refusal's reason code.
-RAISERS = {"GatewayError", "Denied", "challenge", "bad_form", "_refuse", "invalid_token"}
+RAISERS = {"GatewayError", "Denied", "challenge", "bad_form", "malformed", "_refuse", "invalid_token"}
 
 
 def reason_codes() -> set[str]:
     codes: set[str] = set()
-    for path in (ROOT / "gateway").glob("*.py"):  # the upload path; the web UI's codes are not upload reasons
+    # The upload path; the web UI's codes are not upload reasons.
+    for path in [*(ROOT / "gateway").glob("*.py"), *(ROOT / "gateway" / "upload").glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in RAISERS:
                 values = [*node.args, *(keyword.value for keyword in node.keywords)]

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from gateway.errors import GatewayError
-from gateway.existing import UNKNOWN_HASH, ExistingFiles, listing, verdict
+from gateway.existing import UNKNOWN_HASH, ExistingFiles, Lookup, listing, verdict
 
 PYPISERVER_PAGE = """<html><body><h1>Links for demo-pkg</h1>
 <a href="/packages/Demo_Pkg-0.1.0-py3-none-any.whl#sha256=ABCD">Demo_Pkg-0.1.0-py3-none-any.whl</a><br>
@@ -41,7 +41,7 @@ def test_verdict(existing: str, new: str, refused: bool) -> None:
 
 def test_lookup_caches_absence_confirms_presence_and_spots_deleted_files() -> None:
     pages: list[str] = []
-    page = {"text": '<a href="/packages/a-1.0.tar.gz#sha256=11">a</a>'}
+    page: dict[str, str | None] = {"text": '<a href="/packages/a-1.0.tar.gz#sha256=11">a</a>'}
 
     async def simple_page(project: str) -> str | None:
         pages.append(project)
@@ -52,15 +52,19 @@ def test_lookup_caches_absence_confirms_presence_and_spots_deleted_files() -> No
 
     async def scenario() -> None:
         existing = ExistingFiles(simple_page, recorded, help_url="H")
-        assert await existing.sha256_of("a", "a-3.0.tar.gz") is None
-        assert await existing.sha256_of("a", "a-4.0.tar.gz") is None
+        assert await existing.lookup("a", "a-3.0.tar.gz") == Lookup(project_listed=True, sha256=None)
+        assert (await existing.lookup("a", "a-4.0.tar.gz")).sha256 is None
         assert pages == ["a"], "absence comes from the cached listing"
-        assert await existing.sha256_of("a", "a-1.0.tar.gz") == "11"
-        assert pages == ["a", "a"], "presence is confirmed afresh"
+        assert (await existing.lookup("a", "a-4.0.tar.gz", fresh=True)).sha256 is None
+        assert pages == ["a", "a"], "a fresh lookup asks the index"
+        assert (await existing.lookup("a", "a-1.0.tar.gz")).sha256 == "11"
+        assert pages == ["a", "a", "a"], "presence is confirmed afresh"
         page["text"] = ""
-        assert await existing.sha256_of("a", "a-1.0.tar.gz") is None
+        assert (await existing.lookup("a", "a-1.0.tar.gz")).sha256 is None
         with pytest.raises(GatewayError) as exc:
-            await existing.sha256_of("a", "a-2.0.tar.gz")
+            await existing.lookup("a", "a-2.0.tar.gz")
         assert exc.value.reason == "filename_reused"
+        page["text"] = None
+        assert await existing.lookup("b", "b-1.0.tar.gz") == Lookup(project_listed=False, sha256=None)
 
     asyncio.run(scenario())

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import GatewayError
-from gateway.form import FormReader
+from gateway.upload.form import FormReader
 from gateway.validation import check_action, validate_upload
 from tests.forms import multipart, twine_fields
 
@@ -40,6 +40,7 @@ def parse_and_validate(body: bytes, step: int) -> None:
         reader.finish()
         check_action(reader.fields, frozenset({"file_upload"}))
         validate_upload(reader.fields, filename=reader.filename or "", content_type=reader.file_content_type)
+        assert reader.finished
     except GatewayError as exc:
         assert 400 <= exc.status < 500
         assert exc.reason and "\n" not in exc.message and "\r" not in exc.message

@@ -110,7 +110,7 @@ async def _token_request(
     projects: list[Project] = []
     if scope:
         store, _, _ = state(request).ready()
-        project, role = await store.project_access(canonicalize_name(scope), user.id)
+        project, role, _ = await store.project_access(canonicalize_name(scope), user.id)
         if project is None or role is None:
             raise GatewayError(400, "Choose one of your projects, or all projects", "bad_scope")
         projects.append(project)

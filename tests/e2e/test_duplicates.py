@@ -91,6 +91,11 @@ def test_changed_bytes_under_the_same_name_are_refused(gw: GatewayProcess, index
 def test_a_file_placed_on_the_index_directly_is_seen(gw: GatewayProcess, index: Index, tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path, "dup-direct", "1.0")
     (index.packages / wheel.name).write_bytes(wheel.read_bytes())
+    refused = twine(gw.url, "dora", PASSWORD, wheel)
+    output = " ".join((refused.stdout + refused.stderr).split())
+    assert refused.returncode != 0 and "403" in output, "a project on the index is nobody's to claim"
+    assert "upload-gateway project grant dup-direct dora" in output
+    gw.cli("project", "grant", "dup-direct", "dora")
     assert twine(gw.url, "dora", PASSWORD, wheel).returncode == 0
     (tmp_path / "changed").mkdir()
     changed = make_wheel(tmp_path / "changed", "dup-direct", "1.0", seed=b"!")

@@ -1,0 +1,486 @@
+"""One upload, from its headers to the index's answer.
+
+The handler has authenticated the request on its headers. The flow then:
+
+1. reads the form until the file part starts (every client sends the metadata first);
+2. decides on those fields: PyPI's checks, then who may upload what; it decides, it writes nothing;
+3. sends the index a body of its own writing (`encoding`): the validated fields, then the file's bytes one chunk
+   behind the client, hashed on the way. The last chunk and the closing delimiter go only once the client's body
+   ended exactly as predicted and every digest matches; any other end cuts the index's request off with a reset
+   (`upstream.aborting_socket`), so nothing is stored. A client that sends the file before its metadata, or one
+   that the operator wants buffered, is spooled to a temporary file and re-encoded from there;
+4. settles the index's answer: stored, already there, or refused.
+
+The handler records what was accepted; until then nothing of the upload is in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import re
+import tempfile
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import IO, Any, Protocol
+
+import aiohttp
+from aiohttp import web
+
+from gateway import policy
+from gateway.auth import Identity, raise_if_denied
+from gateway.config import LimitsConfig
+from gateway.errors import GatewayError
+from gateway.existing import ExistingFiles, already_exists, verdict
+from gateway.proxy import Upstream, UpstreamAnswer
+from gateway.upload import answers
+from gateway.upload.encoding import CanonicalBody, encode, forwarded
+from gateway.upload.form import MAX_FORM_BYTES, FormReader, boundary_of
+from gateway.upload.multipart import Segment
+from gateway.validation import Upload, check_action, project_of, validate_upload
+
+CHUNK = 256 * 1024
+# Below this, hashing on the event loop is cheaper than a hop to a worker thread.
+THREAD_FEED_MIN = 64 * 1024
+MAX_OUTSTANDING = 8
+MAX_HEAD_BYTES = 2 * MAX_FORM_BYTES
+DIGEST_FIELDS = {"md5_digest": "md5", "sha256_digest": "sha256", "blake2_256_digest": "blake2_256"}
+_DOCS_ARCHIVE = re.compile(r"[A-Za-z0-9._+-]{1,200}\.zip")
+
+
+class Authorizer(Protocol):
+    async def authorize_upload(self, identity: Identity, upload: Upload) -> policy.Allowed: ...
+
+    async def authorize_action(self, identity: Identity, action: str, project: str, display_name: str) -> None: ...
+
+
+class Claims(Protocol):
+    """Who is creating a new project right now, so two users can never both upload its first files."""
+
+    async def hold_claim(self, project: str, user_id: str) -> bool: ...
+
+    async def release_claim(self, project: str, user_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class UploadContext:
+    """What every upload needs, built once per app."""
+
+    upstream: Upstream
+    authorizer: Authorizer
+    claims: Claims
+    existing: ExistingFiles
+    project_size: Callable[[str], Awaitable[int]]
+    limits: LimitsConfig
+    allowed_actions: frozenset[str]
+    help_url: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the index was given and kept: `reason` is `ok`, `already_present` or the action passed on.
+
+    `claim`: the upload created a new project, which the handler records as the uploader's in the same
+    transaction as the file.
+    """
+
+    upload: Upload
+    size: int
+    digests: Mapping[str, str]
+    reason: str
+    claim: bool = False
+
+
+class BodySource:
+    """The client's body, chunk by chunk, with a timeout between chunks."""
+
+    def __init__(self, request: web.Request, *, length: int, read_timeout: float) -> None:
+        self._request = request
+        self.length = length
+        self.received = 0
+        self._timeout = read_timeout
+
+    async def read(self) -> bytes:
+        """The next chunk, or b"" once Content-Length bytes have arrived."""
+        if self.received >= self.length:
+            return b""
+        try:
+            async with asyncio.timeout(self._timeout):
+                chunk = await self._request.content.readany()
+        except TimeoutError:
+            raise GatewayError(
+                408, "Request timeout: the client stopped sending the upload; try again", "read_timeout"
+            ) from None
+        except (ConnectionError, aiohttp.ClientError, asyncio.IncompleteReadError):
+            chunk = b""
+        if not chunk:
+            raise GatewayError(
+                400, "Truncated upload: the body ended before Content-Length bytes arrived", "truncated_body"
+            )
+        self.received += len(chunk)
+        return chunk
+
+
+class Hashing:
+    """The file's digests, computed beside the stream: one ordered thread per digest, never holding it up.
+
+    sha256 and blake2b run side by side (hashlib releases the GIL on large buffers) while the next chunks are read
+    and forwarded; at most MAX_OUTSTANDING chunks wait to be hashed.
+    """
+
+    def __init__(self, algorithms: set[str]) -> None:
+        factories: dict[str, Callable[[], Any]] = {
+            "md5": lambda: hashlib.md5(usedforsecurity=False),
+            "sha256": hashlib.sha256,
+            "blake2_256": lambda: hashlib.blake2b(digest_size=32),
+        }
+        self._hashers = {name: factories[name]() for name in sorted(algorithms)}
+        self._lanes: list[ThreadPoolExecutor] = []
+        self._outstanding: deque[asyncio.Future[list[None]]] = deque()
+
+    async def feed(self, segments: Sequence[Segment]) -> None:
+        if not segments:
+            return
+        hashers = list(self._hashers.values())
+        if not self._lanes and sum(len(segment) for segment in segments) < THREAD_FEED_MIN:
+            for hasher in hashers:
+                _update(hasher, segments)
+            return
+        if not self._lanes:
+            self._lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest") for _ in hashers]
+        loop = asyncio.get_running_loop()
+        lanes = zip(self._lanes, hashers, strict=True)
+        jobs = [loop.run_in_executor(lane, _update, hasher, segments) for lane, hasher in lanes]
+        self._outstanding.append(asyncio.gather(*jobs))
+        while len(self._outstanding) > MAX_OUTSTANDING:
+            await self._outstanding.popleft()
+
+    async def hexdigests(self) -> dict[str, str]:
+        """The digests, once every segment fed so far is hashed."""
+        while self._outstanding:
+            await self._outstanding.popleft()
+        return {name: hasher.hexdigest() for name, hasher in self._hashers.items()}
+
+    def close(self) -> None:
+        for lane in self._lanes:
+            lane.shutdown(wait=False, cancel_futures=True)
+
+
+def _update(hasher: Any, segments: Sequence[Segment]) -> None:
+    for segment in segments:
+        hasher.update(segment)
+
+
+def max_body(limits: LimitsConfig) -> int:
+    """The largest upload body: the file's limit plus room for the form around it."""
+    return limits.max_file_size + MAX_HEAD_BYTES
+
+
+def verify_digests(supplied: Mapping[str, str], computed: Mapping[str, str]) -> None:
+    """Every digest the client supplied must match the bytes (PyPI's check), compared in constant time."""
+    for name, value in supplied.items():
+        if not hmac.compare_digest(value.lower(), computed.get(name, "")):
+            raise GatewayError(
+                400,
+                "The digest supplied does not match a digest calculated from the uploaded file.",
+                "digest_mismatch",
+            )
+
+
+def file_too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"File too large. Limit is {limit // 2**20} MiB per file", "file_too_large")
+
+
+@dataclass(frozen=True)
+class Decided:
+    upload: Upload
+    claim: bool
+
+
+class Relayout(Exception):
+    """The body is not laid out as a streamed upload's: read the rest, then decide on the whole form."""
+
+
+class UploadFlow:
+    """One upload request, from the first byte of its body to the index's answer."""
+
+    def __init__(self, request: web.Request, identity: Identity, context: UploadContext, *, buffer: bool) -> None:
+        self.identity = identity
+        self.context = context
+        self.upstream = context.upstream
+        self.form = FormReader(boundary_of(request.headers.get("Content-Type")))
+        self.source = BodySource(request, length=request.content_length or 0, read_timeout=context.limits.read_timeout)
+        self.buffer = buffer
+        self.decided: Upload | None = None  # what the request was found to be, once validated
+        self._hashing: Hashing | None = None
+        self._digests: dict[str, str] | None = None
+        self._claimed: str | None = None
+
+    async def run(self) -> Outcome:
+        """The outcome; a claim of a new project stays held only for an upload the index stored."""
+        try:
+            with tempfile.TemporaryFile() as spool:
+                outcome = await self._run(spool)
+        except BaseException:
+            await self._release_claim()
+            raise
+        finally:
+            if self._hashing is not None:
+                self._hashing.close()
+        if not outcome.claim:
+            await self._release_claim()
+        return outcome
+
+    async def _run(self, spool: IO[bytes]) -> Outcome:
+        await self._read_head(spool)
+        fields = self.form.fields
+        if ":action" in fields and check_action(fields, self.context.allowed_actions) != "file_upload":
+            return await self._other_action(spool)
+        if self.form.file_started and self._metadata_known() and not self.buffer:
+            try:
+                return await self._streamed(spool)
+            except Relayout:
+                await self._release_claim()  # decided again, on the whole form
+        return await self._spooled(spool)
+
+    async def _streamed(self, spool: IO[bytes]) -> Outcome:
+        """Decide on the fields before the file, then pass the file on while it arrives."""
+        decided = await self._decide()
+        existing = await self._existing(decided)
+        if existing is not None:
+            await self._read_rest(spool)
+            if self.form.fields_after_file:
+                raise Relayout()
+            return await self._duplicate(decided.upload, existing)
+        answer = await self._forward(*self._stream(spool, decided.upload))
+        return await self._settle(answer, decided)
+
+    async def _spooled(self, spool: IO[bytes]) -> Outcome:
+        """The whole body first (the file kept on disk), then the decision on the complete form."""
+        await self._read_rest(spool)
+        decided = await self._decide()
+        await self._check_file(decided.upload)
+        existing = await self._existing(decided)
+        if existing is not None:
+            return await self._duplicate(decided.upload, existing)
+        body = encode(forwarded(self.form.fields), filename=decided.upload.filename)
+        spool.seek(0)
+        answer = await self._forward(_from_spool(body, spool), body, self.form.file_size)
+        return await self._settle(answer, decided)
+
+    async def _read_head(self, spool: IO[bytes]) -> None:
+        """Read until the file part starts: by then every client has sent the fields it sends first."""
+        while not self.form.file_started and not self.form.finished and self.source.received < MAX_HEAD_BYTES:
+            chunk = await self.source.read()
+            if not chunk:
+                break
+            await self._feed(chunk, spool)
+
+    async def _read_rest(self, spool: IO[bytes]) -> None:
+        while chunk := await self.source.read():
+            await self._feed(chunk, spool)
+
+    async def _feed(self, chunk: bytes, spool: IO[bytes]) -> list[Segment]:
+        """Parse a chunk; hash the file's bytes in it and keep them in the spool."""
+        segments = self.form.feed(chunk)
+        if segments:
+            if self._hashing is None:
+                self._hashing = Hashing(self._algorithms())
+            await self._hashing.feed(segments)
+            for segment in segments:
+                spool.write(segment)
+        return segments
+
+    def _algorithms(self) -> set[str]:
+        """sha256 and blake2b always (duplicates are answered on them), md5 when sent; all three when the digests
+        may still come after the file."""
+        supplied = {DIGEST_FIELDS[name] for name in self.form.fields if name in DIGEST_FIELDS}
+        return supplied | {"sha256", "blake2_256"} if supplied else set(DIGEST_FIELDS.values())
+
+    def _metadata_known(self) -> bool:
+        fields = self.form.fields
+        return all(name in fields for name in (":action", "name", "version")) and any(
+            name in fields for name in DIGEST_FIELDS
+        )
+
+    async def _decide(self) -> Decided:
+        fields = self.form.fields
+        check_action(fields, self.context.allowed_actions)
+        if not self.form.file_started:
+            raise GatewayError(400, "Upload payload does not have a file.", "missing_content")
+        upload = validate_upload(fields, filename=self.form.filename or "", content_type=self.form.file_content_type)
+        self.decided = upload
+        allowed = await self.context.authorizer.authorize_upload(self.identity, upload)
+        return Decided(upload, allowed.claim)
+
+    async def _existing(self, decided: Decided) -> str | None:
+        """The sha256 of the file if the index has it already. A new project must not be on the index at all,
+        and only one user at a time may be creating it."""
+        upload = decided.upload
+        found = await self.context.existing.lookup(upload.project, upload.filename, fresh=decided.claim)
+        if decided.claim:
+            if found.project_listed:
+                raise_if_denied(policy.unowned_project(upload.name, self.identity.user.name))
+            if not await self.context.claims.hold_claim(upload.project, self.identity.user.id):
+                raise_if_denied(policy.claim_in_progress(upload.name))
+            self._claimed = upload.project
+        return found.sha256
+
+    async def _release_claim(self) -> None:
+        if self._claimed is not None:
+            claimed, self._claimed = self._claimed, None
+            await asyncio.shield(self.context.claims.release_claim(claimed, self.identity.user.id))
+
+    async def _check_file(self, upload: Upload) -> dict[str, str]:
+        """Once every byte is in: the form complete, the digests, the per-file limit and the project's total."""
+        if self._digests is not None:
+            return self._digests
+        self.form.finish()
+        if self._hashing is None:  # an empty file
+            self._hashing = Hashing(self._algorithms())
+        digests = await self._hashing.hexdigests()
+        verify_digests(upload.digests, digests)
+        limits = self.context.limits
+        if self.form.file_size > limits.max_file_size:
+            raise file_too_large(limits.max_file_size)
+        if limits.max_project_size is not None:
+            total = await self.context.project_size(upload.project) + self.form.file_size
+            if total > limits.max_project_size:
+                raise GatewayError(
+                    400,
+                    f"Project size too large. Limit for project '{upload.name}' total size is "
+                    f"{limits.max_project_size / 2**30:g} GiB. See {self.context.help_url}",
+                    "project_too_large",
+                )
+        self._digests = digests
+        return digests
+
+    async def _duplicate(self, upload: Upload, existing_sha256: str) -> Outcome:
+        digests = await self._check_file(upload)
+        verdict(
+            existing_sha256,
+            digests["sha256"],
+            filename=upload.filename,
+            blake2_256=digests["blake2_256"],
+            help_url=self.context.help_url,
+        )
+        return Outcome(upload=upload, size=self.form.file_size, digests=digests, reason="already_present")
+
+    def _stream(self, spool: IO[bytes], upload: Upload) -> tuple[AsyncIterator[Segment], CanonicalBody, int]:
+        """The index's body while the client's arrives; its length is known before the first byte goes.
+
+        The file's length follows from the request's Content-Length: what came before the file's bytes, then
+        the bytes, then the closing delimiter. A body laid out otherwise (fields after the file, another ending)
+        is cut off before its end and sent again from the spool once the whole form is read and decided on.
+        """
+        closing = len(b"\r\n--" + self.form.boundary + b"--\r\n")
+        predicted = self.source.length - self.form.file_offset - closing
+        body = encode(forwarded(self.form.fields), filename=upload.filename)
+        return self._stream_file(spool, body, upload, predicted), body, max(predicted, 0)
+
+    async def _stream_file(
+        self, spool: IO[bytes], body: CanonicalBody, upload: Upload, predicted: int
+    ) -> AsyncIterator[Segment]:
+        """Nothing goes before the second chunk of the file arrives, so a body that came whole is checked whole."""
+        self._check_layout(predicted)
+        spool.seek(0)
+        early = spool.read()  # the file's first bytes, which came with the fields: small
+        pending: list[Segment] = [body.head, early] if early else [body.head]
+        while chunk := await self.source.read():
+            segments = await self._feed(chunk, spool)
+            self._check_layout(predicted)
+            if segments:
+                for segment in pending:
+                    yield segment
+                pending = segments
+        if self.form.file_size != predicted:
+            raise Relayout()
+        await self._check_file(upload)
+        for segment in pending:
+            yield segment
+        yield body.tail
+
+    def _check_layout(self, predicted: int) -> None:
+        form = self.form
+        if predicted < 0 or form.fields_after_file or form.file_size > predicted:
+            raise Relayout()
+        if form.file_ended and form.file_size != predicted:
+            raise Relayout()
+
+    async def _forward(self, body: AsyncIterator[Segment], encoded: CanonicalBody, file_size: int) -> UpstreamAnswer:
+        """POST the gateway's body. Whatever stops it before its end (a refusal, a re-layout) aborts the index's
+        request with a reset, and is what the caller sees."""
+        failure: list[Exception] = []
+
+        async def guarded() -> AsyncIterator[Segment]:
+            try:
+                async for chunk in body:
+                    yield chunk
+            except (GatewayError, Relayout) as exc:
+                failure.append(exc)
+                raise
+
+        try:
+            answer = await self.upstream.post_upload(
+                guarded(), content_type=encoded.content_type, length=encoded.length(file_size)
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if failure:
+                raise failure[0] from None
+            if isinstance(exc, TimeoutError):
+                raise self.upstream.timed_out("upload") from None
+            raise self.upstream.unreachable("upload", exc) from None
+        if failure:
+            raise failure[0]
+        return answer
+
+    async def _settle(self, answer: UpstreamAnswer, decided: Decided) -> Outcome:
+        upload = decided.upload
+        digests = await self._check_file(upload)
+        if answers.is_conflict(answer):
+            self.context.existing.forget(upload.project)
+            found = await self.context.existing.lookup(upload.project, upload.filename)
+            if found.sha256 is None:
+                raise already_exists(upload.filename, digests["blake2_256"], self.context.help_url)
+            return await self._duplicate(upload, found.sha256)
+        answers.raise_for(answer, self.upstream.urls.base)
+        self.context.existing.add(upload.project, upload.filename, digests["sha256"])
+        return Outcome(upload=upload, size=self.form.file_size, digests=digests, reason="ok", claim=decided.claim)
+
+    async def _other_action(self, spool: IO[bytes]) -> Outcome:
+        """An action the operator allowed (remove_pkg, doc_upload): checked on the project's rights, re-encoded."""
+        await self._read_rest(spool)
+        self.form.finish_form()
+        fields = self.form.fields
+        action = check_action(fields, self.context.allowed_actions)
+        project, name = project_of(fields)
+        version = (fields.get("version") or [""])[0]
+        upload = Upload(project=project, name=name, version=version, filename="", filetype=action, digests={})
+        self.decided = upload
+        await self.context.authorizer.authorize_action(self.identity, action, project, name)
+        kept = [(":action", action), ("name", name), ("version", version)]
+        filename = _document_name(self.form.filename) if self.form.file_started else None
+        body = encode(kept, filename=filename)
+        spool.seek(0)
+        answer = await self._forward(_from_spool(body, spool), body, self.form.file_size if filename else 0)
+        answers.raise_for(answer, self.upstream.urls.base)
+        self.context.existing.forget(project)
+        return Outcome(upload=upload, size=0, digests={}, reason=action)
+
+
+def _document_name(filename: str | None) -> str:
+    """A documentation archive's name, passed on only when it is a plain file name."""
+    if filename is None or not _DOCS_ARCHIVE.fullmatch(filename):
+        raise GatewayError(400, "Name the documentation archive NAME-VERSION.zip", "invalid_filename")
+    return filename
+
+
+async def _from_spool(body: CanonicalBody, spool: IO[bytes]) -> AsyncIterator[Segment]:
+    yield body.head
+    if body.tail:
+        while chunk := await asyncio.to_thread(spool.read, CHUNK):
+            yield chunk
+        yield body.tail

@@ -1,0 +1,115 @@
+"""POST /legacy/: header checks, the flow, then the one place that records, counts and audits an upload."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from gateway.auth import Identity, PasswordCredentials, parse_authorization
+from gateway.errors import GatewayError
+from gateway.logs import FIELDS
+from gateway.state import GATEWAY, Gateway
+from gateway.store import StoredFile
+from gateway.upload.flow import Outcome, UploadFlow, file_too_large, max_body
+
+
+async def defer_continue(request: web.Request) -> None:
+    """aiohttp's expect handler for the upload routes: say nothing yet; `upload` answers 100 Continue itself
+    once the headers alone could not refuse the request, so a bad credential never invites a body."""
+
+
+async def upload(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    metrics = gateway.metrics
+    started = time.perf_counter()
+    trail = request[FIELDS]
+    outcome, reason = "failed", "internal_error"
+    metrics.in_flight.inc()
+    try:
+        accepted = await _receive(request, gateway, trail)
+        outcome, reason = "accepted", accepted.reason
+        metrics.upload_bytes.inc(accepted.size)
+        metrics.upload_size.observe(accepted.size)
+        trail["size"] = accepted.size
+        return web.Response(text="OK\n")
+    except GatewayError as exc:
+        outcome, reason = ("failed" if exc.status >= 500 else "rejected"), exc.reason
+        trail["error"] = exc.message
+        if gateway.store is not None:
+            await gateway.store.audit(f"upload.{outcome}", **_audit_fields(trail, reason))
+        raise
+    finally:
+        trail.update(outcome=outcome, reason=reason)
+        metrics.in_flight.dec()
+        metrics.uploads.labels(outcome, reason).inc()
+        metrics.upload_duration.labels(outcome).observe(time.perf_counter() - started)
+
+
+async def _receive(request: web.Request, gateway: Gateway, trail: dict[str, Any]) -> Outcome:
+    _, _, authenticator, _ = gateway.ready()
+    assert gateway.uploads is not None
+    limits = gateway.config.limits
+    credentials = parse_authorization(request.headers.get("Authorization"))
+    if isinstance(credentials, PasswordCredentials):
+        trail["user"] = credentials.username
+    length = request.content_length
+    if length is None:
+        raise GatewayError(411, "Length Required: send the upload with a Content-Length header", "length_required")
+    if length > max_body(limits):
+        raise file_too_large(limits.max_file_size)
+    identity = await authenticator.authenticate(credentials)
+    trail.update(user=identity.user.name, token_id=identity.token_id)
+    await _continue(request)
+    flow = UploadFlow(request, identity, gateway.uploads, buffer=False)
+    try:
+        outcome = await flow.run()
+    finally:
+        decided = flow.decided
+        if decided is not None:
+            trail.update(project=decided.project, file=decided.filename or None)
+    await _record(gateway, identity, outcome, trail)
+    return outcome
+
+
+async def _continue(request: web.Request) -> None:
+    if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+
+
+async def _record(gateway: Gateway, identity: Identity, outcome: Outcome, trail: dict[str, Any]) -> None:
+    """What the index accepted, with the owner of a project it created, in one transaction."""
+    store, _, _, authorizer = gateway.ready()
+    upload = outcome.upload
+    stored = StoredFile(
+        filename=upload.filename,
+        project=upload.project,
+        size=outcome.size,
+        sha256=outcome.digests.get("sha256", "") if outcome.reason == "ok" else "",
+        blake2_256=outcome.digests.get("blake2_256", ""),
+        user=identity.user.name,
+        token_id=identity.token_id,
+    )
+    claim = identity.user if outcome.claim else None
+    try:
+        await store.record_upload(
+            stored, display_name=upload.name, claim=claim, audit=_audit_fields(trail, outcome.reason)
+        )
+    except BaseException:
+        if claim is not None:
+            await store.release_claim(upload.project, claim.id)
+        raise
+    await authorizer.touch(identity)
+
+
+def _audit_fields(trail: dict[str, Any], reason: str) -> dict[str, Any]:
+    return {
+        "user_name": trail.get("user"),
+        "token_id": trail.get("token_id"),
+        "project": trail.get("project"),
+        "address": trail.get("client"),
+        "filename": trail.get("file"),
+        "reason": reason,
+    }
