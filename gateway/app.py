@@ -19,6 +19,7 @@ from gateway.embedded import EmbeddedIndex
 from gateway.errors import GatewayError, reason_phrase
 from gateway.existing import ExistingFiles
 from gateway.logs import access_middleware
+from gateway.metrics import Metrics
 from gateway.proxy import Upstream, UpstreamURLs, aborting_socket
 from gateway.state import GATEWAY, Gateway
 from gateway.store import Store
@@ -111,17 +112,12 @@ def _upstream_auth(config: Config, embedded: EmbeddedIndex | None) -> str | None
     return aiohttp.encode_basic_auth(upstream.username, password)
 
 
-async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-    gateway = app[GATEWAY]
-    config = gateway.config
+@contextlib.asynccontextmanager
+async def open_index(config: Config, metrics: Metrics) -> AsyncIterator[Upstream]:
+    """The index as the gateway talks to it: the embedded pypiserver started (and stopped) with it, or the
+    configured one, behind one HTTP session that aborts with a reset."""
     embedded = (
         EmbeddedIndex(config.upstream.data_dir, max_body=max_body(config.limits)) if config.upstream.embedded else None
-    )
-    store = await Store.open(config.store.path, audit_file=config.logging.audit_file)
-    settings = TokenSettings(
-        prefix=config.tokens.prefix,
-        location=token_location(config),
-        server_secret=server_secret(config),
     )
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(socket_factory=aborting_socket),
@@ -135,42 +131,57 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
             urls = UpstreamURLs.build(embedded.url)
         else:
             urls = UpstreamURLs.build(config.upstream.url, config.upstream.upload_url, config.upstream.simple_url)
-        gateway.store = store
-        gateway.token_settings = settings
-        gateway.authenticator = Authenticator(store, settings, gateway.metrics)
-        gateway.authorizer = Authorizer(
-            store, gateway.authenticator, config.policy, public_url=config.server.public_url
-        )
-        gateway.upstream = Upstream(
+        yield Upstream(
             urls,
             session,
             authorization=_upstream_auth(config, embedded),
             public_url=config.server.public_url,
-            metrics=gateway.metrics,
+            metrics=metrics,
         )
-        help_url = f"{config.server.public_url}/account/projects"
-        gateway.uploads = UploadContext(
-            upstream=gateway.upstream,
-            authorizer=gateway.authorizer,
-            claims=store,
-            existing=ExistingFiles(gateway.upstream.simple_page, store.file_sha256, help_url=help_url),
-            project_size=store.project_size,
-            limits=config.limits,
-            allowed_actions=config.policy.allowed_actions,
-            help_url=help_url,
-        )
-        probe = asyncio.create_task(_probe(gateway.upstream), name="upstream-probe")
-        try:
-            yield
-        finally:
-            probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await probe
     finally:
-        gateway.upstream = gateway.authenticator = gateway.authorizer = gateway.store = gateway.uploads = None
         await session.close()
         if embedded is not None:
             await embedded.stop()
+
+
+async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+    gateway = app[GATEWAY]
+    config = gateway.config
+    store = await Store.open(config.store.path, audit_file=config.logging.audit_file)
+    settings = TokenSettings(
+        prefix=config.tokens.prefix,
+        location=token_location(config),
+        server_secret=server_secret(config),
+    )
+    try:
+        async with open_index(config, gateway.metrics) as upstream:
+            gateway.store = store
+            gateway.token_settings = settings
+            gateway.authenticator = Authenticator(store, settings, gateway.metrics)
+            gateway.authorizer = Authorizer(
+                store, gateway.authenticator, config.policy, public_url=config.server.public_url
+            )
+            gateway.upstream = upstream
+            help_url = f"{config.server.public_url}/account/projects"
+            gateway.uploads = UploadContext(
+                upstream=upstream,
+                authorizer=gateway.authorizer,
+                claims=store,
+                existing=ExistingFiles(upstream.simple_page, store.file_sha256, help_url=help_url),
+                project_size=store.project_size,
+                limits=config.limits,
+                allowed_actions=config.policy.allowed_actions,
+                help_url=help_url,
+            )
+            probe = asyncio.create_task(_probe(upstream), name="upstream-probe")
+            try:
+                yield
+            finally:
+                probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probe
+    finally:
+        gateway.upstream = gateway.authenticator = gateway.authorizer = gateway.store = gateway.uploads = None
         await store.close()
 
 

@@ -23,10 +23,12 @@ from aiohttp import web
 from packaging.utils import canonicalize_name
 
 from gateway import logs, twofactor
-from gateway.app import SERVER_OPTIONS, create_app
+from gateway.app import SERVER_OPTIONS, create_app, open_index
 from gateway.auth import TOKEN_USERNAME, TokenSettings, create_token, hash_password, scope_of
 from gateway.config import DEFAULT_PATH, Config, ConfigError, load_config, parse_duration, server_secret, token_location
 from gateway.embedded import EmbeddedIndexError
+from gateway.errors import GatewayError
+from gateway.metrics import Metrics
 from gateway.policy import Role
 from gateway.store import Store, StoreError
 
@@ -75,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     remove = project.add_parser("remove", help="take a user's role on a project away")
     remove.add_argument("project")
     remove.add_argument("user")
+    adopt = project.add_parser(
+        "import", help="record the projects the index already has, so nobody can claim them by uploading first"
+    )
+    adopt.add_argument("--owner", metavar="USER", help="make USER their owner (default: no owner until granted)")
     plist = project.add_parser("list", help="a user's projects and roles")
     plist.add_argument("user")
     plist.add_argument("--json", action="store_true")
@@ -259,6 +265,18 @@ async def project_remove(store: Store, args: argparse.Namespace, config: Config)
     print(f"{user.name} no longer has a role on {name}", file=sys.stderr)
 
 
+async def project_import(store: Store, args: argparse.Namespace, config: Config) -> None:
+    owner = await store.require_user(args.owner) if args.owner else None
+    try:
+        async with open_index(config, Metrics()) as index:
+            projects = await index.projects()
+    except GatewayError as exc:
+        raise CommandError(exc.message) from None
+    added = await store.import_projects(projects, owner, by="cli")
+    whose = f"owned by {owner.name}" if owner else "unowned until 'upload-gateway project grant'"
+    print(f"{len(projects)} projects on the index; {added} new to the gateway, now {whose}", file=sys.stderr)
+
+
 async def project_list(store: Store, args: argparse.Namespace, config: Config) -> None:
     user = await store.require_user(args.user)
     projects = [
@@ -313,6 +331,7 @@ COMMANDS: dict[tuple[str, str], Callable[[Store, argparse.Namespace, Config], Aw
     ("token", "revoke"): token_revoke,
     ("project", "grant"): project_grant,
     ("project", "remove"): project_remove,
+    ("project", "import"): project_import,
     ("project", "list"): project_list,
 }
 

@@ -13,11 +13,13 @@ import time
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 from html import unescape
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
 from aiohttp import web
+from packaging.utils import InvalidName, canonicalize_name
 
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
@@ -106,6 +108,42 @@ def rewrite_json(data: Any, page_url: str, urls: UpstreamURLs, public_url: str) 
 
 def _rewrite_value(value: str, page_url: str, urls: UpstreamURLs, public_url: str) -> str:
     return urls.to_public(urljoin(page_url, value), public_url) or value
+
+
+class _Anchors(HTMLParser):
+    """The text of every <a> on a page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.texts: list[str] = []
+        self._text: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._text = []
+
+    def handle_data(self, data: str) -> None:
+        if self._text is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._text is not None:
+            self.texts.append("".join(self._text).strip())
+            self._text = None
+
+
+def simple_root_projects(page: str) -> list[tuple[str, str]]:
+    """The projects a PEP 503 root page lists (the link text is the name), each once, valid names only."""
+    parser = _Anchors()
+    parser.feed(page)
+    parser.close()
+    projects: dict[str, str] = {}
+    for text in parser.texts:
+        try:
+            projects.setdefault(canonicalize_name(text, validate=True), text)
+        except InvalidName:
+            continue
+    return sorted(projects.items())
 
 
 def aborting_socket(addr_info: tuple[Any, ...]) -> socket.socket:
@@ -205,6 +243,21 @@ class Upstream:
             raise self.unreachable("simple", exc) from None
         except TimeoutError:
             raise self.timed_out("simple") from None
+
+    async def projects(self) -> list[tuple[str, str]]:
+        """Every project the index lists on its simple root: (PEP 503 name, the name as listed)."""
+        try:
+            async with self._session.get(self.urls.simple, headers=self._auth, allow_redirects=False) as resp:
+                if resp.status != 200:
+                    raise GatewayError(
+                        502, f"The package index at {self.urls.base} failed (HTTP {resp.status})", "upstream_error"
+                    )
+                page = await resp.text(errors="replace")
+        except aiohttp.ClientConnectionError as exc:
+            raise self.unreachable("simple", exc) from None
+        except TimeoutError:
+            raise self.timed_out("simple") from None
+        return simple_root_projects(page)
 
     async def passthrough(self, request: web.Request) -> web.StreamResponse:
         route = route_of(request.path)

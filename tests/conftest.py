@@ -101,10 +101,39 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
     stop(idx.process)
 
 
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One complete HTTP/1.1 request as it crossed a relay."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+
+def complete_requests(raw: bytes) -> list[RecordedRequest]:
+    """The complete requests (with Content-Length bodies) in the bytes a client sent over one connection."""
+    found: list[RecordedRequest] = []
+    while (end := raw.find(b"\r\n\r\n")) != -1:
+        head, rest = raw[:end].decode("latin-1").split("\r\n"), raw[end + 4 :]
+        method, path, _ = head[0].split(" ", 2)
+        headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in head[1:])}
+        length = int(headers.get("content-length", "0"))
+        if len(rest) < length:
+            break
+        found.append(RecordedRequest(method, path, headers, rest[:length]))
+        raw = rest[length:]
+    return found
+
+
 class Relay:
-    """A TCP relay that records the first bytes of every request sent to the index (what it received)."""
+    """A TCP relay that records what crossed it towards its target (what the index received).
+
+    `received` holds the first bytes of every connection, `connections` each connection's bytes (up to FULL).
+    """
 
     KEEP = 64 * 1024
+    FULL = 16 * 1024 * 1024
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -112,6 +141,7 @@ class Relay:
         self.port: int = self.server.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/"
         self.received = bytearray()
+        self.connections: list[bytearray] = []
         self._lock = threading.Lock()
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -143,12 +173,18 @@ class Relay:
         Sockets are closed only once both directions are done, so no thread ever reads a reused descriptor.
         """
         kept = 0
+        whole = bytearray()
+        if record:
+            with self._lock:
+                self.connections.append(whole)
         try:
             while data := source.recv(256 * 1024):
                 if record and kept < self.KEEP:
                     with self._lock:
                         self.received += data[: self.KEEP - kept]
-                    kept += len(data)
+                if record and kept < self.FULL:
+                    whole += data[: self.FULL - kept]
+                kept += len(data)
                 sink.sendall(data)
             sink.shutdown(socket.SHUT_WR)
         except OSError:
@@ -157,6 +193,11 @@ class Relay:
                 sink.shutdown(socket.SHUT_RD)  # wakes the other direction without sending anything
             except OSError:
                 pass
+
+    def requests(self) -> list[RecordedRequest]:
+        """Every complete request that crossed the relay (one cut off by a reset is not complete)."""
+        with self._lock:
+            return [request for raw in self.connections for request in complete_requests(bytes(raw))]
 
     def close(self) -> None:
         self._closed = True

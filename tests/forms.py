@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import parse_sdist_filename, parse_wheel_filename
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 
 def twine_fields(filename: str, data: bytes, **overrides: str | None) -> list[tuple[str, str]]:
@@ -63,3 +66,55 @@ def upload_body(path: Path, *, files_first: bool = False, **overrides: str | Non
     return multipart(
         twine_fields(path.name, data, **overrides), [("content", path.name, data)], files_first=files_first
     )
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    filename: str | None
+    headers: dict[str, str]
+    data: bytes
+
+
+def read_multipart(content_type: str, body: bytes) -> list[Part]:
+    """The parts of a body as python-multipart (an independent parser) reads them: the tests' oracle."""
+    _, params = parse_options_header(content_type)
+    parts: list[Part] = []
+    state: dict[str, Any] = {"name": b"", "value": b"", "headers": {}, "data": bytearray()}
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state["name"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        state["headers"][state["name"].decode().lower()] = state["value"].decode()
+        state["name"] = state["value"] = b""
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        state["data"] += data[start:end]
+
+    def on_part_end() -> None:
+        headers = state["headers"]
+        _, disposition = parse_options_header(headers.get("content-disposition", ""))
+        filename = disposition.get(b"filename")
+        parts.append(
+            Part(
+                name=disposition.get(b"name", b"").decode(),
+                filename=filename.decode() if filename is not None else None,
+                headers=headers,
+                data=bytes(state["data"]),
+            )
+        )
+        state.update(headers={}, data=bytearray())
+
+    callbacks = {
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+        "on_part_data": on_part_data,
+        "on_part_end": on_part_end,
+    }
+    MultipartParser(params[b"boundary"], callbacks).write(body)  # type: ignore[arg-type]
+    return parts

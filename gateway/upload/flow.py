@@ -317,16 +317,16 @@ class UploadFlow:
         return Decided(upload, allowed.claim)
 
     async def _existing(self, decided: Decided) -> str | None:
-        """The sha256 of the file if the index has it already. A new project must not be on the index at all,
-        and only one user at a time may be creating it."""
+        """The sha256 of the file if the index has it already. Only one user at a time may be creating a new
+        project, and it must not be on the index at all."""
         upload = decided.upload
-        found = await self.context.existing.lookup(upload.project, upload.filename, fresh=decided.claim)
         if decided.claim:
-            if found.project_listed:
-                raise_if_denied(policy.unowned_project(upload.name, self.identity.user.name))
             if not await self.context.claims.hold_claim(upload.project, self.identity.user.id):
                 raise_if_denied(policy.claim_in_progress(upload.name))
             self._claimed = upload.project
+        found = await self.context.existing.lookup(upload.project, upload.filename, fresh=decided.claim)
+        if decided.claim and found.project_listed:
+            raise_if_denied(policy.unowned_project(upload.name, self.identity.user.name))
         return found.sha256
 
     async def _release_claim(self) -> None:
