@@ -17,6 +17,7 @@ import pytest
 from passlib.apache import HtpasswdFile
 
 from tests.harness import free_port, stop, wait_http
+from tests.harness.devpi import Devpi, start_devpi
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -206,6 +207,27 @@ def index_upstream(idx: Index, directory: Path) -> dict[str, object]:
     directory.mkdir(parents=True, exist_ok=True)
     password_file.write_text(idx.password)
     return {"url": idx.url, "username": idx.username, "password_file": str(password_file)}
+
+
+@pytest.fixture(scope="session")
+def devpi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devpi]:
+    """A devpi-server whose non-volatile index only its service user may upload to (about 2 s to start)."""
+    with start_devpi(tmp_path_factory.mktemp("devpi")) as server:
+        yield server
+
+
+def devpi_upstream(server: Devpi, directory: Path) -> dict[str, object]:
+    """The gateway's [upstream] for `server`: uploads and simple pages on its index, the rest under its base."""
+    password_file = directory / "devpi-password"
+    directory.mkdir(parents=True, exist_ok=True)
+    password_file.write_text(server.password)
+    return {
+        "url": server.url,
+        "upload_url": server.upload_url,
+        "simple_url": server.simple_url,
+        "username": server.username,
+        "password_file": str(password_file),
+    }
 
 
 GatewayFactory = Callable[..., GatewayProcess]
