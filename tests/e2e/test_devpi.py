@@ -147,6 +147,8 @@ def test_files_put_on_devpi_directly_count_as_existing(gw: GatewayProcess, devpi
 @pytest.mark.parametrize(
     ("name", "version", "filename", "reason"),
     [
+        # devpi would store this under myproj 2; pypiserver reads it as project myproj-v2, version 1.
+        pytest.param("myproj", "2", "myproj-v2-1-py3-none-any.whl", "ambiguous_filename", id="leading-v"),
         # devpi only prefix-checks: it would store zeta_extra's wheel in project zeta.
         pytest.param("zeta", "1.0", "zeta_extra-1.0-py3-none-any.whl", "name_mismatch", id="other-project"),
     ],
