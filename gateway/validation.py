@@ -57,6 +57,7 @@ REASONS: Mapping[str, str] = MappingProxyType(
         "invalid_extension": "Upload wheels as .whl and source distributions as .tar.gz (PEP 527, PEP 625).",
         "invalid_content_type": "Send the file part as application/octet-stream (or without a Content-Type).",
         "invalid_filename": "Upload the file under the name the build tool gave it (a valid wheel or sdist name).",
+        "ambiguous_filename": "Name the wheel as build tools do: the version after the first '-' starts with a digit.",
         "name_mismatch": "Make the form's name and the project name in the filename the same project.",
         "unnormalized_filename": "Rename the file with the normalized project name, as the message says (PEP 427/625).",
         "version_mismatch": "Make the form's version and the version in the filename the same.",
@@ -346,7 +347,7 @@ def _pep_625_reason(filename: str, file_version: Version, version: Version) -> s
 
 
 def _check_wheel(filename: str, name: str, version: Version) -> NormalizedName:
-    """PyPI's wheel filename checks: parsable, the project's name, normalized, the form's version.
+    """PyPI's wheel filename checks: parsable, unambiguous, the project's name, normalized, the form's version.
 
     Unlike PyPI the escaped name may differ in case ('Demo_Pkg-0.1.0-py3-none-any.whl'): build backends
     wrote such names until 2025 and installers accept them.
@@ -355,6 +356,7 @@ def _check_wheel(filename: str, name: str, version: Version) -> NormalizedName:
         file_name, file_version, _, _ = parse_wheel_filename(filename)
     except InvalidWheelFilename as exc:
         raise _refuse(str(exc), "invalid_filename") from exc
+    _check_unambiguous_wheel(filename, file_version)
     project = canonicalize_name(name)
     if file_name != project:
         raise _start_filename(name, project)
@@ -366,3 +368,21 @@ def _check_wheel(filename: str, name: str, version: Version) -> NormalizedName:
         message = f"Version in filename should be {_shown(str(version))} not {_shown(str(file_version))}."
         raise _refuse(message, "version_mismatch")
     return file_name
+
+
+def _check_unambiguous_wheel(filename: str, file_version: Version) -> None:
+    """The version part must start with a digit, as every build tool writes it.
+
+    packaging reads `myproj-v2-1-py3-none-any.whl` as project myproj, version v2 (= 2), build tag 1, but
+    pypiserver, which files uploads by filename, takes the name up to the first '-' followed by a digit:
+    project `myproj-v2`, version 1. A user allowed to upload to myproj would land a file in someone else's
+    project. With a digit there, the escaped name (which has no '-') is the first part for every parser
+    (tests/test_filename_agreement.py).
+    """
+    parts = filename.split("-")
+    if parts[1][:1].isdigit():
+        return
+    parts[1] = str(file_version)
+    renamed = "-".join(parts)
+    message = f"Invalid wheel filename (the version must start with a digit): {filename!r}; rename it {renamed!r}."
+    raise _refuse(message, "ambiguous_filename")

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import socket
 import struct
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,41 +16,11 @@ from pathlib import Path
 import pytest
 from passlib.apache import HtpasswdFile
 
+from tests.harness import free_port, stop, wait_http
+from tests.harness.devpi import Devpi, start_devpi
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-START_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = START_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer in {timeout}s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @dataclass
@@ -282,6 +248,27 @@ def index_upstream(idx: Index, directory: Path) -> dict[str, object]:
     directory.mkdir(parents=True, exist_ok=True)
     password_file.write_text(idx.password)
     return {"url": idx.url, "username": idx.username, "password_file": str(password_file)}
+
+
+@pytest.fixture(scope="session")
+def devpi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devpi]:
+    """A devpi-server whose non-volatile index only its service user may upload to (about 2 s to start)."""
+    with start_devpi(tmp_path_factory.mktemp("devpi")) as server:
+        yield server
+
+
+def devpi_upstream(server: Devpi, directory: Path) -> dict[str, object]:
+    """The gateway's [upstream] for `server`: uploads and simple pages on its index, the rest under its base."""
+    password_file = directory / "devpi-password"
+    directory.mkdir(parents=True, exist_ok=True)
+    password_file.write_text(server.password)
+    return {
+        "url": server.url,
+        "upload_url": server.upload_url,
+        "simple_url": server.simple_url,
+        "username": server.username,
+        "password_file": str(password_file),
+    }
 
 
 GatewayFactory = Callable[..., GatewayProcess]

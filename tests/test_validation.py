@@ -137,6 +137,11 @@ VALID = [
         id="wheel-build-tag",
     ),
     pytest.param(
+        wheel({"version": ["1!0.1.0"]}, filename="demo_pkg-1!0.1.0-2x-py2.py3-none-any.whl"),
+        accepted("demo_pkg-1!0.1.0-2x-py2.py3-none-any.whl", "bdist_wheel", version="1!0.1.0"),
+        id="wheel-epoch-build-tag-compressed-tags",
+    ),
+    pytest.param(
         wheel(
             {"pyversion": ["cp312"]},
             filename="demo_pkg-0.1.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
@@ -442,6 +447,34 @@ INVALID = [
         wheel(filename="Demo_Pkg-x.y-py3-none-any.whl"),
         "invalid_filename",
         "Invalid wheel filename (invalid version): 'Demo_Pkg-x.y-py3-none-any'",
+    ),
+    pytest.param(
+        wheel({"name": ["myproj"], "version": ["2"]}, filename="myproj-v2-1-py3-none-any.whl"),
+        "ambiguous_filename",
+        "Invalid wheel filename (the version must start with a digit): 'myproj-v2-1-py3-none-any.whl';"
+        " rename it 'myproj-2-1-py3-none-any.whl'.",
+        id="wheel-version-v-prefix-is-another-project-to-pypiserver",
+    ),
+    pytest.param(
+        wheel(filename="Demo_Pkg-V0.1.0-cp312-abi3-win_amd64.whl"),
+        "ambiguous_filename",
+        "Invalid wheel filename (the version must start with a digit): 'Demo_Pkg-V0.1.0-cp312-abi3-win_amd64.whl';"
+        " rename it 'Demo_Pkg-0.1.0-cp312-abi3-win_amd64.whl'.",
+        id="wheel-version-uppercase-v",
+    ),
+    pytest.param(
+        wheel(filename="demo_pkg- 0.1.0-py3-none-any.whl"),
+        "ambiguous_filename",
+        "Invalid wheel filename (the version must start with a digit): 'demo_pkg- 0.1.0-py3-none-any.whl';"
+        " rename it 'demo_pkg-0.1.0-py3-none-any.whl'.",
+        id="wheel-version-leading-space",
+    ),
+    pytest.param(
+        wheel(filename="other-v9-py3-none-any.whl"),
+        "ambiguous_filename",
+        "Invalid wheel filename (the version must start with a digit): 'other-v9-py3-none-any.whl';"
+        " rename it 'other-9-py3-none-any.whl'.",
+        id="ambiguous-before-name-mismatch",
     ),
     pytest.param(
         wheel(filename="other-0.1.0-py3-none-any.whl"),

@@ -181,6 +181,9 @@ CASES: dict[str, Callable[[], bytes]] = {
         *form("Hostile.Pkg-1.0.tar.gz", filetype="sdist", pyversion="source")
     ),
     "bad wheel filename": lambda: with_form(*raw_form([*good_fields(), content(b"hostile_pkg-1.0.whl")])),
+    "wheel pypiserver files under another project": lambda: with_form(
+        *raw_form([*good_fields(), content(b"hostile_pkg-v1-2-py3-none-any.whl")])
+    ),
     "digest mismatch": lambda: _case({"sha256_digest": hashlib.sha256(b"other").hexdigest()}),
     "malformed authorization": lambda: request(form()[1], form()[0]).replace(AUTH.encode(), b"Basic !!notbase64"),
     "unknown user": lambda: request(form()[1], form()[0]).replace(
