@@ -135,6 +135,10 @@ def test_files_put_on_devpi_directly_count_as_existing(gw: GatewayProcess, devpi
     content_type, body = upload_body(wheel)
     assert post(devpi.upload_url, content_type, body, _basic(devpi.username, devpi.password)) == (200, "OK")
 
+    refused = twine(gw.url, "dana", PASSWORD, wheel)
+    assert refused.returncode != 0, "a project on the index is nobody's to claim"
+    assert "upload-gateway project grant devpi-direct dana" in " ".join(refused.stdout.split())
+    gw.cli("project", "grant", "devpi-direct", "dana")
     assert twine(gw.url, "dana", PASSWORD, wheel).returncode == 0
     (tmp_path / "changed").mkdir()
     changed = make_wheel(tmp_path / "changed", "devpi-direct", "2.0", seed=b"changed")
