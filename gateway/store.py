@@ -406,22 +406,6 @@ class Store:
         )
         return cursor.rowcount == 1
 
-    async def claim_project(self, name: str, display_name: str, user: User) -> bool:
-        """Make `user` the owner of a project nobody has a role on yet; False when someone else was first.
-
-        Two single statements, no transaction: the connection is shared by concurrent uploads, and SQLite
-        runs each statement atomically, so of two uploaders claiming at once exactly one inserts the owner.
-        """
-        await self._ensure_project(name, display_name)
-        cursor = await self._db.execute(
-            "INSERT INTO roles (project, user_id, role, created) SELECT ?, ?, 'owner', ? "
-            "WHERE NOT EXISTS (SELECT 1 FROM roles WHERE project = ?)",
-            (name, user.id, time.time(), name),
-        )
-        if cursor.rowcount == 1:
-            await self.audit("project.claimed", user_name=user.name, project=name)
-        return cursor.rowcount == 1
-
     async def grant(self, name: str, display_name: str, user: User, role: str, *, by: str) -> None:
         await self._ensure_project(name, display_name)
         await self._db.execute(
