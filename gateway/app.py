@@ -166,9 +166,8 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
             gateway.uploads = UploadContext(
                 upstream=upstream,
                 authorizer=gateway.authorizer,
-                claims=store,
+                holds=store,
                 existing=ExistingFiles(upstream.simple_page, store.file_sha256, help_url=help_url),
-                project_size=store.project_size,
                 limits=config.limits,
                 allowed_actions=config.policy.allowed_actions,
                 help_url=help_url,

@@ -307,6 +307,31 @@ class Authorizer:
             )
         )
 
+    async def confirm_upload(self, identity: Identity, upload: Upload, *, claim: bool) -> None:
+        """Is the upload still allowed, now that its file is in? Read afresh: a revoked token, a removed user or
+        role, or a new project's claim lost to another user since the upload began, all stop it."""
+        state = await self._store.upload_state(upload.project, identity.user.id, identity.token_id)
+        if not state.user_exists:
+            raise invalid_auth()
+        if identity.token is not None and not state.token_valid:
+            self._authenticator.forget(identity.token.id)
+            raise invalid_token("token has been revoked; create a new one", "revoked_token")
+        if state.role is not None:
+            return
+        if claim and not state.owned:
+            if state.claim_holder == identity.user.id:
+                return
+            raise_if_denied(policy.claim_in_progress(upload.name))
+        raise_if_denied(
+            policy.project_upload(
+                policy.ProjectAccess(exists=True, role=None, display_name=upload.name, owned=state.owned),
+                user_name=identity.user.name,
+                new_projects=self._settings.new_projects,
+                help_url=self._help_url,
+                token_project_scoped=project_scoped(identity),
+            )
+        )
+
     async def _credentials(self, identity: Identity, project_name: str) -> tuple[Project | None, str | None, bool]:
         """Token caveats for this project, or the password policy; the project (if it exists), the role, and
         whether anyone has a role on it."""

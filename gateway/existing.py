@@ -90,25 +90,27 @@ class ExistingFiles:
         self._listings: TTLCache[str, _Listing] = TTLCache(maxsize=1024, ttl=LISTING_TTL)
 
     async def lookup(self, project: str, filename: str, *, fresh: bool = False) -> Lookup:
-        """Whether the index has the project, and the sha256 of `filename` if it lists it.
+        """Whether the index has the project, and the sha256 of `filename` (in any letter case) if it lists it.
 
         "Not listed" may come from the cache (unless `fresh`): if the index got the file meanwhile, it refuses the
         upload and the gateway asks again. "Listed" is always confirmed afresh, since it ends the upload here.
         A filename the gateway once delivered but the index no longer lists was deleted: like PyPI, it cannot be
         used again (an installer may have cached the old file under that name).
         """
+        key = filename.lower()  # one file to installers, whatever the letter case
         cached = None if fresh else self._listings.get(project)
-        if cached is None or filename in cached.files:
+        if cached is None or key in cached.files:
             page = await self._simple_page(project)
-            cached = self._listings[project] = _Listing(page is not None, listing(page) if page is not None else {})
-        found = cached.files.get(filename)
+            files = {name.lower(): sha256 for name, sha256 in listing(page).items()} if page is not None else {}
+            cached = self._listings[project] = _Listing(page is not None, files)
+        found = cached.files.get(key)
         if found is None and await self._recorded(filename) is not None:
             raise previously_used(filename, self._help_url)
         return Lookup(project_listed=cached.exists, sha256=found)
 
     def add(self, project: str, filename: str, sha256: str) -> None:
         if project in self._listings:
-            self._listings[project] = _Listing(True, {**self._listings[project].files, filename: sha256})
+            self._listings[project] = _Listing(True, {**self._listings[project].files, filename.lower(): sha256})
 
     def forget(self, project: str) -> None:
         self._listings.pop(project, None)

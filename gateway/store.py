@@ -113,7 +113,19 @@ MIGRATIONS: tuple[str, ...] = (
         expires REAL NOT NULL
     );
     """,
+    """
+    CREATE TABLE size_reservations (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        expires REAL NOT NULL
+    );
+    CREATE INDEX size_reservations_project ON size_reservations (project);
+    CREATE INDEX files_folded ON files (lower(filename));
+    """,
 )
+# A file's share of its project's size limit is held from its last checks to its record: the index's answer.
+RESERVATION_LIFETIME = 900.0
 # A claim of a new project is held while its first upload is under way; one that outlives this was abandoned
 # (a gateway that stopped mid-upload) and another user may claim the name.
 CLAIM_LIFETIME = 3600.0
@@ -161,6 +173,17 @@ class StoredFile:
     blake2_256: str
     user: str | None
     token_id: str | None
+
+
+@dataclass(frozen=True)
+class UploadState:
+    """An upload's standing, read again right before the index may keep its file."""
+
+    role: str | None
+    owned: bool
+    claim_holder: str | None
+    user_exists: bool
+    token_valid: bool  # the token exists and is not revoked (False, too, for a password upload)
 
 
 @dataclass(frozen=True)
@@ -392,6 +415,41 @@ class Store:
             row = await cursor.fetchone()
         return row is not None
 
+    async def upload_state(self, project: str, user_id: str, token_id: str | None) -> UploadState:
+        """Everything an upload's last check needs, read afresh in one query."""
+        async with self._db.execute(
+            "SELECT (SELECT role FROM roles WHERE project = ? AND user_id = ?) AS role, "
+            "EXISTS (SELECT 1 FROM roles WHERE project = ?) AS owned, "
+            "(SELECT user_id FROM project_claims WHERE project = ?) AS claim_holder, "
+            "EXISTS (SELECT 1 FROM users WHERE id = ?) AS user_exists, "
+            "EXISTS (SELECT 1 FROM tokens WHERE id = ? AND revoked IS NULL) AS token_valid",
+            (project, user_id, project, project, user_id, token_id),
+        ) as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        return UploadState(
+            role=row["role"],
+            owned=bool(row["owned"]),
+            claim_holder=row["claim_holder"],
+            user_exists=bool(row["user_exists"]),
+            token_valid=bool(row["token_valid"]),
+        )
+
+    async def reserve_size(self, upload_id: str, project: str, size: int, limit: int) -> bool:
+        """Hold `size` bytes of the project's limit for one upload; False when the files recorded and the
+        uploads in flight leave no room. One statement, so two uploads never both take the last room."""
+        now = time.time()
+        cursor = await self._db.execute(
+            "INSERT INTO size_reservations (id, project, size, expires) SELECT ?, ?, ?, ? "
+            "WHERE (SELECT COALESCE(SUM(size), 0) FROM files WHERE project = ?) "
+            "+ (SELECT COALESCE(SUM(size), 0) FROM size_reservations WHERE project = ? AND expires > ?) + ? <= ?",
+            (upload_id, project, size, now + RESERVATION_LIFETIME, project, project, now, size, limit),
+        )
+        return cursor.rowcount == 1
+
+    async def release_size(self, upload_id: str) -> None:
+        await self._db.execute("DELETE FROM size_reservations WHERE id = ? OR expires < ?", (upload_id, time.time()))
+
     async def release_claim(self, project: str, user_id: str) -> None:
         """An upload that held a claim ended without creating the project."""
         await self._db.execute(
@@ -472,7 +530,13 @@ class Store:
         ]
 
     async def record_upload(
-        self, file: StoredFile, *, display_name: str, claim: User | None, audit: Mapping[str, Any]
+        self,
+        file: StoredFile,
+        *,
+        display_name: str,
+        claim: User | None,
+        upload_id: str,
+        audit: Mapping[str, Any],
     ) -> None:
         """A file the index accepted through the gateway, in one transaction with what it changes.
 
@@ -491,7 +555,7 @@ class Store:
                 await self.audit("project.claimed", user_name=claim.name, project=file.project)
             if file.sha256:
                 await self._db.execute(
-                    "INSERT OR REPLACE INTO files "
+                    "INSERT INTO files "
                     "(filename, project, size, sha256, blake2_256, uploaded, user_name, token_id) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
@@ -505,6 +569,7 @@ class Store:
                         file.token_id,
                     ),
                 )
+                await self._db.execute("DELETE FROM size_reservations WHERE id = ?", (upload_id,))
             await self.audit("upload.accepted", **audit)
 
     async def import_projects(self, projects: list[tuple[str, str]], owner: User | None, *, by: str) -> int:
@@ -527,14 +592,10 @@ class Store:
         return added
 
     async def file_sha256(self, filename: str) -> str | None:
-        async with self._db.execute("SELECT sha256 FROM files WHERE filename = ?", (filename,)) as cursor:
+        """The sha256 of a file the gateway delivered under this name, in any letter case."""
+        async with self._db.execute("SELECT sha256 FROM files WHERE lower(filename) = lower(?)", (filename,)) as cursor:
             row = await cursor.fetchone()
         return str(row[0]) if row else None
-
-    async def project_size(self, project: str) -> int:
-        async with self._db.execute("SELECT COALESCE(SUM(size), 0) FROM files WHERE project = ?", (project,)) as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
 
     async def enable_totp(self, user: User, sealed_secret: bytes, step: int, *, address: str | None = None) -> None:
         """Enrol TOTP with the step of the code that proved it, so that code cannot sign in afterwards."""

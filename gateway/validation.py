@@ -8,6 +8,7 @@ whose `reason` is a key of `REASONS`.
 from __future__ import annotations
 
 import contextlib
+import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ REASONS: Mapping[str, str] = MappingProxyType(
 _NAME_RULE = "Start and end with a letter or numeral containing only ASCII numeric and '.', '_' and '-'."
 _REQUIRED = "This field is required."
 _HEX_DIGITS = frozenset(string.hexdigits)
+# What wheel and sdist names are made of (PEP 427, 625); packaging's parsers let spaces and ';' through.
+_DIST_FILENAME_CHARS = re.compile(r"[A-Za-z0-9._!+-]+")
 # digest algorithm -> (hex length, PyPI's label)
 _DIGESTS: Mapping[str, tuple[int, str]] = MappingProxyType(
     {"md5": (32, "MD5"), "sha256": (64, "SHA256"), "blake2_256": (64, "BLAKE2")}
@@ -127,6 +130,9 @@ def validate_upload(fields: Mapping[str, Sequence[str]], *, filename: str, conte
         raise _refuse("Invalid distribution file.", "invalid_content_type")
     check_dist = _check_sdist if filetype == "sdist" else _check_wheel
     project = check_dist(filename, name, version)
+    if not _DIST_FILENAME_CHARS.fullmatch(filename):
+        message = "a distribution's filename has only letters, digits and '.', '_', '-', '!', '+'"
+        raise _refuse(f"Invalid distribution filename {_shown(filename)}: {message}", "invalid_filename")
     return Upload(
         project=project, name=name, version=str(version), filename=filename, filetype=filetype, digests=digests
     )
@@ -138,6 +144,12 @@ def _bad_content_type(content_type: str | None) -> bool:
     if content_type is None:
         return False
     return not content_type.strip() or content_type.strip().lower().startswith("image/")
+
+
+def action_version(fields: Mapping[str, Sequence[str]]) -> str:
+    """The release an action (remove_pkg, doc_upload) is about, as a PEP 440 version the index can file it under."""
+    _reject_duplicates(fields)
+    return str(_parse_version(_field(fields, "version")))
 
 
 def project_of(fields: Mapping[str, Sequence[str]]) -> tuple[str, str]:
@@ -364,7 +376,9 @@ def _check_wheel(filename: str, name: str, version: Version) -> NormalizedName:
     if escaped.lower() != expected:
         message = f"Filename {filename!r} should contain the normalized project name {_shown(expected)}"
         raise _refuse(f"{message}, not {escaped!r}.", "unnormalized_filename")
-    if file_version != version:
+    # Equal as PEP 440 versions is not enough ('1' and '1.0.0'): an index files the upload under the version
+    # string it is given (devpi the form's, pypiserver the filename's), so both must be the same release.
+    if str(file_version) != str(version):
         message = f"Version in filename should be {_shown(str(version))} not {_shown(str(file_version))}."
         raise _refuse(message, "version_mismatch")
     return file_name

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from packaging.utils import canonicalize_name
 
 from gateway.errors import GatewayError
-from gateway.validation import REASONS, Upload, check_action, validate_upload
+from gateway.validation import REASONS, Upload, action_version, check_action, validate_upload
 
 MD5 = "c" * 32
 SHA256 = "a" * 64
@@ -125,11 +125,6 @@ VALID = [
         wheel({"version": ["0.1.0.RC1"]}, filename="demo_pkg-0.1.0rc1-py3-none-any.whl"),
         accepted("demo_pkg-0.1.0rc1-py3-none-any.whl", "bdist_wheel", version="0.1.0rc1"),
         id="version-normalized",
-    ),
-    pytest.param(
-        wheel({"version": ["0.1"]}),
-        accepted(WHEEL, "bdist_wheel", version="0.1"),
-        id="wheel-version-equal-by-pep440",
     ),
     pytest.param(
         wheel(filename="demo_pkg-0.1.0-1-py3-none-any.whl"),
@@ -470,6 +465,26 @@ INVALID = [
         id="wheel-version-leading-space",
     ),
     pytest.param(
+        wheel(filename="demo_pkg-0.1.0-1 x-py3-none-any.whl"),
+        "invalid_filename",
+        "Invalid distribution filename 'demo_pkg-0.1.0-1 x-py3-none-any.whl': a distribution's filename has only "
+        "letters, digits and '.', '_', '-', '!', '+'",
+        id="wheel-build-tag-with-a-space",
+    ),
+    pytest.param(
+        wheel(filename="demo_pkg-0.1.0-py3-none-any;x.whl"),
+        "invalid_filename",
+        "Invalid distribution filename 'demo_pkg-0.1.0-py3-none-any;x.whl': a distribution's filename has only "
+        "letters, digits and '.', '_', '-', '!', '+'",
+        id="wheel-tag-with-a-semicolon",
+    ),
+    pytest.param(
+        wheel({"version": ["0.1"]}),
+        "version_mismatch",
+        "Version in filename should be '0.1' not '0.1.0'.",
+        id="wheel-version-equal-by-pep440-but-written-otherwise",
+    ),
+    pytest.param(
         wheel(filename="other-v9-py3-none-any.whl"),
         "ambiguous_filename",
         "Invalid wheel filename (the version must start with a digit): 'other-v9-py3-none-any.whl';"
@@ -650,3 +665,17 @@ def test_only_gateway_errors_come_out(
         assert upload.filename == filename and filename.isascii() and filename.isprintable()
         assert upload.project == canonicalize_name(upload.name)
         assert upload.digests and all(value == value.lower() for value in upload.digests.values())
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"), [("1.0", "1.0"), ("01.0", "1.0"), ("1.0-rc1", "1.0rc1"), ("1.0.post1", "1.0.post1")]
+)
+def test_an_action_names_its_release_by_its_normalized_version(version: str, expected: str) -> None:
+    assert action_version({":action": ["remove_pkg"], "name": ["demo"], "version": [version]}) == expected
+
+
+@pytest.mark.parametrize("fields", [{"version": ["x y"]}, {}, {"version": ["1", "2"]}])
+def test_an_action_without_a_valid_version_is_refused(fields: Fields) -> None:
+    with pytest.raises(GatewayError) as caught:
+        action_version(fields)
+    assert caught.value.status == 400 and caught.value.reason in ("invalid_version", "duplicate_field")

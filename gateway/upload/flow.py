@@ -21,8 +21,9 @@ import hashlib
 import hmac
 import re
 import tempfile
+import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
@@ -40,7 +41,7 @@ from gateway.upload import answers
 from gateway.upload.encoding import CanonicalBody, encode, forwarded
 from gateway.upload.form import MAX_FORM_BYTES, FormReader, boundary_of
 from gateway.upload.multipart import Segment
-from gateway.validation import Upload, check_action, project_of, validate_upload
+from gateway.validation import Upload, action_version, check_action, project_of, validate_upload
 
 CHUNK = 256 * 1024
 # Below this, hashing on the event loop is cheaper than a hop to a worker thread.
@@ -56,13 +57,20 @@ class Authorizer(Protocol):
 
     async def authorize_action(self, identity: Identity, action: str, project: str, display_name: str) -> None: ...
 
+    async def confirm_upload(self, identity: Identity, upload: Upload, *, claim: bool) -> None: ...
 
-class Claims(Protocol):
-    """Who is creating a new project right now, so two users can never both upload its first files."""
+
+class Holds(Protocol):
+    """What an upload holds in the store while it runs: the claim of a new project (so two users can never both
+    upload its first files) and a share of its project's size limit (so concurrent uploads cannot exceed it)."""
 
     async def hold_claim(self, project: str, user_id: str) -> bool: ...
 
     async def release_claim(self, project: str, user_id: str) -> None: ...
+
+    async def reserve_size(self, upload_id: str, project: str, size: int, limit: int) -> bool: ...
+
+    async def release_size(self, upload_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -71,9 +79,8 @@ class UploadContext:
 
     upstream: Upstream
     authorizer: Authorizer
-    claims: Claims
+    holds: Holds
     existing: ExistingFiles
-    project_size: Callable[[str], Awaitable[int]]
     limits: LimitsConfig
     allowed_actions: frozenset[str]
     help_url: str
@@ -92,6 +99,7 @@ class Outcome:
     digests: Mapping[str, str]
     reason: str
     claim: bool = False
+    upload_id: str = ""  # names the project-size reservation the record takes over
 
 
 class BodySource:
@@ -218,20 +226,22 @@ class UploadFlow:
         self._hashing: Hashing | None = None
         self._digests: dict[str, str] | None = None
         self._claimed: str | None = None
+        self._reserved = False
+        self.upload_id = str(uuid.uuid4())
 
     async def run(self) -> Outcome:
-        """The outcome; a claim of a new project stays held only for an upload the index stored."""
+        """The outcome; what the upload holds stays held only for a file the index stored (the record takes it)."""
         try:
             with tempfile.TemporaryFile() as spool:
                 outcome = await self._run(spool)
         except BaseException:
-            await self._release_claim()
+            await self._release()
             raise
         finally:
             if self._hashing is not None:
                 self._hashing.close()
-        if not outcome.claim:
-            await self._release_claim()
+        if outcome.reason != "ok":
+            await self._release()
         return outcome
 
     async def _run(self, spool: IO[bytes]) -> Outcome:
@@ -243,7 +253,7 @@ class UploadFlow:
             try:
                 return await self._streamed(spool)
             except Relayout:
-                await self._release_claim()  # decided again, on the whole form
+                await self._release()  # decided again, on the whole form
         return await self._spooled(spool)
 
     async def _streamed(self, spool: IO[bytes]) -> Outcome:
@@ -255,18 +265,21 @@ class UploadFlow:
             if self.form.fields_after_file:
                 raise Relayout()
             return await self._duplicate(decided.upload, existing)
-        answer = await self._forward(*self._stream(spool, decided.upload))
+        answer = await self._forward(*self._stream(spool, decided))
         return await self._settle(answer, decided)
 
     async def _spooled(self, spool: IO[bytes]) -> Outcome:
         """The whole body first (the file kept on disk), then the decision on the complete form."""
         await self._read_rest(spool)
+        if check_action(self.form.fields, self.context.allowed_actions) != "file_upload":
+            return await self._act(spool)
         decided = await self._decide()
         await self._check_file(decided.upload)
         existing = await self._existing(decided)
         if existing is not None:
             return await self._duplicate(decided.upload, existing)
-        body = encode(forwarded(self.form.fields), filename=decided.upload.filename)
+        await self._confirm(decided)
+        body = encode(self._forwarded(decided.upload), filename=decided.upload.filename)
         spool.seek(0)
         answer = await self._forward(_from_spool(body, spool), body, self.form.file_size)
         return await self._settle(answer, decided)
@@ -308,7 +321,6 @@ class UploadFlow:
 
     async def _decide(self) -> Decided:
         fields = self.form.fields
-        check_action(fields, self.context.allowed_actions)
         if not self.form.file_started:
             raise GatewayError(400, "Upload payload does not have a file.", "missing_content")
         upload = validate_upload(fields, filename=self.form.filename or "", content_type=self.form.file_content_type)
@@ -321,7 +333,7 @@ class UploadFlow:
         project, and it must not be on the index at all."""
         upload = decided.upload
         if decided.claim:
-            if not await self.context.claims.hold_claim(upload.project, self.identity.user.id):
+            if not await self.context.holds.hold_claim(upload.project, self.identity.user.id):
                 raise_if_denied(policy.claim_in_progress(upload.name))
             self._claimed = upload.project
         found = await self.context.existing.lookup(upload.project, upload.filename, fresh=decided.claim)
@@ -329,10 +341,14 @@ class UploadFlow:
             raise_if_denied(policy.unowned_project(upload.name, self.identity.user.name))
         return found.sha256
 
-    async def _release_claim(self) -> None:
+    async def _release(self) -> None:
+        holds = self.context.holds
         if self._claimed is not None:
             claimed, self._claimed = self._claimed, None
-            await asyncio.shield(self.context.claims.release_claim(claimed, self.identity.user.id))
+            await asyncio.shield(holds.release_claim(claimed, self.identity.user.id))
+        if self._reserved:
+            self._reserved = False
+            await asyncio.shield(holds.release_size(self.upload_id))
 
     async def _check_file(self, upload: Upload) -> dict[str, str]:
         """Once every byte is in: the form complete, the digests, the per-file limit and the project's total."""
@@ -343,20 +359,32 @@ class UploadFlow:
             self._hashing = Hashing(self._algorithms())
         digests = await self._hashing.hexdigests()
         verify_digests(upload.digests, digests)
-        limits = self.context.limits
-        if self.form.file_size > limits.max_file_size:
-            raise file_too_large(limits.max_file_size)
-        if limits.max_project_size is not None:
-            total = await self.context.project_size(upload.project) + self.form.file_size
-            if total > limits.max_project_size:
+        if self.form.file_size > self.context.limits.max_file_size:
+            raise file_too_large(self.context.limits.max_file_size)
+        self._digests = digests
+        return digests
+
+    async def _confirm(self, decided: Decided) -> None:
+        """Right before the index may keep the file: still allowed (a role removed, a token revoked or a claim
+        lost while the file arrived stops it here), and the project's size limit holds with the uploads
+        in flight counted in."""
+        upload = decided.upload
+        await self.context.authorizer.confirm_upload(self.identity, upload, claim=decided.claim)
+        limit = self.context.limits.max_project_size
+        if limit is not None:
+            if not await self.context.holds.reserve_size(self.upload_id, upload.project, self.form.file_size, limit):
                 raise GatewayError(
                     400,
                     f"Project size too large. Limit for project '{upload.name}' total size is "
-                    f"{limits.max_project_size / 2**30:g} GiB. See {self.context.help_url}",
+                    f"{limit / 2**30:g} GiB. See {self.context.help_url}",
                     "project_too_large",
                 )
-        self._digests = digests
-        return digests
+            self._reserved = True
+
+    def _forwarded(self, upload: Upload) -> list[tuple[str, str]]:
+        """The form as the index gets it: what was validated, with the action and version as the gateway read
+        them (an index may file the upload under the version string it is given)."""
+        return forwarded({**self.form.fields, ":action": ["file_upload"], "version": [upload.version]})
 
     async def _duplicate(self, upload: Upload, existing_sha256: str) -> Outcome:
         digests = await self._check_file(upload)
@@ -369,7 +397,7 @@ class UploadFlow:
         )
         return Outcome(upload=upload, size=self.form.file_size, digests=digests, reason="already_present")
 
-    def _stream(self, spool: IO[bytes], upload: Upload) -> tuple[AsyncIterator[Segment], CanonicalBody, int]:
+    def _stream(self, spool: IO[bytes], decided: Decided) -> tuple[AsyncIterator[Segment], CanonicalBody, int]:
         """The index's body while the client's arrives; its length is known before the first byte goes.
 
         The file's length follows from the request's Content-Length: what came before the file's bytes, then
@@ -378,11 +406,11 @@ class UploadFlow:
         """
         closing = len(b"\r\n--" + self.form.boundary + b"--\r\n")
         predicted = self.source.length - self.form.file_offset - closing
-        body = encode(forwarded(self.form.fields), filename=upload.filename)
-        return self._stream_file(spool, body, upload, predicted), body, max(predicted, 0)
+        body = encode(self._forwarded(decided.upload), filename=decided.upload.filename)
+        return self._stream_file(spool, body, decided, predicted), body, max(predicted, 0)
 
     async def _stream_file(
-        self, spool: IO[bytes], body: CanonicalBody, upload: Upload, predicted: int
+        self, spool: IO[bytes], body: CanonicalBody, decided: Decided, predicted: int
     ) -> AsyncIterator[Segment]:
         """Nothing goes before the second chunk of the file arrives, so a body that came whole is checked whole."""
         self._check_layout(predicted)
@@ -398,7 +426,8 @@ class UploadFlow:
                 pending = segments
         if self.form.file_size != predicted:
             raise Relayout()
-        await self._check_file(upload)
+        await self._check_file(decided.upload)
+        await self._confirm(decided)
         for segment in pending:
             yield segment
         yield body.tail
@@ -448,16 +477,27 @@ class UploadFlow:
             return await self._duplicate(upload, found.sha256)
         answers.raise_for(answer, self.upstream.urls.base)
         self.context.existing.add(upload.project, upload.filename, digests["sha256"])
-        return Outcome(upload=upload, size=self.form.file_size, digests=digests, reason="ok", claim=decided.claim)
+        return Outcome(
+            upload=upload,
+            size=self.form.file_size,
+            digests=digests,
+            reason="ok",
+            claim=decided.claim,
+            upload_id=self.upload_id,
+        )
 
     async def _other_action(self, spool: IO[bytes]) -> Outcome:
-        """An action the operator allowed (remove_pkg, doc_upload): checked on the project's rights, re-encoded."""
+        """An action the operator allowed (remove_pkg, doc_upload): the whole form first."""
         await self._read_rest(spool)
+        return await self._act(spool)
+
+    async def _act(self, spool: IO[bytes]) -> Outcome:
+        """Checked on the project's rights (removing a release needs its owner), then re-encoded."""
         self.form.finish_form()
         fields = self.form.fields
         action = check_action(fields, self.context.allowed_actions)
         project, name = project_of(fields)
-        version = (fields.get("version") or [""])[0]
+        version = action_version(fields)
         upload = Upload(project=project, name=name, version=version, filename="", filetype=action, digests={})
         self.decided = upload
         await self.context.authorizer.authorize_action(self.identity, action, project, name)

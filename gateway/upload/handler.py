@@ -95,11 +95,16 @@ async def _record(gateway: Gateway, identity: Identity, outcome: Outcome, trail:
     claim = identity.user if outcome.claim else None
     try:
         await store.record_upload(
-            stored, display_name=upload.name, claim=claim, audit=_audit_fields(trail, outcome.reason)
+            stored,
+            display_name=upload.name,
+            claim=claim,
+            upload_id=outcome.upload_id,
+            audit=_audit_fields(trail, outcome.reason),
         )
     except BaseException:
         if claim is not None:
             await store.release_claim(upload.project, claim.id)
+        await store.release_size(outcome.upload_id)
         raise
     await authorizer.touch(identity)
 

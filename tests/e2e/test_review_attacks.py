@@ -1,10 +1,8 @@
-"""Review 11: attacks on the upload path that the existing tests do not cover.
+"""Attacks an independent review found on the re-encoding upload path, kept as tests of their fixes.
 
 Each test drives the real gateway (a subprocess) in front of a real pypiserver (and devpi where it matters),
-over raw sockets, and asserts what the promise says must hold. Every test that demonstrates a finding is marked
-xfail(strict=True): it fails today (run with --runxfail to see each failure's message), and once the gateway is
-fixed it passes and the strict marker turns that into a failure, so drop the marker with the fix. See the
-docstring of each test for what happens and what should happen.
+over raw sockets, and asserts what the promise says must hold. Each docstring says what the attack did before
+its fix. The two still marked xfail belong to issue #13 (a front door that holds under load).
 """
 
 from __future__ import annotations
@@ -149,7 +147,6 @@ def file_part(filename: str, data: bytes, boundary: str) -> bytes:
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 1: :action after the file is forwarded, not decided on")
 def test_action_after_the_file_lets_a_maintainer_remove_a_release(setup: Setup) -> None:
     """policy.allowed_actions = [file_upload, remove_pkg]; removal is for owners only (README, policy.py).
 
@@ -261,7 +258,6 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
     stop(gw.process)
 
 
-@pytest.mark.xfail(strict=True, reason="finding 2: a lost claim is not re-checked before the last byte")
 def test_an_expired_claim_lets_a_stranger_plant_a_file_in_the_new_owners_project(embedded: Embedded) -> None:
     """mallory starts the first upload of a new name, `contested`, and keeps it open (a byte every 59 s keeps
     limits.read_timeout at bay; upstream.timeout only starts once the body is sent). After CLAIM_LIFETIME (1 h,
@@ -297,7 +293,6 @@ def test_an_expired_claim_lets_a_stranger_plant_a_file_in_the_new_owners_project
     )
 
 
-@pytest.mark.xfail(strict=True, reason="finding 2b: authorization is not re-checked before the last byte")
 def test_a_role_removed_during_an_upload_does_not_stop_it(embedded: Embedded) -> None:
     """README: "A removed role stops uploads at once." mel, a maintainer of team-pkg, starts an upload; the owner
     takes her role away (`project remove team-pkg mel`) before the body ends; the upload still lands (200, file on
@@ -316,11 +311,10 @@ def test_a_role_removed_during_an_upload_does_not_stop_it(embedded: Embedded) ->
     assert wheel.name not in index.files(), f"upload by a removed maintainer was stored (status {status})"
 
 
-def test_a_slow_upload_is_bounded_by_no_timeout(tmp_path: Path, index: Index) -> None:
-    """Support for the claim finding: an upload can stay open far longer than upstream.timeout (here 2 s) as long
-    as each chunk comes within limits.read_timeout (here 3 s). So nothing but CLAIM_LIFETIME bounds how long a claim
-    is held by a live upload, and the claim's expiry can come while the upload is still running. (This test is
-    expected to PASS: it shows the premise, not a bug by itself.)"""
+def test_a_slow_but_steady_upload_succeeds(tmp_path: Path, index: Index) -> None:
+    """An upload may take far longer than upstream.timeout (here 2 s) as long as each chunk comes within
+    limits.read_timeout (here 3 s): so a claim can outlive its lifetime while its upload still runs, which is why
+    the claim is checked again before the last byte (see the expired-claim test)."""
     gw = start_gateway(
         tmp_path / "gw",
         index_upstream(index, tmp_path) | {"timeout": "2s"},
@@ -351,7 +345,6 @@ def test_a_slow_upload_is_bounded_by_no_timeout(tmp_path: Path, index: Index) ->
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 3: validation accepts filenames the encoder refuses (500)")
 @pytest.mark.parametrize(
     "filename",
     [
@@ -383,7 +376,6 @@ def test_odd_wheel_filenames_are_a_4xx_not_a_500(setup: Setup, filename: str) ->
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 4: max_project_size is not reserved")
 def test_concurrent_uploads_exceed_the_project_size_limit(tmp_path: Path) -> None:
     """max_project_size = 3 MiB; the project has nothing yet. Two 2 MiB wheels of one project, sent at once (their
     last bytes together): each upload's `_check_file` adds its own size to `project_size()`, which only counts
@@ -420,7 +412,7 @@ def test_concurrent_uploads_exceed_the_project_size_limit(tmp_path: Path) -> Non
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 5: no throttle on upload passwords")
+@pytest.mark.xfail(strict=True, reason="issue #13: password uploads are not throttled yet")
 def test_password_guesses_on_the_upload_endpoint_are_not_throttled(setup: Setup) -> None:
     """README: "the sixth wrong password or code in a row, per account or per address, gets 429". That holds on
     /account/ only: POST /legacy/ verifies every Basic password it is sent (argon2, ~40 ms of CPU and 12 MiB each)
@@ -472,7 +464,6 @@ def test_password_guesses_on_the_upload_endpoint_are_not_throttled(setup: Setup)
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 6: filename rules are case-sensitive")
 def test_a_case_variant_reuses_a_deleted_filename_and_doubles_a_release_file(setup: Setup) -> None:
     """validation accepts a wheel's escaped name in any case ('Demo_Pkg-…'), while `existing` (duplicates, and the
     "previously used by a deleted file" rule) compares filenames exactly. So:
@@ -522,7 +513,6 @@ def test_a_case_variant_reuses_a_deleted_filename_and_doubles_a_release_file(set
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 7: the raw form version is forwarded")
 def test_devpi_files_the_upload_under_the_raw_form_version(
     tmp_path_factory: pytest.TempPathFactory, devpi: object
 ) -> None:
@@ -547,9 +537,8 @@ def test_devpi_files_the_upload_under_the_raw_form_version(
         data = wheel.read_bytes()
         content_type, body = multipart(twine_fields(wheel.name, data, version="1"), [("content", wheel.name, data)])
         status, answer = post(gw, "dora", content_type, body)
-        assert status == 200, answer
-        versions = devpi._json(devpi.upload_url + "raw-version-pkg") or {}
-        assert set(versions) == {"1.0.0"}, f"devpi filed {wheel.name} under versions {sorted(versions)}"
+        assert status == 400 and "Version in filename should be '1' not '1.0.0'." in answer, answer
+        assert devpi.files("raw-version-pkg") == {}, "nothing was filed under a version the filename does not say"
     finally:
         stop(gw.process)
 
@@ -559,7 +548,7 @@ def test_devpi_files_the_upload_under_the_raw_form_version(
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 8: no cap on uploads in flight")
+@pytest.mark.xfail(strict=True, reason="issue #13: no cap on uploads in flight yet")
 def test_stalled_uploads_of_one_user_starve_every_install(tmp_path: Path) -> None:
     """Each upload that reached the file opens its own request to the index and holds it while the client
     dribbles (a byte every < read_timeout keeps it alive; upstream.timeout only starts after the body). Those
