@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.upload.encoding import FORWARDED_FIELDS, encode, forwarded
+from gateway.upload.encoding import FORWARDED_FIELDS, PADDING_FIELD, encode, fill, forwarded
 from gateway.upload.form import FormReader, boundary_of
 
 
@@ -56,3 +56,21 @@ def test_a_form_without_a_file_is_complete_in_its_head() -> None:
 def test_only_validated_filenames_are_written(filename: str) -> None:
     with pytest.raises(ValueError):
         encode([], filename=filename)
+
+
+@pytest.mark.parametrize("owed", [300, 301, 5000])
+def test_fill_owes_exactly_and_reads_back_as_the_fields_and_an_ignored_padding(owed: int) -> None:
+    body = encode([("name", "demo")], filename="demo-1.0.tar.gz")
+    trailer = fill(body.boundary, [("comment", "after the file")], owed)
+    assert trailer is not None and len(trailer) == owed
+    reader, data = read_back(body.content_type, body.head + b"file" + trailer + body.tail)
+    assert data == b"file"
+    assert reader.fields["comment"] == ["after the file"]
+    assert set(reader.fields) == {"name", "comment", PADDING_FIELD}
+
+
+def test_fill_refuses_what_does_not_fit() -> None:
+    body = encode([], filename=None)
+    assert fill(body.boundary, [("comment", "x" * 300)], 100) is None
+    assert fill(body.boundary, [], 10) is None
+    assert fill(body.boundary, [("comment", body.boundary)], 10_000) is None

@@ -31,6 +31,8 @@ _FORM_NAMES = {"platforms": "platform", "supported_platforms": "supported_platfo
 METADATA_FIELDS = tuple(_FORM_NAMES.get(key, key) for key in get_type_hints(RawMetadata))
 FORWARDED_FIELDS = (*CONTROL_FIELDS, *METADATA_FIELDS, "comment")
 FILE_CONTENT_TYPE = "application/octet-stream"
+# Fills the bytes a streamed upload still owes the index when its client sent parts after the file.
+PADDING_FIELD = "upload_gateway_padding"
 _SAFE_FILENAME = re.compile(r"[A-Za-z0-9._+!-]{1,255}")
 
 
@@ -76,6 +78,22 @@ def encode(fields: Sequence[tuple[str, str]], *, filename: str | None) -> Canoni
         f"Content-Type: {FILE_CONTENT_TYPE}\r\n\r\n"
     ).encode()
     return CanonicalBody(boundary, head + delimiter + file_headers, f"\r\n--{boundary}--\r\n".encode())
+
+
+def fill(boundary: str, fields: Sequence[tuple[str, str]], size: int) -> bytes | None:
+    """Exactly `size` bytes of parts to write between the file and the closing delimiter: `fields`, then a padding
+    part (ignored by every index) for the rest; None when they do not fit.
+
+    For a streamed upload whose client sent parts after the file: its file ended early, and the index was
+    promised `size` bytes more before the closing delimiter.
+    """
+    delimiter = f"\r\n--{boundary}\r\n".encode()
+    if any(boundary.encode() in value.encode() for _, value in fields):
+        return None
+    parts = b"".join(delimiter + _part(name, value.encode()) for name, value in fields)
+    padding = delimiter + _part(PADDING_FIELD, b"")
+    room = size - len(parts) - len(padding)
+    return None if room < 0 else parts + padding + b" " * room
 
 
 def _part(name: str, value: bytes) -> bytes:

@@ -5,10 +5,11 @@ The handler has authenticated the request on its headers. The flow then:
 1. reads the form until the file part starts (every client sends the metadata first);
 2. decides on those fields: PyPI's checks, then who may upload what; it decides, it writes nothing;
 3. sends the index a body of its own writing (`encoding`): the validated fields, then the file's bytes one chunk
-   behind the client, hashed on the way. The last chunk and the closing delimiter go only once the client's body
-   ended exactly as predicted and every digest matches; any other end cuts the index's request off with a reset
-   (`upstream.aborting_socket`), so nothing is stored. A client that sends the file before its metadata, or one
-   that the operator wants buffered, is spooled to a temporary file and re-encoded from there;
+   behind the client, hashed on the way. The last chunk and the closing delimiter go only once the whole form is
+   in and agrees, every digest matches and the uploader is still allowed (read afresh); any other end cuts the
+   index's request off with a reset (`upstream.aborting_socket`), so nothing is stored. A client that sends the
+   file before its metadata, or one that the operator wants buffered, is spooled to a temporary file and
+   re-encoded from there;
 4. settles the index's answer: stored, already there, or refused.
 
 The handler records what was accepted; until then nothing of the upload is in the store.
@@ -38,7 +39,7 @@ from gateway.errors import GatewayError
 from gateway.existing import ExistingFiles, already_exists, verdict
 from gateway.proxy import Upstream, UpstreamAnswer
 from gateway.upload import answers
-from gateway.upload.encoding import CanonicalBody, encode, forwarded
+from gateway.upload.encoding import CanonicalBody, encode, fill, forwarded
 from gateway.upload.form import MAX_FORM_BYTES, FormReader, boundary_of
 from gateway.upload.multipart import Segment
 from gateway.validation import Upload, action_version, check_action, project_of, validate_upload
@@ -100,6 +101,29 @@ class Outcome:
     reason: str
     claim: bool = False
     upload_id: str = ""  # names the project-size reservation the record takes over
+
+
+def fields_after_file() -> GatewayError:
+    return GatewayError(
+        400,
+        "Form fields after the file: send every field before the 'content' part (as twine does)",
+        "fields_after_file",
+    )
+
+
+def unexpected_end() -> GatewayError:
+    return GatewayError(
+        400,
+        "The upload body does not end right after its last part: close it with CRLF '--boundary--' CRLF",
+        "unexpected_layout",
+    )
+
+
+def _grouped(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for name, value in pairs:
+        grouped.setdefault(name, []).append(value)
+    return grouped
 
 
 class BodySource:
@@ -208,10 +232,6 @@ class Decided:
     claim: bool
 
 
-class Relayout(Exception):
-    """The body is not laid out as a streamed upload's: read the rest, then decide on the whole form."""
-
-
 class UploadFlow:
     """One upload request, from the first byte of its body to the index's answer."""
 
@@ -232,8 +252,7 @@ class UploadFlow:
     async def run(self) -> Outcome:
         """The outcome; what the upload holds stays held only for a file the index stored (the record takes it)."""
         try:
-            with tempfile.TemporaryFile() as spool:
-                outcome = await self._run(spool)
+            outcome = await self._run()
         except BaseException:
             await self._release()
             raise
@@ -244,35 +263,34 @@ class UploadFlow:
             await self._release()
         return outcome
 
-    async def _run(self, spool: IO[bytes]) -> Outcome:
-        await self._read_head(spool)
+    async def _run(self) -> Outcome:
+        early = await self._read_head()
         fields = self.form.fields
-        if ":action" in fields and check_action(fields, self.context.allowed_actions) != "file_upload":
-            return await self._other_action(spool)
-        if self.form.file_started and self._metadata_known() and not self.buffer:
-            try:
-                return await self._streamed(spool)
-            except Relayout:
-                await self._release()  # decided again, on the whole form
-        return await self._spooled(spool)
+        streamable = ":action" not in fields or check_action(fields, self.context.allowed_actions) == "file_upload"
+        fields_first = self.form.file_started and not self.form.fields_after_file and self._metadata_known()
+        if streamable and fields_first and not self.buffer:
+            return await self._streamed(early)
+        with tempfile.TemporaryFile() as spool:
+            for segment in early:
+                spool.write(segment)
+            await self._read_rest(spool)
+            if check_action(self.form.fields, self.context.allowed_actions) != "file_upload":
+                return await self._act(spool)
+            return await self._spooled(spool)
 
-    async def _streamed(self, spool: IO[bytes]) -> Outcome:
+    async def _streamed(self, early: list[Segment]) -> Outcome:
         """Decide on the fields before the file, then pass the file on while it arrives."""
         decided = await self._decide()
         existing = await self._existing(decided)
         if existing is not None:
-            await self._read_rest(spool)
-            if self.form.fields_after_file:
-                raise Relayout()
+            await self._read_rest(None)
+            self._whole_form_agrees(decided)
             return await self._duplicate(decided.upload, existing)
-        answer = await self._forward(*self._stream(spool, decided))
+        answer = await self._forward(*self._stream(early, decided))
         return await self._settle(answer, decided)
 
     async def _spooled(self, spool: IO[bytes]) -> Outcome:
-        """The whole body first (the file kept on disk), then the decision on the complete form."""
-        await self._read_rest(spool)
-        if check_action(self.form.fields, self.context.allowed_actions) != "file_upload":
-            return await self._act(spool)
+        """The whole body was read first (the file kept on disk): the decision is on the complete form."""
         decided = await self._decide()
         await self._check_file(decided.upload)
         existing = await self._existing(decided)
@@ -284,27 +302,30 @@ class UploadFlow:
         answer = await self._forward(_from_spool(body, spool), body, self.form.file_size)
         return await self._settle(answer, decided)
 
-    async def _read_head(self, spool: IO[bytes]) -> None:
-        """Read until the file part starts: by then every client has sent the fields it sends first."""
+    async def _read_head(self) -> list[Segment]:
+        """Read until the file part starts (every client sends the fields it sends first); the file's first bytes."""
+        early: list[Segment] = []
         while not self.form.file_started and not self.form.finished and self.source.received < MAX_HEAD_BYTES:
             chunk = await self.source.read()
             if not chunk:
                 break
-            await self._feed(chunk, spool)
+            early += await self._feed(chunk, None)
+        return early
 
-    async def _read_rest(self, spool: IO[bytes]) -> None:
+    async def _read_rest(self, spool: IO[bytes] | None) -> None:
         while chunk := await self.source.read():
             await self._feed(chunk, spool)
 
-    async def _feed(self, chunk: bytes, spool: IO[bytes]) -> list[Segment]:
-        """Parse a chunk; hash the file's bytes in it and keep them in the spool."""
+    async def _feed(self, chunk: bytes, spool: IO[bytes] | None) -> list[Segment]:
+        """Parse a chunk; hash the file's bytes in it (and keep them in the spool, if any)."""
         segments = self.form.feed(chunk)
         if segments:
             if self._hashing is None:
                 self._hashing = Hashing(self._algorithms())
             await self._hashing.feed(segments)
-            for segment in segments:
-                spool.write(segment)
+            if spool is not None:
+                for segment in segments:
+                    spool.write(segment)
         return segments
 
     def _algorithms(self) -> set[str]:
@@ -397,58 +418,81 @@ class UploadFlow:
         )
         return Outcome(upload=upload, size=self.form.file_size, digests=digests, reason="already_present")
 
-    def _stream(self, spool: IO[bytes], decided: Decided) -> tuple[AsyncIterator[Segment], CanonicalBody, int]:
+    def _stream(self, early: list[Segment], decided: Decided) -> tuple[AsyncIterator[Segment], CanonicalBody, int]:
         """The index's body while the client's arrives; its length is known before the first byte goes.
 
         The file's length follows from the request's Content-Length: what came before the file's bytes, then
-        the bytes, then the closing delimiter. A body laid out otherwise (fields after the file, another ending)
-        is cut off before its end and sent again from the spool once the whole form is read and decided on.
+        the bytes, then the closing delimiter. A body that holds more parts after the file (uv sends
+        `attestations` last) ends the file early; then the complete form is decided on, and the bytes still owed
+        to the index are the fields it passes on from those parts and a padding part (`encoding.fill`).
         """
         closing = len(b"\r\n--" + self.form.boundary + b"--\r\n")
         predicted = self.source.length - self.form.file_offset - closing
         body = encode(self._forwarded(decided.upload), filename=decided.upload.filename)
-        return self._stream_file(spool, body, decided, predicted), body, max(predicted, 0)
+        return self._stream_file(early, body, decided, predicted), body, max(predicted, 0)
 
     async def _stream_file(
-        self, spool: IO[bytes], body: CanonicalBody, decided: Decided, predicted: int
+        self, early: list[Segment], body: CanonicalBody, decided: Decided, predicted: int
     ) -> AsyncIterator[Segment]:
-        """Nothing goes before the second chunk of the file arrives, so a body that came whole is checked whole."""
-        self._check_layout(predicted)
-        spool.seek(0)
-        early = spool.read()  # the file's first bytes, which came with the fields: small
-        pending: list[Segment] = [body.head, early] if early else [body.head]
+        """Nothing goes before the second chunk of the file arrives, so a body that came whole is checked whole;
+        then always one chunk behind, the last held back until every check has passed."""
+        self._check_size(predicted)
+        pending: list[Segment] = [body.head, *early]
         while chunk := await self.source.read():
-            segments = await self._feed(chunk, spool)
-            self._check_layout(predicted)
+            segments = await self._feed(chunk, None)
+            self._check_size(predicted)
             if segments:
                 for segment in pending:
                     yield segment
                 pending = segments
-        if self.form.file_size != predicted:
-            raise Relayout()
+        self.form.finish()
+        trailer = self._trailer(decided, body, predicted)
         await self._check_file(decided.upload)
         await self._confirm(decided)
         for segment in pending:
             yield segment
+        if trailer:
+            yield trailer
         yield body.tail
 
-    def _check_layout(self, predicted: int) -> None:
-        form = self.form
-        if predicted < 0 or form.fields_after_file or form.file_size > predicted:
-            raise Relayout()
-        if form.file_ended and form.file_size != predicted:
-            raise Relayout()
+    def _check_size(self, predicted: int) -> None:
+        if predicted < 0 or self.form.file_size > predicted:
+            raise unexpected_end()
+
+    def _trailer(self, decided: Decided, body: CanonicalBody, predicted: int) -> bytes:
+        """What goes between the file and the closing delimiter: nothing, unless parts came after the file."""
+        owed = predicted - self.form.file_size
+        if not self.form.fields_after_file:
+            if owed:
+                raise unexpected_end()
+            return b""
+        self._whole_form_agrees(decided)
+        trailer = fill(body.boundary, forwarded(_grouped(self.form.trailing)), owed)
+        if trailer is None:
+            raise fields_after_file()
+        return trailer
+
+    def _whole_form_agrees(self, decided: Decided) -> None:
+        """Parts after the file may not change what was decided on the parts before it."""
+        if not self.form.fields_after_file:
+            return
+        fields = self.form.fields
+        if check_action(fields, self.context.allowed_actions) != "file_upload":
+            raise fields_after_file()
+        again = validate_upload(fields, filename=self.form.filename or "", content_type=self.form.file_content_type)
+        if again != decided.upload:
+            raise fields_after_file()
 
     async def _forward(self, body: AsyncIterator[Segment], encoded: CanonicalBody, file_size: int) -> UpstreamAnswer:
-        """POST the gateway's body. Whatever stops it before its end (a refusal, a re-layout) aborts the index's
-        request with a reset, and is what the caller sees."""
-        failure: list[Exception] = []
+        """POST the gateway's body. A refusal that stops it before its end aborts the index's request with a
+        reset, and is what the caller sees."""
+        failure: list[GatewayError] = []
 
         async def guarded() -> AsyncIterator[Segment]:
             try:
                 async for chunk in body:
                     yield chunk
-            except (GatewayError, Relayout) as exc:
+            except GatewayError as exc:
                 failure.append(exc)
                 raise
 
@@ -485,11 +529,6 @@ class UploadFlow:
             claim=decided.claim,
             upload_id=self.upload_id,
         )
-
-    async def _other_action(self, spool: IO[bytes]) -> Outcome:
-        """An action the operator allowed (remove_pkg, doc_upload): the whole form first."""
-        await self._read_rest(spool)
-        return await self._act(spool)
 
     async def _act(self, spool: IO[bytes]) -> Outcome:
         """Checked on the project's rights (removing a release needs its owner), then re-encoded."""

@@ -82,6 +82,7 @@ class FormReader:
         self.file_started = False
         self.file_ended = False
         self.fields_after_file = False
+        self.trailing: list[tuple[str, str]] = []  # the fields that came after the file, in order
         self._form_bytes = 0
         self._field_count = 0
         self._part = ""
@@ -165,7 +166,10 @@ class FormReader:
 
     def _part_end(self) -> None:
         if self._kind == "field":
-            self.fields.setdefault(self._part, []).append(_text(bytes(self._value), f"field {self._part[:40]!r}"))
+            value = _text(bytes(self._value), f"field {self._part[:40]!r}")
+            self.fields.setdefault(self._part, []).append(value)
+            if self.file_ended:
+                self.trailing.append((self._part, value))
         elif self._kind == "content":
             self.file_ended = True
         self._kind, self._value = "field", bytearray()

@@ -59,7 +59,7 @@ def expected_body(client: RecordedRequest, boundary: str) -> bytes:
     assert content.filename is not None
     delimiter = f"--{boundary}\r\n".encode()
     body = b""
-    for name in FORWARDED_FIELDS:
+    for name in FORWARDED_FIELDS:  # attestations are not among them: the gateway cannot verify them
         for part in parts:
             if part.name == name and part.filename is None:
                 body += (
@@ -114,6 +114,43 @@ def test_uv(wire: Wire, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     check_last_upload(wire, *before)
+
+
+def test_uv_with_attestations_after_the_file(wire: Wire, tmp_path: Path) -> None:
+    """uv sends `attestations` after the file: the streamed file ends before the length the index was promised,
+    and the gateway makes up the difference with a padding part (attestations it cannot verify are not passed
+    on)."""
+    before = len(uploads(wire.to_gateway)), len(uploads(wire.to_index))
+    token = wire.gateway.cli("token", "create", "carla").stdout.strip()
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    wheel = make_wheel(dist, "canonical-attested", "1.0", payload_size=2 * 2**20)
+    statement = '{"envelope":{"signature":"AAAA","statement":"e30="},"verification_material":'
+    attestation = statement + '{"certificate":"MIIB","transparency_entries":[]},"version":1}'
+    (dist / f"{wheel.name}.publish.attestation").write_text(attestation)
+    result = subprocess.run(
+        [PYTHON, "-m", "uv", "publish", "--no-progress", "--publish-url", f"{wire.url}/legacy/", "--token", token]
+        + [str(path) for path in sorted(dist.iterdir())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    sent, received = uploads(wire.to_gateway), uploads(wire.to_index)
+    assert len(sent) == before[0] + 1 and len(received) == before[1] + 1
+    client, index_request = sent[-1], received[-1]
+    assert [part.name for part in read_multipart(client.headers["content-type"], client.body)][-1] == "attestations"
+    boundary = index_request.headers["content-type"].split("boundary=", 1)[1]
+    expected = expected_body(client, boundary)
+    file_end = len(expected) - len(f"\r\n--{boundary}--\r\n")
+    assert index_request.body.startswith(expected[:file_end])
+    padding = index_request.body[file_end:]
+    head = f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="upload_gateway_padding"\r\n\r\n'.encode()
+    assert padding.startswith(head) and padding.endswith(f"\r\n--{boundary}--\r\n".encode())
+    assert padding[len(head) : -len(f"\r\n--{boundary}--\r\n")].strip(b" ") == b""
+    assert b"attestations" not in index_request.body
+    assert index_request.headers["content-length"] == str(len(index_request.body))
 
 
 def test_file_first_upload_is_spooled_and_reencoded(wire: Wire, tmp_path: Path) -> None:
