@@ -315,3 +315,14 @@ def twine(
             "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
         },
     )
+
+
+def pip_download(index_url: str, requirement: str, target: Path) -> subprocess.CompletedProcess[str]:
+    """`pip download` of one wheel, no dependencies, no cache: what an install fetches through `index_url`."""
+    return subprocess.run(
+        [PYTHON, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "--only-binary=:all:"]
+        + ["--disable-pip-version-check", "--index-url", index_url, "-d", str(target), requirement],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, ROOT, GatewayProcess, Index
+from tests.conftest import PYTHON, ROOT, GatewayProcess, Index, pip_download
 from tests.dists import sha256_of
 
 pytestmark = pytest.mark.clients
@@ -327,13 +327,7 @@ def test_upload_wheel_and_sdist(release: Release, index: Index, gateway: Gateway
 def test_download_and_install_through_the_gateway(release: Release, gateway: GatewayProcess, tmp_path: Path) -> None:
     uploaded(release)
     simple = f"{gateway.url}/simple/"
-    pip = subprocess.run(
-        [PYTHON, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "--only-binary=:all:"]
-        + ["--disable-pip-version-check", "--index-url", simple, "-d", str(tmp_path), f"{release.name}=={VERSION}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    pip = pip_download(simple, f"{release.name}=={VERSION}", tmp_path)
     assert pip.returncode == 0, output(pip)
     assert sha256_of(tmp_path / release.wheel.name) == release.digests[release.wheel.name]
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import http.client
 import re
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from tests.conftest import PYTHON, GatewayProcess, devpi_upstream, start_gateway, stop, twine
+from tests.conftest import GatewayProcess, devpi_upstream, pip_download, start_gateway, stop, twine
 from tests.dists import make_sdist, make_wheel, sha256_of
 from tests.forms import multipart, twine_fields, upload_body
 from tests.harness.devpi import Devpi
@@ -89,13 +88,7 @@ def test_wheel_and_sdist_reach_devpi_and_come_back_byte_for_byte(
     assert without(after, "devpi-demo") == without(before, "devpi-demo")
 
     target = tmp_path / "downloaded"
-    pip = subprocess.run(
-        [PYTHON, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "--only-binary=:all:"]
-        + ["--index-url", f"{gw.url}/simple/", "-d", str(target), "devpi-demo==0.1.0"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    pip = pip_download(f"{gw.url}/simple/", "devpi-demo==0.1.0", target)
     assert pip.returncode == 0, pip.stdout + pip.stderr
     assert sha256_of(target / wheel.name) == sha256_of(wheel)
 

@@ -26,6 +26,7 @@ from tests.conftest import (
     Relay,
     free_port,
     index_upstream,
+    pip_download,
     start_gateway,
     stop,
     twine,
@@ -66,13 +67,7 @@ def test_wheel_and_sdist_upload_list_and_download(alice: GatewayProcess, index: 
     assert sdist.name in page
 
     target = tmp_path / "downloaded"
-    pip = subprocess.run(
-        [PYTHON, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "--only-binary=:all:"]
-        + ["--index-url", f"{alice.url}/simple/", "-d", str(target), "demo-pkg==0.1.0"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    pip = pip_download(f"{alice.url}/simple/", "demo-pkg==0.1.0", target)
     assert pip.returncode == 0, pip.stdout + pip.stderr
     assert sha256_of(target / wheel.name) == sha256_of(wheel)
 
