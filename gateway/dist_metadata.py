@@ -1,0 +1,465 @@
+"""PyPI's core-metadata rules (forklift metadata.py and its upload view), in PyPI's order and words.
+
+PyPI validates the metadata twine sends as form fields, not the file's own METADATA: `check_form_metadata`
+does the same, and `check_core_metadata` applies the identical rules to a METADATA or PKG-INFO for an index
+that wants the file held to them too. Fields go through packaging.metadata, then PyPI's own rules on top
+(summary length, e-mail addresses, URLs, classifiers from trove-classifiers, PEP 639 licenses, dynamic
+fields); of all problems found PyPI reports one, picked by field. The description must render as its content
+type says, with readme_renderer as on PyPI, and a wheel's platform tags must be ones PyPI knows, unless the
+index accepts any (`policy.platform_tags = "any"`, for private builds such as linux_x86_64).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from collections.abc import Callable, Mapping, Sequence
+from email.message import EmailMessage
+from types import MappingProxyType
+from typing import Literal, NamedTuple, cast, get_args, get_origin, get_type_hints
+
+import email_validator
+import readme_renderer.markdown
+import readme_renderer.rst
+from packaging.metadata import _RAW_TO_EMAIL_MAPPING, InvalidMetadata, Metadata, RawMetadata
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from rfc3986 import exceptions as uri_errors  # type: ignore[import-untyped]
+from rfc3986 import uri_reference, validators
+from trove_classifiers import all_classifiers, deprecated_classifiers
+
+from gateway.errors import GatewayError
+from gateway.validation import CORE_METADATA_URL, LOCAL_VERSION_URL, SUPPORTED_METADATA_VERSIONS
+
+DESCRIPTION_HELP_URL = "https://pypi.org/help/#description-content-type"
+MAX_SUMMARY_LENGTH = 512
+MAX_URL_LABEL_LENGTH = 32
+PlatformPolicy = Literal["pypi", "any"]
+
+REASONS: Mapping[str, str] = MappingProxyType(
+    {
+        "duplicate_field": "Send each single-valued metadata field, and each project URL label, only once.",
+        "invalid_metadata_version": "Build with a tool that writes metadata version 1.0, 1.1, 1.2 or 2.1 to 2.5.",
+        "invalid_name": "Use a name of ASCII letters, digits, '.', '_' and '-', starting and ending alphanumeric.",
+        "invalid_version": "Send a PEP 440 version, such as 1.0 or 2.1.0rc1.",
+        "local_version": "Drop the local label ('+...') from the version; it is for private builds only.",
+        "invalid_summary": "Keep the summary to one line of at most 512 characters.",
+        "invalid_description_content_type": "Use text/plain, text/x-rst or text/markdown (UTF-8; GFM or CommonMark).",
+        "invalid_description": "Fix the description's markup so that it renders (try `twine check`).",
+        "invalid_classifier": "Use classifiers from https://pypi.org/classifiers/ (no Private :: ones).",
+        "deprecated_classifier": "Replace the deprecated classifier, as the message says.",
+        "invalid_license": "Use License-Expression alone (PEP 639): drop License, or fix the SPDX expression.",
+        "invalid_license_file": "List License-File paths relative to the project root, with '/', no '..' or globs.",
+        "invalid_email": "Give valid e-mail addresses in Author-email and Maintainer-email.",
+        "invalid_url": "Give http(s) URLs for Home-page, Download-URL and each Project-URL (label <= 32 chars).",
+        "invalid_dependency": "Give valid requirements (PEP 508), without direct URLs, and a valid Requires-Python.",
+        "invalid_dynamic": "List only core-metadata fields other than Name and Version as Dynamic.",
+        "invalid_metadata": "Fix the core metadata as the message says.",
+        "unsupported_platform": "Build for a platform PyPI accepts (manylinux, musllinux, macOS, Windows, ...).",
+    }
+)
+
+# PyPI reports the problem of the first of these fields that has one, else of the first field by name.
+_FIELD_PRIORITY = ("metadata-version", "name", "version")
+_FIELD_REASONS: Mapping[str, str] = MappingProxyType(
+    {
+        "metadata-version": "invalid_metadata_version",
+        "name": "invalid_name",
+        "version": "invalid_version",
+        "summary": "invalid_summary",
+        "description-content-type": "invalid_description_content_type",
+        "classifier": "invalid_classifier",
+        "license": "invalid_license",
+        "license-expression": "invalid_license",
+        "license-file": "invalid_license_file",
+        "author-email": "invalid_email",
+        "maintainer-email": "invalid_email",
+        "home-page": "invalid_url",
+        "download-url": "invalid_url",
+        "project-url": "invalid_url",
+        "requires-dist": "invalid_dependency",
+        "provides-dist": "invalid_dependency",
+        "obsoletes-dist": "invalid_dependency",
+        "requires-python": "invalid_dependency",
+        "provides-extra": "invalid_dependency",
+        "dynamic": "invalid_dynamic",
+    }
+)
+_RAW_KINDS = get_type_hints(RawMetadata)
+# twine names list fields in the singular where the metadata spec's raw name is plural.
+_FORM_SINGULAR = MappingProxyType(
+    {
+        "platforms": "platform",
+        "supported_platforms": "supported_platform",
+        "license_files": "license_file",
+        "import_names": "import_name",
+        "import_namespaces": "import_namespace",
+    }
+)
+_FORM_TO_RAW = MappingProxyType({_FORM_SINGULAR.get(raw, raw): raw for raw in _RAW_KINDS})
+# Core-metadata fields PyPI lets a distribution declare Dynamic (PEP 643, PEP 794).
+_DYNAMIC_FIELDS = frozenset(
+    name.lower()
+    for name in (
+        "Platform",
+        "Supported-Platform",
+        "Summary",
+        "Description",
+        "Description-Content-Type",
+        "Keywords",
+        "Home-Page",
+        "Download-Url",
+        "Author",
+        "Author-Email",
+        "Maintainer",
+        "Maintainer-Email",
+        "License",
+        "License-Expression",
+        "License-File",
+        "Classifier",
+        "Requires-Dist",
+        "Requires-Python",
+        "Requires-External",
+        "Project-Url",
+        "Provides-Extra",
+        "Provides-Dist",
+        "Obsoletes-Dist",
+        "Requires",
+        "Provides",
+        "Obsoletes",
+        "Import-Name",
+        "Import-Namespace",
+    )
+)
+_CLASSIFIERS = frozenset(all_classifiers)
+_URL_VALIDATOR = (
+    validators.Validator()
+    .allow_schemes("http", "https")
+    .require_presence_of("scheme")
+    .check_validity_of("scheme", "host", "port", "path", "query")
+)
+
+# Platform tags PyPI accepts: a fixed list, then families whose versions or architectures vary.
+_PYPI_PLATFORMS = frozenset(
+    {
+        "any",
+        "win32",
+        "win_arm64",
+        "win_amd64",
+        "win_ia64",
+        "manylinux1_x86_64",
+        "manylinux1_i686",
+        "manylinux2010_x86_64",
+        "manylinux2010_i686",
+        "manylinux2014_x86_64",
+        "manylinux2014_i686",
+        "manylinux2014_aarch64",
+        "manylinux2014_armv7l",
+        "manylinux2014_ppc64",
+        "manylinux2014_ppc64le",
+        "manylinux2014_s390x",
+        "linux_armv6l",
+        "linux_armv7l",
+    }
+)
+_MACOS_ARCHES = frozenset(
+    {"ppc", "ppc64", "i386", "x86_64", "arm64", "intel", "fat", "fat3", "fat64", "universal", "universal2"}
+)
+# macOS 10.x counts minor versions; from 11 on only `{major}_0` is a tag, for the majors released so far.
+_MACOS_MAJORS = frozenset({"11", "12", "13", "14", "15", "26"})
+_LINUX_ARCHES = frozenset({"x86_64", "i686", "aarch64", "armv7l", "ppc64le", "s390x", "riscv64"})
+_GLIBC_ARCHES = _LINUX_ARCHES | {"ppc64"}
+_IOS_ARCHES = frozenset({"arm64", "x86_64"})
+_ANDROID_ARCHES = frozenset({"armeabi_v7a", "arm64_v8a", "x86", "x86_64"})
+_PLATFORM_FAMILIES: Sequence[tuple[re.Pattern[str], Callable[[re.Match[str]], bool]]] = (
+    (
+        re.compile(r"macosx_(\d+)_(\d+)_(.+)"),
+        lambda m: m[3] in _MACOS_ARCHES and (m[1] == "10" or (m[1] in _MACOS_MAJORS and m[2] == "0")),
+    ),
+    (re.compile(r"manylinux_\d+_\d+_(.+)"), lambda m: m[1] in _GLIBC_ARCHES),
+    (re.compile(r"musllinux_\d+_\d+_(.+)"), lambda m: m[1] in _LINUX_ARCHES),
+    (re.compile(r"ios_\d+_\d+_(.+)_(?:iphoneos|iphonesimulator)"), lambda m: m[1] in _IOS_ARCHES),
+    (re.compile(r"android_\d+_(.+)"), lambda m: m[1] in _ANDROID_ARCHES),
+    (re.compile(r"pyemscripten_\d+_\d+_wasm32"), lambda m: True),
+)
+
+
+class _Problem(NamedTuple):
+    field: str  # the core-metadata field, as packaging names it in errors (e.g. "classifier")
+    message: str
+    reason: str
+
+
+def check_form_metadata(fields: Mapping[str, Sequence[str]]) -> Metadata:
+    """The upload form's metadata, validated as PyPI validates it; GatewayError(400) for the problem PyPI reports."""
+    raw, duplicates = _raw_from_form(_sanitized(fields))
+    if duplicates:
+        raise _refusal([_Problem(key, f"{key!r} has invalid data", "duplicate_field") for key in duplicates])
+    try:
+        metadata = Metadata.from_raw(raw)
+    except ExceptionGroup as group:
+        raise _refusal(_problems_of(group)) from None
+    _check_pypi_rules(metadata)
+    return metadata
+
+
+def check_core_metadata(content: bytes) -> Metadata:
+    """A METADATA or PKG-INFO file held to the rules PyPI applies to the form (PyPI itself does not)."""
+    try:
+        metadata = Metadata.from_email(content)
+    except ExceptionGroup as group:
+        raise _refusal(_problems_of(group)) from None
+    _check_pypi_rules(metadata)
+    return metadata
+
+
+def check_description(metadata: Metadata, *, help_url: str = DESCRIPTION_HELP_URL) -> None:
+    """The description must render as its content type says (reStructuredText when it says nothing)."""
+    if not metadata.description:
+        return
+    content_type = metadata.description_content_type or "text/x-rst"
+    if _renders(metadata.description, content_type):
+        return
+    if metadata.description_content_type:
+        failure = f"The description failed to render for '{content_type}'."
+    else:
+        failure = "The description failed to render in the default format of reStructuredText."
+    raise GatewayError(400, f"{failure} See {help_url} for more information.", "invalid_description")
+
+
+def check_platform_tags(filename: str, policy: PlatformPolicy = "pypi") -> None:
+    """Under "pypi", each platform tag of the wheel `filename` must be one PyPI accepts; "any" accepts all."""
+    if policy == "any":
+        return
+    try:
+        parse_wheel_filename(filename)
+    except InvalidWheelFilename as exc:
+        raise GatewayError(400, str(exc), "invalid_filename") from exc
+    for platform in filename[: -len(".whl")].rpartition("-")[2].lower().split("."):
+        if not is_pypi_platform(platform):
+            message = f"Binary wheel '{filename}' has an unsupported platform tag '{platform}'."
+            raise GatewayError(400, message, "unsupported_platform")
+
+
+def is_pypi_platform(platform: str) -> bool:
+    """Whether PyPI accepts a wheel built for `platform` (one tag, e.g. manylinux_2_17_x86_64)."""
+    if platform in _PYPI_PLATFORMS:
+        return True
+    for pattern, accepts in _PLATFORM_FAMILIES:
+        match = pattern.fullmatch(platform)
+        if match:
+            return accepts(match)
+    return False
+
+
+def _sanitized(fields: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """PyPI's `sanitize` step, which looks at a field's last value: "UNKNOWN" (distutils' placeholder) drops
+    the field, and a NUL makes the field that one value with the NUL escaped."""
+    cleaned: dict[str, list[str]] = {}
+    for key, values in fields.items():
+        last = values[-1] if values else ""
+        if last.strip() == "UNKNOWN":
+            continue
+        cleaned[key] = [last.replace("\x00", "\\x00")] if "\x00" in last else list(values)
+    return cleaned
+
+
+def _raw_from_form(fields: Mapping[str, Sequence[str]]) -> tuple[RawMetadata, list[str]]:
+    """The form as packaging's RawMetadata, and the fields that cannot be read as one (sent twice)."""
+    raw: dict[str, object] = {}
+    duplicates: list[str] = []
+    for key in sorted(fields):
+        name = _FORM_TO_RAW.get(key)
+        values = list(fields[key])
+        if name is None or not values or values == [""]:  # an empty value counts as not sent
+            continue
+        kind = _RAW_KINDS[name]
+        if name == "keywords" and len(values) == 1:
+            raw[name] = [keyword.strip() for keyword in values[0].split(",")]
+        elif kind is str and len(values) == 1:
+            raw[name] = values[0]
+        elif get_origin(kind) is list and name != "keywords":
+            raw[name] = values
+        elif get_origin(kind) is dict and get_args(kind) == (str, str):
+            urls = _project_urls(values)
+            if urls is None:
+                duplicates.append(key)
+            else:
+                raw[name] = urls
+        else:
+            duplicates.append(key)
+    return cast(RawMetadata, raw), duplicates  # every key is one of RawMetadata's
+
+
+def _project_urls(values: Sequence[str]) -> dict[str, str] | None:
+    """'label, url' pairs as a mapping; None when a label repeats (packaging then calls the field unparsable)."""
+    urls: dict[str, str] = {}
+    for value in values:
+        label, _, url = (part.strip() for part in value.partition(","))
+        if label in urls:
+            return None
+        urls[label] = url
+    return urls
+
+
+def _problems_of(group: ExceptionGroup[Exception]) -> list[_Problem]:
+    problems = []
+    for error in group.exceptions:
+        if not isinstance(error, InvalidMetadata):
+            raise error
+        problems.append(_Problem(error.field, str(error), _FIELD_REASONS.get(error.field, "invalid_metadata")))
+    return problems
+
+
+def _check_pypi_rules(metadata: Metadata) -> None:
+    """PyPI's rules on top of packaging's, each problem in PyPI's words; the first by field is reported."""
+    problems = [
+        *_version_problems(metadata),
+        *_summary_problems(metadata),
+        *_email_problems(metadata),
+        *_classifier_problems(metadata),
+        *_url_problems(metadata),
+        *_dependency_problems(metadata),
+        *_dynamic_problems(metadata),
+        *_license_problems(metadata),
+    ]
+    if problems:
+        raise _refusal(problems)
+
+
+def _version_problems(metadata: Metadata) -> list[_Problem]:
+    problems = []
+    if metadata.metadata_version not in SUPPORTED_METADATA_VERSIONS:
+        message = f"{metadata.metadata_version!r} is not a valid metadata version"
+        problems.append(_Problem("metadata-version", message, "invalid_metadata_version"))
+    if metadata.version.local:
+        message = f"The use of local versions in '{metadata.version}' is not allowed."
+        problems.append(_Problem("version", message, "local_version"))
+    return problems
+
+
+def _summary_problems(metadata: Metadata) -> list[_Problem]:
+    if metadata.summary is not None and len(metadata.summary) > MAX_SUMMARY_LENGTH:
+        message = f"'summary' field must be {MAX_SUMMARY_LENGTH} characters or less."
+        return [_Problem("summary", message, "invalid_summary")]
+    return []
+
+
+def _email_problems(metadata: Metadata) -> list[_Problem]:
+    """Addresses must be RFC 5322 ones (deliverability is not asked: no DNS lookups)."""
+    problems = []
+    for name, value in (("author_email", metadata.author_email), ("maintainer_email", metadata.maintainer_email)):
+        _, address = email.utils.parseaddr(value or "")
+        if not address:
+            continue
+        try:
+            email_validator.validate_email(address, check_deliverability=False)
+        except email_validator.EmailNotValidError as exc:
+            field = _RAW_TO_EMAIL_MAPPING[name]
+            problems.append(_Problem(field, f"{address!r} is not a valid email address: {exc}", "invalid_email"))
+    return problems
+
+
+def _classifier_problems(metadata: Metadata) -> list[_Problem]:
+    given = set(metadata.classifiers or ())
+    problems = [
+        _Problem("classifier", f"{classifier!r} is not a valid classifier.", "invalid_classifier")
+        for classifier in sorted(given - _CLASSIFIERS)
+    ]
+    for classifier in sorted(given & deprecated_classifiers.keys()):
+        replacements = deprecated_classifiers[classifier]
+        instead = f", use one of {replacements} instead" if replacements else ""
+        message = f"The classifier {classifier!r} has been deprecated{instead}."
+        problems.append(_Problem("classifier", message, "deprecated_classifier"))
+    return problems
+
+
+def _valid_url(url: str) -> bool:
+    try:
+        _URL_VALIDATOR.validate(uri_reference(url).normalize())
+    except uri_errors.ValidationError:
+        return False
+    return True
+
+
+def _url_problems(metadata: Metadata) -> list[_Problem]:
+    problems = [
+        _Problem(_RAW_TO_EMAIL_MAPPING[name], f"{url!r} is not a valid url.", "invalid_url")
+        for name, url in (("home_page", metadata.home_page), ("download_url", metadata.download_url))
+        if url is not None and not _valid_url(url)
+    ]
+    for label, url in (metadata.project_urls or {}).items():
+        if not label:
+            problem = "Must have a label"
+        elif len(label) > MAX_URL_LABEL_LENGTH:
+            problem = f"{label!r} must be {MAX_URL_LABEL_LENGTH} characters or less."
+        elif not url:
+            problem = "Must have a URL"
+        elif not _valid_url(url):
+            problem = f"{url!r} is not a valid url"
+        else:
+            continue
+        problems.append(_Problem("project-url", problem, "invalid_url"))
+    return problems
+
+
+def _dependency_problems(metadata: Metadata) -> list[_Problem]:
+    """Requirements must parse (packaging does not parse Provides-Dist and Obsoletes-Dist) and name no URL."""
+    problems = []
+    for name, values in (("provides_dist", metadata.provides_dist), ("obsoletes_dist", metadata.obsoletes_dist)):
+        field = _RAW_TO_EMAIL_MAPPING[name]
+        for value in values or ():
+            try:
+                requirement = Requirement(value)
+            except InvalidRequirement as exc:
+                problems.append(_Problem(field, f"{value!r} is invalid: {exc}", "invalid_dependency"))
+                continue
+            if requirement.url is not None:
+                problems.append(_Problem(field, f"Can't have direct dependency: {value!r}", "invalid_dependency"))
+    problems += [
+        _Problem("requires-dist", f"Can't have direct dependency: {requirement}", "invalid_dependency")
+        for requirement in metadata.requires_dist or ()
+        if requirement.url is not None
+    ]
+    return problems
+
+
+def _dynamic_problems(metadata: Metadata) -> list[_Problem]:
+    return [
+        _Problem("dynamic", f"Dynamic field {field!r} is not a valid dynamic field.", "invalid_dynamic")
+        for field in metadata.dynamic or ()
+        if field not in _DYNAMIC_FIELDS
+    ]
+
+
+def _license_problems(metadata: Metadata) -> list[_Problem]:
+    """PEP 639: License-Expression replaces License, so the two together are refused."""
+    if metadata.license and metadata.license_expression:
+        message = "License is deprecated when License-Expression is present. Only License-Expression should be present."
+        return [_Problem("license", message, "invalid_license")]
+    return []
+
+
+def _refusal(problems: Sequence[_Problem]) -> GatewayError:
+    """PyPI's one message for a set of problems: the first problem of the most important field."""
+    by_field: dict[str, list[_Problem]] = {}
+    for problem in problems:
+        by_field.setdefault(problem.field, []).append(problem)
+    field = next((name for name in _FIELD_PRIORITY if name in by_field), min(by_field))
+    chosen = by_field[field][0]
+    text = chosen.message if chosen.message.endswith(".") else f"{chosen.message}."
+    local = field == "version" and any("use of local versions" in problem.message for problem in by_field[field])
+    url = LOCAL_VERSION_URL if local else CORE_METADATA_URL
+    return GatewayError(400, f"{text} See {url} for more information.", chosen.reason)
+
+
+def _renders(text: str, content_type: str) -> bool:
+    """Whether readme_renderer renders `text` for `content_type`; plain text always does."""
+    message = EmailMessage()
+    message["content-type"] = content_type
+    kind = message.get_content_type()
+    if kind == "text/x-rst":
+        return readme_renderer.rst.render(text) is not None
+    if kind == "text/markdown":
+        return readme_renderer.markdown.render(text) is not None
+    return True
