@@ -26,6 +26,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -44,7 +45,7 @@ from tests.conftest import (
     stop,
     wait_http,
 )
-from tests.dists import make_wheel, sha256_of
+from tests.dists import LargeWheel, make_wheel, sha256_of
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MiB = 2**20
@@ -202,14 +203,17 @@ http {{
 
 
 class Body:
-    """A twine-like multipart upload streamed from one repeated random block, with its digests."""
+    """A twine-like multipart upload of a real wheel (`LargeWheel`: one big member repeating a random block),
+    streamed, never held in memory, with its digests."""
 
-    _digests: dict[int, tuple[str, str]] = {}  # noqa: RUF012 - a cache shared by all bodies of a size
+    # The file's hash states after its prefix and payload, per project and size: only the end differs by version.
+    _states: dict[tuple[str, int], tuple[Any, Any]] = {}  # noqa: RUF012 - a cache shared by all bodies
 
     def __init__(self, project: str, version: str, size: int) -> None:
-        self.filename = f"{project.replace('-', '_')}-{version}-py3-none-any.whl"
-        self.size = size
-        sha256, blake2 = self.digests(size)
+        self.wheel = LargeWheel(project, version, size, BLOCK)
+        self.filename = self.wheel.filename
+        self.size = self.wheel.length
+        sha256, blake2 = self.digests(project, size)
         boundary = uuid.uuid4().hex
         fields = {
             "name": project,
@@ -231,31 +235,28 @@ class Body:
         )
         self.head = head.encode()
         self.tail = f"\r\n--{boundary}--\r\n".encode()
-        self.length = len(self.head) + size + len(self.tail)
+        self.length = len(self.head) + self.size + len(self.tail)
         self.content_type = f"multipart/form-data; boundary={boundary}"
 
-    @classmethod
-    def digests(cls, size: int) -> tuple[str, str]:
-        if size not in cls._digests:
+    def digests(self, project: str, size: int) -> tuple[str, str]:
+        key = (project, size)
+        if key not in self._states:
             sha, blake = hashlib.sha256(), hashlib.blake2b(digest_size=32)
-            for chunk in _payload(size):
-                sha.update(chunk)
-                blake.update(chunk)
-            cls._digests[size] = (sha.hexdigest(), blake.hexdigest())
-        return cls._digests[size]
+            for chunk in self.wheel.chunks():
+                if chunk is not self.wheel.suffix:
+                    sha.update(chunk)
+                    blake.update(chunk)
+            self._states[key] = (sha, blake)
+        sha, blake = (state.copy() for state in self._states[key])
+        sha.update(self.wheel.suffix)
+        blake.update(self.wheel.suffix)
+        return sha.hexdigest(), blake.hexdigest()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         yield self.head
-        for chunk in _payload(self.size):
+        for chunk in self.wheel.chunks():
             yield chunk
         yield self.tail
-
-
-def _payload(size: int) -> Iterator[bytes]:
-    left = size
-    while left:
-        yield BLOCK[: min(left, len(BLOCK))]
-        left -= min(left, len(BLOCK))
 
 
 async def post(session: aiohttp.ClientSession, url: str, body: Body, authorization: str | None) -> float:

@@ -170,6 +170,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
                 existing=ExistingFiles(upstream.simple_page, store.file_sha256, help_url=help_url),
                 limits=config.limits,
                 allowed_actions=config.policy.allowed_actions,
+                platform_tags=config.policy.platform_tags,
                 help_url=help_url,
             )
             probe = asyncio.create_task(_probe(upstream), name="upstream-probe")

@@ -252,7 +252,7 @@ class _ZipCheck:
         parts = self.filename.split("-", 2)
         if len(parts) < 3:
             raise _invalid("Unable to parse name and version from wheel filename", "unparsable_wheel_filename")
-        root = f"{parts[0]}-{parts[1]}.dist-info"
+        root = _dist_info(f"{parts[0]}-{parts[1]}.dist-info", names)
         if self._read(archive, f"{root}/WHEEL") is None:
             raise _invalid(f"WHEEL not found at {root}/WHEEL", "missing_wheel_file")
         self._framing(archive)
@@ -296,6 +296,13 @@ class _ZipCheck:
         if content is not None and not _valid_entry_points(content):
             message = f"Wheel '{self.filename}' has invalid entry points defined in the entry_points.txt file"
             raise GatewayError(400, message, "invalid_entry_points")
+
+
+def _dist_info(expected: str, names: Iterable[str]) -> str:
+    """The wheel's .dist-info directory as it is spelled in the archive: the gateway takes a filename whose
+    project name differs only in case (older build tools wrote those), and so does pip, which looks for it so."""
+    spelled = {name.split("/", 1)[0] for name in names if "/" in name}
+    return next((top for top in sorted(spelled) if top.lower() == expected.lower()), expected)
 
 
 def _safe_zip_members(infos: Sequence[zipfile.ZipInfo]) -> None:

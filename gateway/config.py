@@ -11,7 +11,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from gateway.crypto import load_or_create_secret
@@ -66,6 +66,7 @@ class PolicyConfig:
     password_uploads: str
     new_projects: str
     allowed_actions: frozenset[str]
+    platform_tags: Literal["pypi", "any"]
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "store": {"url": "sqlite:///data/gateway.db"},
     "tokens": {"prefix": "pypi", "secret_file": "data/secret.key", "max_lifetime": ""},
-    "policy": {"password_uploads": "deny-2fa", "new_projects": "claim", "allowed_actions": ["file_upload"]},
+    "policy": {
+        "password_uploads": "deny-2fa",
+        "new_projects": "claim",
+        "allowed_actions": ["file_upload"],
+        "platform_tags": "pypi",
+    },
     "limits": {"max_file_size": "100MiB", "max_project_size": "", "read_timeout": "60s"},
     "logging": {"level": "info", "format": "text", "audit_file": ""},
 }
@@ -213,6 +219,7 @@ def _policy(raw: dict[str, Any]) -> PolicyConfig:
         password_uploads=_choice(raw, "policy", "password_uploads", ("deny-2fa", "deny", "allow")),
         new_projects=_choice(raw, "policy", "new_projects", ("claim", "deny")),
         allowed_actions=actions,
+        platform_tags="any" if _choice(raw, "policy", "platform_tags", ("pypi", "any")) == "any" else "pypi",
     )
 
 

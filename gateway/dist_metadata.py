@@ -29,7 +29,12 @@ from rfc3986 import uri_reference, validators
 from trove_classifiers import all_classifiers, deprecated_classifiers
 
 from gateway.errors import GatewayError
-from gateway.validation import CORE_METADATA_URL, LOCAL_VERSION_URL, SUPPORTED_METADATA_VERSIONS
+
+CORE_METADATA_URL = "https://packaging.python.org/specifications/core-metadata"
+LOCAL_VERSION_URL = (
+    "https://packaging.python.org/en/latest/specifications/version-specifiers/#local-version-identifiers"
+)
+SUPPORTED_METADATA_VERSIONS = frozenset({"1.0", "1.1", "1.2", "2.1", "2.2", "2.3", "2.4", "2.5"})
 
 DESCRIPTION_HELP_URL = "https://pypi.org/help/#description-content-type"
 MAX_SUMMARY_LENGTH = 512
@@ -213,14 +218,16 @@ def check_core_metadata(content: bytes) -> Metadata:
     return metadata
 
 
-def check_description(metadata: Metadata, *, help_url: str = DESCRIPTION_HELP_URL) -> None:
+def check_description(
+    description: str | None, description_content_type: str | None, *, help_url: str = DESCRIPTION_HELP_URL
+) -> None:
     """The description must render as its content type says (reStructuredText when it says nothing)."""
-    if not metadata.description:
+    if not description:
         return
-    content_type = metadata.description_content_type or "text/x-rst"
-    if _renders(metadata.description, content_type):
+    content_type = description_content_type or "text/x-rst"
+    if _renders(description, content_type):
         return
-    if metadata.description_content_type:
+    if description_content_type:
         failure = f"The description failed to render for '{content_type}'."
     else:
         failure = "The description failed to render in the default format of reStructuredText."
@@ -361,7 +368,9 @@ def _email_problems(metadata: Metadata) -> list[_Problem]:
 
 
 def _classifier_problems(metadata: Metadata) -> list[_Problem]:
-    given = set(metadata.classifiers or ())
+    """Classifiers from trove-classifiers, none deprecated. Unlike PyPI, `Private :: …` ones are taken: they
+    exist to keep a package off PyPI, and a private index is where such a package belongs."""
+    given = {classifier for classifier in metadata.classifiers or () if not classifier.startswith("Private ::")}
     problems = [
         _Problem("classifier", f"{classifier!r} is not a valid classifier.", "invalid_classifier")
         for classifier in sorted(given - _CLASSIFIERS)

@@ -27,14 +27,17 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from gateway.dist_metadata import (
+    CORE_METADATA_URL,
+    LOCAL_VERSION_URL,
+    SUPPORTED_METADATA_VERSIONS,
+    PlatformPolicy,
+    check_form_metadata,
+    check_platform_tags,
+)
 from gateway.errors import GatewayError
 
-CORE_METADATA_URL = "https://packaging.python.org/specifications/core-metadata"
-LOCAL_VERSION_URL = (
-    "https://packaging.python.org/en/latest/specifications/version-specifiers/#local-version-identifiers"
-)
 PEP_527_URL = "https://www.python.org/dev/peps/pep-0527"
-SUPPORTED_METADATA_VERSIONS = frozenset({"1.0", "1.1", "1.2", "2.1", "2.2", "2.3", "2.4", "2.5"})
 # PyPI writes `{filename}.metadata` next to a wheel: a 255-byte file name leaves 246 for the filename.
 MAX_FILENAME_LENGTH = 246
 
@@ -96,6 +99,9 @@ class Upload:
     filename: str
     filetype: str
     digests: Mapping[str, str]  # algorithm ("md5", "sha256", "blake2_256") -> lowercase hex, as supplied
+    license_files: tuple[str, ...] = ()  # License-File paths the archive must hold (PEP 639)
+    description: str | None = None  # rendered as PyPI does once the uploader may upload
+    description_content_type: str | None = None
 
 
 def check_action(fields: Mapping[str, Sequence[str]], allowed_actions: frozenset[str]) -> str:
@@ -118,14 +124,27 @@ def check_action(fields: Mapping[str, Sequence[str]], allowed_actions: frozenset
     raise _refuse(f"Unsupported ':action' {_shown(action)}; this index accepts: {accepted}.", "invalid_action")
 
 
-def validate_upload(fields: Mapping[str, Sequence[str]], *, filename: str, content_type: str | None) -> Upload:
-    """Check an upload as PyPI does, in its order; raise GatewayError(400, PyPI's message) for the first problem."""
+def validate_upload(
+    fields: Mapping[str, Sequence[str]],
+    *,
+    filename: str,
+    content_type: str | None,
+    platform_tags: PlatformPolicy = "pypi",
+) -> Upload:
+    """Check an upload as PyPI does, in its order; raise GatewayError(400, PyPI's message) for the first problem.
+
+    `platform_tags`: "pypi" refuses wheels for platforms PyPI refuses (linux_x86_64, impossible macOS versions);
+    "any" lets a private index take them.
+    """
     _reject_duplicates(fields)
     if _field(fields, "protocol_version") not in (None, "1"):
         raise _refuse("Unknown protocol version.", "invalid_protocol_version")
     name, filetype, digests = _check_form(fields)
     version = _check_metadata(fields)
+    metadata = check_form_metadata(fields)
     _check_filename(filename, filetype)
+    if filetype == "bdist_wheel":
+        check_platform_tags(filename, platform_tags)
     if _bad_content_type(content_type):
         raise _refuse("Invalid distribution file.", "invalid_content_type")
     check_dist = _check_sdist if filetype == "sdist" else _check_wheel
@@ -134,7 +153,15 @@ def validate_upload(fields: Mapping[str, Sequence[str]], *, filename: str, conte
         message = "a distribution's filename has only letters, digits and '.', '_', '-', '!', '+'"
         raise _refuse(f"Invalid distribution filename {_shown(filename)}: {message}", "invalid_filename")
     return Upload(
-        project=project, name=name, version=str(version), filename=filename, filetype=filetype, digests=digests
+        project=project,
+        name=name,
+        version=str(version),
+        filename=filename,
+        filetype=filetype,
+        digests=digests,
+        license_files=tuple(metadata.license_files or ()),
+        description=metadata.description,
+        description_content_type=metadata.description_content_type,
     )
 
 

@@ -93,7 +93,6 @@ def test_a_part_start_knows_where_its_data_begins() -> None:
         (body(part(b"X-Long: " + b"a" * 9000, b"v")), "too_many_headers"),
         (body(part(b"".join(b"X-%d: v\r\n" % i for i in range(17)) + DISPOSITION, b"v")), "too_many_headers"),
         (body(part(b"X-B: " + B, b"v")), "bad_delimiter"),
-        (body(part(b"X-Bad: \x01", b"v")), "bad_part"),
         (body(part(b"X-Bad: \xff", b"v")), "bad_encoding"),
         (part(DISPOSITION, b"never closed"), "truncated_body"),
     ],
@@ -106,6 +105,12 @@ def test_anything_read_two_ways_is_refused(raw: bytes, reason: str | None, step:
     with pytest.raises(GatewayError) as exc:
         events(raw, step)
     assert (exc.value.status, exc.value.reason) == (400, reason)
+
+
+def test_control_characters_in_header_values_are_the_forms_to_judge() -> None:
+    """The reader passes them on (CR and LF end lines): the filename checks refuse them in PyPI's words."""
+    got = events(body(part(DISPOSITION + b"\r\nX-Odd: a\x01b", b"v")), 5)
+    assert got[0] == (("content-disposition", 'form-data; name="x"'), ("x-odd", "a\x01b"))
 
 
 def _python_multipart(raw: bytes) -> list[tuple[str, bytes]]:

@@ -21,7 +21,6 @@ import asyncio
 import hashlib
 import hmac
 import re
-import tempfile
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -33,13 +32,16 @@ import aiohttp
 from aiohttp import web
 
 from gateway import policy
+from gateway.archive import check_distribution
 from gateway.auth import Identity, raise_if_denied
 from gateway.config import LimitsConfig
+from gateway.dist_metadata import PlatformPolicy, check_description
 from gateway.errors import GatewayError
 from gateway.existing import ExistingFiles, already_exists, verdict
 from gateway.proxy import Upstream, UpstreamAnswer
 from gateway.upload import answers
 from gateway.upload.encoding import CanonicalBody, encode, fill, forwarded
+from gateway.upload.filecopy import FileCopy
 from gateway.upload.form import MAX_FORM_BYTES, FormReader, boundary_of
 from gateway.upload.multipart import Segment
 from gateway.validation import Upload, action_version, check_action, project_of, validate_upload
@@ -84,6 +86,7 @@ class UploadContext:
     existing: ExistingFiles
     limits: LimitsConfig
     allowed_actions: frozenset[str]
+    platform_tags: PlatformPolicy
     help_url: str
 
 
@@ -247,6 +250,7 @@ class UploadFlow:
         self._digests: dict[str, str] | None = None
         self._claimed: str | None = None
         self._reserved = False
+        self._copy: FileCopy | None = None  # what the archive checks read (and a spooled upload is sent from)
         self.upload_id = str(uuid.uuid4())
 
     async def run(self) -> Outcome:
@@ -259,6 +263,8 @@ class UploadFlow:
         finally:
             if self._hashing is not None:
                 self._hashing.close()
+            if self._copy is not None:
+                self._copy.close()
         if outcome.reason != "ok":
             await self._release()
         return outcome
@@ -270,13 +276,12 @@ class UploadFlow:
         fields_first = self.form.file_started and not self.form.fields_after_file and self._metadata_known()
         if streamable and fields_first and not self.buffer:
             return await self._streamed(early)
-        with tempfile.TemporaryFile() as spool:
-            for segment in early:
-                spool.write(segment)
-            await self._read_rest(spool)
-            if check_action(self.form.fields, self.context.allowed_actions) != "file_upload":
-                return await self._act(spool)
-            return await self._spooled(spool)
+        self._copy = spool = FileCopy(sparse=False)
+        spool.write(early)
+        await self._read_rest(spool)
+        if check_action(self.form.fields, self.context.allowed_actions) != "file_upload":
+            return await self._act(spool)
+        return await self._spooled(spool)
 
     async def _streamed(self, early: list[Segment]) -> Outcome:
         """Decide on the fields before the file, then pass the file on while it arrives."""
@@ -286,10 +291,12 @@ class UploadFlow:
             await self._read_rest(None)
             self._whole_form_agrees(decided)
             return await self._duplicate(decided.upload, existing)
+        self._copy = FileCopy(sparse=decided.upload.filename.endswith(".whl"))
+        self._copy.write(early)
         answer = await self._forward(*self._stream(early, decided))
         return await self._settle(answer, decided)
 
-    async def _spooled(self, spool: IO[bytes]) -> Outcome:
+    async def _spooled(self, spool: FileCopy) -> Outcome:
         """The whole body was read first (the file kept on disk): the decision is on the complete form."""
         decided = await self._decide()
         await self._check_file(decided.upload)
@@ -298,8 +305,7 @@ class UploadFlow:
             return await self._duplicate(decided.upload, existing)
         await self._confirm(decided)
         body = encode(self._forwarded(decided.upload), filename=decided.upload.filename)
-        spool.seek(0)
-        answer = await self._forward(_from_spool(body, spool), body, self.form.file_size)
+        answer = await self._forward(_from_spool(body, spool.reader()), body, self.form.file_size)
         return await self._settle(answer, decided)
 
     async def _read_head(self) -> list[Segment]:
@@ -312,20 +318,19 @@ class UploadFlow:
             early += await self._feed(chunk, None)
         return early
 
-    async def _read_rest(self, spool: IO[bytes] | None) -> None:
+    async def _read_rest(self, copy: FileCopy | None) -> None:
         while chunk := await self.source.read():
-            await self._feed(chunk, spool)
+            await self._feed(chunk, copy)
 
-    async def _feed(self, chunk: bytes, spool: IO[bytes] | None) -> list[Segment]:
-        """Parse a chunk; hash the file's bytes in it (and keep them in the spool, if any)."""
+    async def _feed(self, chunk: bytes, copy: FileCopy | None) -> list[Segment]:
+        """Parse a chunk; hash the file's bytes in it (and keep them in the copy, if any)."""
         segments = self.form.feed(chunk)
         if segments:
             if self._hashing is None:
                 self._hashing = Hashing(self._algorithms())
             await self._hashing.feed(segments)
-            if spool is not None:
-                for segment in segments:
-                    spool.write(segment)
+            if copy is not None:
+                copy.write(segments)
         return segments
 
     def _algorithms(self) -> set[str]:
@@ -341,13 +346,21 @@ class UploadFlow:
         )
 
     async def _decide(self) -> Decided:
-        fields = self.form.fields
         if not self.form.file_started:
             raise GatewayError(400, "Upload payload does not have a file.", "missing_content")
-        upload = validate_upload(fields, filename=self.form.filename or "", content_type=self.form.file_content_type)
+        upload = self._validated()
         self.decided = upload
         allowed = await self.context.authorizer.authorize_upload(self.identity, upload)
+        check_description(upload.description, upload.description_content_type)
         return Decided(upload, allowed.claim)
+
+    def _validated(self) -> Upload:
+        return validate_upload(
+            self.form.fields,
+            filename=self.form.filename or "",
+            content_type=self.form.file_content_type,
+            platform_tags=self.context.platform_tags,
+        )
 
     async def _existing(self, decided: Decided) -> str | None:
         """The sha256 of the file if the index has it already. Only one user at a time may be creating a new
@@ -390,6 +403,8 @@ class UploadFlow:
         lost while the file arrived stops it here), and the project's size limit holds with the uploads
         in flight counted in."""
         upload = decided.upload
+        if self._copy is not None:
+            await asyncio.to_thread(_check_archive, self._copy, upload)
         await self.context.authorizer.confirm_upload(self.identity, upload, claim=decided.claim)
         limit = self.context.limits.max_project_size
         if limit is not None:
@@ -439,7 +454,7 @@ class UploadFlow:
         self._check_size(predicted)
         pending: list[Segment] = [body.head, *early]
         while chunk := await self.source.read():
-            segments = await self._feed(chunk, None)
+            segments = await self._feed(chunk, self._copy)
             self._check_size(predicted)
             if segments:
                 for segment in pending:
@@ -479,8 +494,7 @@ class UploadFlow:
         fields = self.form.fields
         if check_action(fields, self.context.allowed_actions) != "file_upload":
             raise fields_after_file()
-        again = validate_upload(fields, filename=self.form.filename or "", content_type=self.form.file_content_type)
-        if again != decided.upload:
+        if self._validated() != decided.upload:
             raise fields_after_file()
 
     async def _forward(self, body: AsyncIterator[Segment], encoded: CanonicalBody, file_size: int) -> UpstreamAnswer:
@@ -530,7 +544,7 @@ class UploadFlow:
             upload_id=self.upload_id,
         )
 
-    async def _act(self, spool: IO[bytes]) -> Outcome:
+    async def _act(self, spool: FileCopy) -> Outcome:
         """Checked on the project's rights (removing a release needs its owner), then re-encoded."""
         self.form.finish_form()
         fields = self.form.fields
@@ -543,11 +557,23 @@ class UploadFlow:
         kept = [(":action", action), ("name", name), ("version", version)]
         filename = _document_name(self.form.filename) if self.form.file_started else None
         body = encode(kept, filename=filename)
-        spool.seek(0)
-        answer = await self._forward(_from_spool(body, spool), body, self.form.file_size if filename else 0)
+        answer = await self._forward(_from_spool(body, spool.reader()), body, self.form.file_size if filename else 0)
         answers.raise_for(answer, self.upstream.urls.base)
         self.context.existing.forget(project)
         return Outcome(upload=upload, size=0, digests={}, reason=action)
+
+
+def _check_archive(copy: FileCopy, upload: Upload) -> None:
+    """The distribution file itself (in a thread: it reads the file and, for an sdist, inflates it)."""
+    copy.finish()
+    check_distribution(
+        copy.path,
+        filename=upload.filename,
+        filetype=upload.filetype,
+        project=upload.name,
+        version=upload.version,
+        license_files=upload.license_files,
+    )
 
 
 def _document_name(filename: str | None) -> str:

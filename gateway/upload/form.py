@@ -22,8 +22,9 @@ PART_HEADERS = frozenset({"content-disposition", "content-type"})
 # RFC 2046 boundary characters (without the space, which only a quoted boundary could carry).
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,./:=?-]{1,70}")
 _WORD = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-# `form-data; name="x"; filename="y"`: quoted values without quotes, backslashes or controls, or bare tokens.
-_PARAM = re.compile(rf'\s*;\s*({_WORD})\s*=\s*(?:"([^"\\\x00-\x1f\x7f]*)"|({_WORD}))')
+# `form-data; name="x"; filename="y"`: a quoted value ends at the next quote (a backslash escapes nothing, and
+# a filename with one is refused by the filename checks), or a bare token.
+_PARAM = re.compile(rf'\s*;\s*({_WORD})\s*=\s*(?:"([^"\r\n]*)"|({_WORD}))')
 
 
 def bad_form(message: str, reason: str = "bad_multipart") -> GatewayError:
@@ -133,6 +134,8 @@ class FormReader:
         if disposition != "form-data" or "name" not in params or set(params) - {"name", "filename"}:
             raise malformed("a part needs Content-Disposition: form-data; name=NAME (and only a filename)", "bad_part")
         self._part = _text(params["name"].encode(), "field name")
+        if not self._part.isprintable():
+            raise malformed(f"the field name {self._part[:40]!r} has control characters", "bad_part")
         self._field_count += 1
         if self._field_count > MAX_FIELDS:
             raise bad_form(f"Too many form fields: at most {MAX_FIELDS} are accepted", "too_many_fields")
@@ -152,7 +155,7 @@ class FormReader:
             raise bad_form("Upload payload has more than one file: send one 'content' part", "duplicate_field")
         if "filename" not in params:
             raise bad_form("The 'content' part has no filename: send the distribution file as a file", "bad_part")
-        self.filename = _text(params["filename"].encode(), "filename")
+        self.filename = params["filename"]  # any character: the filename checks refuse unsafe ones in PyPI's words
         self.file_content_type = part.get("content-type")
         self.file_started = True
         self.file_offset = part.data_start
