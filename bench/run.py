@@ -33,6 +33,7 @@ import aiohttp
 from gateway import tokens
 from gateway.auth import Authenticator, TokenCredentials, TokenSettings, create_token
 from gateway.metrics import Metrics
+from gateway.password_checks import PasswordChecks
 from gateway.store import Store
 from tests.conftest import (
     PYTHON,
@@ -512,7 +513,7 @@ async def token_verification(report: Report, sizes: Sizes, workdir: Path) -> Non
             parsed = tokens.parse(token, prefix="pypi")
             tokens.verify(parsed, key=tokens.root_key(secret, row.secret), context=context, stored_caveats=stored)
         cold = n / (time.perf_counter() - started)
-        authenticator = Authenticator(store, settings, Metrics())
+        authenticator = Authenticator(store, settings, Metrics(), PasswordChecks(workers=1, queue=0, metrics=Metrics()))
         started = time.perf_counter()
         for _ in range(n // 10):
             identity = await authenticator.authenticate(TokenCredentials(token))

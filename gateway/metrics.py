@@ -16,6 +16,10 @@ from gateway import __version__
 PREFIX = "upload_gateway_"
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 SIZE_BUCKETS = tuple(float(2**exp) for exp in range(10, 31, 2))  # 1 KiB … 1 GiB
+# What a throttled check was (`kind`: the sign-in steps, the confirmation page, a password upload) and which
+# counter refused it (`scope`; `in_progress`: another second-factor check of the same sign-in was running).
+CHECK_KINDS = ("password", "totp", "recovery", "webauthn", "confirm", "confirm_totp", "totp_setup", "upload")
+THROTTLE_SCOPES = ("account_address", "account", "address")
 
 
 class Metrics:
@@ -59,6 +63,26 @@ class Metrics:
         self.upstream_up = Gauge(
             PREFIX + "upstream_up", "1 when the index answered the last probe (every 15 s), else 0", registry=reg
         )
+        self.throttled = Counter(
+            PREFIX + "throttled",
+            "Password and code checks refused unchecked (429), by kind of check and the counter that refused",
+            ["kind", "scope"],
+            registry=reg,
+        )
+        self.throttle_locks = Counter(
+            PREFIX + "throttle_locks",
+            "Failures that filled a throttle counter (a lock began), by counter",
+            ["scope"],
+            registry=reg,
+        )
+        self.password_checks_refused = Counter(
+            PREFIX + "password_checks_refused",
+            "Password checks refused with 503 because every hashing thread and queue place was taken",
+            registry=reg,
+        )
+        self.password_checks_pending = Gauge(
+            PREFIX + "password_checks_pending", "Password checks running or waiting for a hashing thread", registry=reg
+        )
         Info(PREFIX + "build", "Version of the gateway", registry=reg).info(
             {"version": __version__, "python": platform.python_version()}
         )
@@ -71,6 +95,13 @@ class Metrics:
             self.auth_failures.labels(kind)
         for result in ("valid", "valid_cached", "invalid", "malformed", "unknown", "revoked"):
             self.token_verifications.labels(result)
+        for kind in CHECK_KINDS:
+            for scope in THROTTLE_SCOPES:
+                self.throttled.labels(kind, scope)
+        for kind in ("totp", "recovery", "webauthn"):
+            self.throttled.labels(kind, "in_progress")
+        for scope in THROTTLE_SCOPES:
+            self.throttle_locks.labels(scope)
         for route in ("upload", "simple", "packages", "json", "other"):
             for kind in ("unreachable", "timeout", "status_5xx"):
                 self.upstream_errors.labels(route, kind)

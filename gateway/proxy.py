@@ -174,12 +174,16 @@ class Upstream:
         urls: UpstreamURLs,
         session: aiohttp.ClientSession,
         *,
+        upload_session: aiohttp.ClientSession,
         authorization: str | None,
         public_url: str,
         metrics: Metrics,
     ) -> None:
+        """`session` for reads; `upload_session` for uploads only, so that stalled uploads never take the
+        connections reads need."""
         self.urls = urls
         self._session = session
+        self._upload_session = upload_session
         self._auth = {"Authorization": authorization} if authorization else {}
         self._public_url = public_url
         self._metrics = metrics
@@ -214,7 +218,9 @@ class Upstream:
         """POST the gateway's own multipart body with its Content-Length (never chunked)."""
         headers = {"Content-Type": content_type, "Content-Length": str(length), **self._auth}
         started = time.perf_counter()
-        async with self._session.post(self.urls.upload, data=body, headers=headers, allow_redirects=False) as resp:
+        async with self._upload_session.post(
+            self.urls.upload, data=body, headers=headers, allow_redirects=False
+        ) as resp:
             text = await resp.text(errors="replace")
             answer = UpstreamAnswer(resp.status, resp.reason or "", text[:4096])
         self._metrics.upstream_duration.labels("upload").observe(time.perf_counter() - started)
