@@ -7,6 +7,7 @@ Second-factor checks of one pending sign-in also run one at a time. The rules ar
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from gateway.store import Store
 from gateway.throttle import Counted, Keys, Rules, Scope, refusal, retry_after
 
 T = TypeVar("T")
+log = logging.getLogger("gateway.throttle")
 HOLD_LIFETIME = 30.0  # a second-factor check takes milliseconds; a hold left by a dead process lapses
 PURGE_INTERVAL = 60.0
 Surface = Literal["web", "upload"]
@@ -130,8 +132,9 @@ class Guard:
     async def _failed(
         self, reserved: _Reserved, account: str, address: str | None, kind: str, surface: Surface
     ) -> None:
-        """The failure stays counted; when it filled a counter, the lock it starts is audited (once, not per
-        refusal that follows, so a flood of refused attempts writes nothing)."""
+        """The failure stays counted; when it filled a counter, the lock it starts is logged and audited (once,
+        not per refusal that follows, so a flood of refused attempts writes nothing). The log line leaves out
+        the name typed (it may be a password typed in the wrong field); the audit trail has it."""
         rules, now = self._rules, time.time()
         locks: list[tuple[Scope, float]] = []
         if rules.pair.delay(int(reserved.pair.value)) > 0:
@@ -144,6 +147,10 @@ class Guard:
                 locks.append((scope, rule.wait(counted.value, counted.at, now)))
         for scope, seconds in locks:
             self._metrics.throttle_locks.labels(scope.value).inc()
+            log.warning(
+                "throttle lock began",
+                extra={"scope": scope.value, "kind": kind, "client": address, "seconds": retry_after(seconds)},
+            )
             await self._store.audit(
                 f"{surface}.throttled",
                 user_name=account[:60],

@@ -1,4 +1,4 @@
-"""The bounded pool for password hashing (gateway/password_checks.py) and the caps on uploads in flight."""
+"""The bounded pool for password hashing (gateway/password_checks.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from gateway import auth
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.password_checks import PasswordChecks
-from gateway.upload.slots import UploadSlots
 
 
 async def test_past_the_threads_and_the_queue_a_check_is_refused_at_once() -> None:
@@ -70,18 +69,3 @@ async def test_hashing_threads_yield_the_cpu_to_the_event_loop() -> None:
 
 def test_an_unknown_user_costs_as_much_as_a_wrong_password() -> None:
     assert argon2.extract_parameters(auth._DUMMY_HASH) == argon2.extract_parameters(auth.hash_password("x"))
-
-
-def test_uploads_in_flight_are_capped_per_user_and_in_all() -> None:
-    slots = UploadSlots(per_user=2, total=3)
-    with slots.any(), slots.of_user("u1", "ann"), slots.any(), slots.of_user("u1", "ann"), slots.any():
-        with pytest.raises(GatewayError) as exc:
-            slots.of_user("u1", "ann").__enter__()
-        assert exc.value.status == 429 and exc.value.reason == "too_many_uploads" and "'ann'" in exc.value.message
-        with slots.of_user("u2", "bob"):
-            pass
-        with pytest.raises(GatewayError) as exc:
-            slots.any().__enter__()
-        assert exc.value.reason == "uploads_busy" and exc.value.headers["Retry-After"].isdigit()
-    with slots.any(), slots.any(), slots.any(), slots.of_user("u1", "ann"), slots.of_user("u1", "ann"):
-        pass  # every place came back

@@ -1,8 +1,12 @@
 """Throttles and limits on sign-in and password uploads, attacked over real sockets (issue #13).
 
 The account pages are driven with plain HTTP, as a browser would: GET the sign-in form for its cookie and CSRF
-token, POST it. Addresses are simulated from loopback with `server.trusted_proxies` and X-Forwarded-For. What
-was checked is counted from the audit trail (`web.attempt_failed`, `upload.rejected`), never guessed.
+token, POST it. Client addresses are real where a few do: connections bound to distinct loopback sources
+(127.0.0.2, 127.0.0.3, ...), which the gateway sees as the peer, with no proxy configured. Where hundreds are
+needed they come the way they do behind a reverse proxy: `server.trusted_proxies` lists 127.0.0.1 and each
+request names its client in X-Forwarded-For (and an X-Forwarded-For from an untrusted peer is shown to be
+ignored). What was checked is counted from the audit trail (`web.attempt_failed`, `upload.rejected`), never
+guessed.
 """
 
 from __future__ import annotations
@@ -44,6 +48,17 @@ async def client() -> AsyncIterator[aiohttp.ClientSession]:
     """A client with no connection limit and no cookie jar of its own: each Visitor keeps its cookies."""
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, force_close=True),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=300),
+    ) as session:
+        yield session
+
+
+@contextlib.asynccontextmanager
+async def client_from(source: str) -> AsyncIterator[aiohttp.ClientSession]:
+    """Like `client`, with every connection bound to the loopback address `source`: a distinct real peer."""
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, force_close=True, local_addr=(source, 0)),
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=300),
     ) as session:
@@ -132,6 +147,8 @@ async def test_sixty_concurrent_wrong_passwords_are_checked_five_times(
     assert metric(gw, 'upload_gateway_throttled_total{kind="password",scope="account_address"}') == 55
     locks = audit(gw, "web.throttled", "ann")
     assert len(locks) == 1 and '"scope": "account_address"' in str(locks[0]["detail"])
+    lines = [line for line in gw.log_text().splitlines() if "throttle lock began" in line]
+    assert len(lines) == 1 and "scope=account_address" in lines[0] and "kind=password" in lines[0], lines
 
 
 async def test_two_thousand_concurrent_codes_for_one_sign_in_are_checked_at_most_five_times(
@@ -208,6 +225,42 @@ async def test_the_owner_signs_in_from_their_address_after_a_burst_from_others_b
     # Other accounts from the attacker's addresses are not locked either.
     gw.add_user("otto", PASSWORD)
     assert (await attacker.sign_in("otto", address=addresses[0])).status == 303
+
+
+async def test_the_owner_signs_in_from_another_real_address_while_one_address_guesses(
+    gateway_factory: GatewayFactory,
+) -> None:
+    """The same, from real peers (no proxy configured): 60 concurrent guesses from 127.0.0.2 are checked five
+    times and lock that address out of the account, even with the right password; the owner, connecting from
+    127.0.0.3, signs in."""
+    gw = gateway_factory()
+    gw.add_user("opal", PASSWORD)
+    async with client_from("127.0.0.2") as attacking, client_from("127.0.0.3") as owning:
+        attackers = [Visitor(attacking, gw.url) for _ in range(60)]
+        await asyncio.gather(*(v.open_form() for v in attackers))
+        answers = await asyncio.gather(*(v.sign_in("opal", f"guess {n}") for n, v in enumerate(attackers)))
+        assert statuses(answers) == {401: 5, 429: 55}
+        assert (await attackers[0].sign_in("opal")).status == 429
+        owner = Visitor(owning, gw.url)
+        await owner.open_form()
+        answer = await owner.sign_in("opal")
+        assert answer.status == 303 and answer.headers["Location"] == "/account/"
+    locks = audit(gw, "web.throttled", "opal")
+    assert [row["address"] for row in locks] == ["127.0.0.2"]
+
+
+async def test_x_forwarded_for_from_an_untrusted_peer_does_not_give_fresh_counters(
+    gateway_factory: GatewayFactory, client: aiohttp.ClientSession
+) -> None:
+    """An attacker who names a new address in every request gets no new counters: with no trusted proxy the
+    header is ignored, and 60 concurrent guesses from one peer are still checked five times."""
+    gw = gateway_factory()
+    gw.add_user("ivy", PASSWORD)
+    visitors = [Visitor(client, gw.url, address=f"198.18.{n}.1") for n in range(60)]
+    await asyncio.gather(*(v.open_form() for v in visitors))
+    answers = await asyncio.gather(*(v.sign_in("ivy", f"guess {n}") for n, v in enumerate(visitors)))
+    assert statuses(answers) == {401: 5, 429: 55}
+    assert {row["address"] for row in audit(gw, "web.attempt_failed", "ivy")} == {"127.0.0.1"}
 
 
 async def test_one_password_tried_on_many_accounts_from_one_address_meets_the_address_ceiling(
