@@ -2,7 +2,7 @@
 
 argon2 costs ~40 ms of a core and 12 MiB per check. Run on asyncio's default pool (which file I/O shares),
 a flood of unauthenticated guesses would queue without bound and stall spooled uploads; here the work in
-progress is bounded, and a check that finds no room is answered 503 with Retry-After (twine retries a 503).
+progress is bounded, and a check that finds no room is answered 503 with Retry-After at once.
 Its threads also run at a lower CPU priority than the event loop, so the checks that do run slow nothing else.
 """
 
