@@ -693,8 +693,15 @@ class Store:
     async def delete_web_session(self, key: str) -> None:
         await self._db.execute("DELETE FROM web_sessions WHERE key = ?", (key,))
 
-    async def purge_web_sessions(self, now: float) -> None:
-        await self._db.execute("DELETE FROM web_sessions WHERE expires <= ?", (now,))
+    async def purge_web_sessions(self, now: float, *, limit: int) -> int:
+        """Delete up to `limit` expired sessions, oldest first, and say how many went: a backlog is worked off in
+        short statements, never one that holds the database while uploads wait."""
+        cursor = await self._db.execute(
+            "DELETE FROM web_sessions WHERE key IN "
+            "(SELECT key FROM web_sessions WHERE expires <= ? ORDER BY expires LIMIT ?)",
+            (now, limit),
+        )
+        return cursor.rowcount
 
 
 _USER_SELECT = (
