@@ -214,7 +214,12 @@ def write_config(path: Path, sections: dict[str, dict[str, object]]) -> None:
 
 
 def start_gateway(
-    directory: Path, upstream: dict[str, object], *, ready: bool = True, **overrides: dict[str, object]
+    directory: Path,
+    upstream: dict[str, object],
+    *,
+    ready: bool = True,
+    preexec_fn: Callable[[], None] | None = None,
+    **overrides: dict[str, object],
 ) -> GatewayProcess:
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -238,6 +243,7 @@ def start_gateway(
         stderr=subprocess.STDOUT,
         cwd=ROOT,
         env=env,
+        preexec_fn=preexec_fn,
     )
     wait_http(url + ("/-/ready" if ready else "/-/healthy"), process)
     return GatewayProcess(url, config, log, process, env)

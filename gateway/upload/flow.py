@@ -44,6 +44,7 @@ from gateway.upload.encoding import CanonicalBody, encode, fill, forwarded
 from gateway.upload.filecopy import FileCopy
 from gateway.upload.form import MAX_FORM_BYTES, FormReader, boundary_of
 from gateway.upload.multipart import Segment
+from gateway.upload.pace import Pace
 from gateway.validation import Upload, action_version, check_action, project_of, validate_upload
 
 CHUNK = 256 * 1024
@@ -130,27 +131,40 @@ def _grouped(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
 
 
 class BodySource:
-    """The client's body, chunk by chunk, with a timeout between chunks."""
+    """The client's body, chunk by chunk: refused with a 408 when nothing comes for `limits.read_timeout`, or when
+    it comes too slowly or for too long (`pace`)."""
 
-    def __init__(self, request: web.Request, *, length: int, read_timeout: float) -> None:
+    def __init__(self, request: web.Request, *, length: int, limits: LimitsConfig) -> None:
         self._request = request
         self.length = length
         self.received = 0
-        self._timeout = read_timeout
+        self._timeout = limits.read_timeout
+        self._loop = asyncio.get_running_loop()
+        self._pace = Pace(limits.clients, started=self._loop.time())
 
     async def read(self) -> bytes:
         """The next chunk, or b"" once Content-Length bytes have arrived."""
         if self.received >= self.length:
             return b""
-        try:
-            async with asyncio.timeout(self._timeout):
-                chunk = await self._request.content.readany()
-        except TimeoutError:
-            raise GatewayError(
-                408, "Request timeout: the client stopped sending the upload; try again", "read_timeout"
-            ) from None
-        except (ConnectionError, aiohttp.ClientError, asyncio.IncompleteReadError):
-            chunk = b""
+        started = self._loop.time()
+        while True:
+            now = self._loop.time()
+            waiting = now - started
+            self._pace.check(now, waiting)
+            if waiting >= self._timeout:
+                raise GatewayError(
+                    408, "Request timeout: the client stopped sending the upload; try again", "read_timeout"
+                )
+            try:
+                async with asyncio.timeout(min(self._timeout - waiting, self._pace.patience(now, waiting))):
+                    chunk = await self._request.content.readany()
+                break
+            except TimeoutError:
+                continue
+            except (ConnectionError, aiohttp.ClientError, asyncio.IncompleteReadError):
+                chunk = b""
+                break
+        self._pace.arrived(self._loop.time() - started, len(chunk))
         if not chunk:
             raise GatewayError(
                 400, "Truncated upload: the body ended before Content-Length bytes arrived", "truncated_body"
@@ -243,7 +257,7 @@ class UploadFlow:
         self.context = context
         self.upstream = context.upstream
         self.form = FormReader(boundary_of(request.headers.get("Content-Type")))
-        self.source = BodySource(request, length=request.content_length or 0, read_timeout=context.limits.read_timeout)
+        self.source = BodySource(request, length=request.content_length or 0, limits=context.limits)
         self.buffer = buffer
         self.decided: Upload | None = None  # what the request was found to be, once validated
         self._hashing: Hashing | None = None
