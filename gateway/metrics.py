@@ -20,6 +20,8 @@ SIZE_BUCKETS = tuple(float(2**exp) for exp in range(10, 31, 2))  # 1 KiB … 1 G
 # counter refused it (`scope`; `in_progress`: another second-factor check of the same sign-in was running).
 CHECK_KINDS = ("password", "totp", "recovery", "webauthn", "confirm", "confirm_totp", "totp_setup", "upload")
 THROTTLE_SCOPES = ("account_address", "account", "address")
+# Why a connection was refused or cut off (gateway.connections): the codes of docs/errors.md.
+CONNECTION_REFUSALS = ("too_many_connections", "header_timeout")
 
 
 class Metrics:
@@ -83,6 +85,15 @@ class Metrics:
         self.password_checks_pending = Gauge(
             PREFIX + "password_checks_pending", "Password checks running or waiting for a hashing thread", registry=reg
         )
+        self.connections_open = Gauge(
+            PREFIX + "connections_open", "Client connections open (admitted by the per-address cap)", registry=reg
+        )
+        self.connections_refused = Counter(
+            PREFIX + "connections_refused",
+            "Client connections the gateway refused or cut off, by reason code",
+            ["reason"],
+            registry=reg,
+        )
         Info(PREFIX + "build", "Version of the gateway", registry=reg).info(
             {"version": __version__, "python": platform.python_version()}
         )
@@ -102,6 +113,8 @@ class Metrics:
             self.throttled.labels(kind, "in_progress")
         for scope in THROTTLE_SCOPES:
             self.throttle_locks.labels(scope)
+        for reason in CONNECTION_REFUSALS:
+            self.connections_refused.labels(reason)
         for route in ("upload", "simple", "packages", "json", "other"):
             for kind in ("unreachable", "timeout", "status_5xx"):
                 self.upstream_errors.labels(route, kind)

@@ -69,7 +69,7 @@ async def _receive(request: web.Request, gateway: Gateway, trail: dict[str, Any]
         trail.update(user=identity.user.name, token_id=identity.token_id)
         with slots.of_user(identity.user.id, identity.user.name):
             await _continue(request)
-            flow = UploadFlow(request, identity, gateway.uploads, buffer=False)
+            flow = UploadFlow(request, identity, gateway.uploads, buffer=gateway.config.upstream.buffer_uploads)
             try:
                 outcome = await flow.run()
             finally:
