@@ -332,6 +332,37 @@ async def test_forty_concurrent_wrong_upload_passwords_are_throttled_and_then_th
     assert accepted.status == 200, accepted
 
 
+async def test_one_upload_password_sprayed_over_many_accounts_meets_the_address_ceiling(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    """One password tried on 60 accounts at once from one real peer (127.0.0.2): 50 are checked, the rest get 429
+    "from your address"; an upload with a right password from another peer (127.0.0.3) goes through."""
+    gw = gateway_factory(throttle={"password_check_queue": "100"})
+    gw.add_user("uwe", PASSWORD)
+
+    async def guess(http: aiohttp.ClientSession, user: str) -> Answer:
+        async with http.post(
+            gw.url + "/legacy/",
+            data=b"",
+            headers={"Authorization": basic(user, "Summer2026!"), "Content-Type": "multipart/form-data; boundary=x"},
+        ) as resp:
+            return Answer(resp.status, dict(resp.headers), await resp.text())
+
+    async with client_from("127.0.0.2") as spraying:
+        answers = await asyncio.gather(*(guess(spraying, f"user{n}") for n in range(60)))
+        assert statuses(answers) == {403: 50, 429: 10}
+        assert all("from your address" in a.text for a in answers if a.status == 429)
+        assert (await guess(spraying, "uwe")).status == 429
+    content_type, body = await asyncio.to_thread(wheel_body, tmp_path, "uwe-pkg", "1.0")
+    async with client_from("127.0.0.3") as owning:
+        async with owning.post(
+            gw.url + "/legacy/",
+            data=body,
+            headers={"Authorization": basic("uwe", PASSWORD), "Content-Type": content_type},
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+
+
 def test_a_2fa_accounts_password_gets_one_answer_right_or_wrong_and_is_never_checked(
     gateway_factory: GatewayFactory, tmp_path: Path
 ) -> None:
