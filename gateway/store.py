@@ -281,7 +281,8 @@ class Store:
 
         NOTE: the connection is shared by every coroutine; the lock keeps two transactions apart, and the
         upload path (single statements only) never opens one. A statement another coroutine issues meanwhile
-        joins the transaction, which is harmless unless it rolls back, on an error.
+        joins the transaction, which is harmless unless it rolls back, on an error; the throttle's statements,
+        whose counts must not be lost so, wait for the lock instead (`_outside`).
         """
         async with self._transaction_lock:
             await self._db.execute("BEGIN IMMEDIATE")
@@ -732,49 +733,65 @@ class Store:
 
     # ---- Throttle counters and holds (issue #13) ------------------------------------------------------------
     # The rules are gateway/throttle.py's. Each reservation is one statement: concurrent attempts, in any process,
-    # are counted one after the other, and each learns whether it was counted before anything is checked.
+    # are counted one after the other, and each learns whether it was counted before anything is checked. Each
+    # waits for any transaction of another coroutine to end (`_outside`): on the shared connection it would join
+    # that transaction, and a rollback would take the count with it.
+
+    def _outside(self) -> asyncio.Lock:
+        """Held while no other coroutine's transaction is open (the lock `_transaction` holds)."""
+        return self._transaction_lock
 
     async def reserve_streak(self, key: str, rule: Streak, now: float, holder: str) -> Counted:
         """Count one more failure in a row, unless the streak is locked (then nothing changes)."""
         params = {"key": key, "now": now, "holder": holder, "forget": rule.forget, **_streak_params(rule)}
-        (row,) = await self._returning(_RESERVE_STREAK, params)
+        async with self._outside():
+            (row,) = await self._returning(_RESERVE_STREAK, params)
         return Counted(bool(row[0]), float(row[1]), float(row[2]))
 
     async def refund_streak(self, key: str, rule: Streak, now: float) -> None:
         """Take back one counted attempt (it succeeded, or was never checked); its lock, if it set one, ends now."""
-        await self._db.execute(_REFUND_STREAK, {"key": key, "now": now, **_streak_params(rule)})
+        async with self._outside():
+            await self._db.execute(_REFUND_STREAK, {"key": key, "now": now, **_streak_params(rule)})
 
     async def clear_streak(self, key: str) -> None:
-        await self._db.execute("DELETE FROM throttle_streaks WHERE key = ?", (key,))
+        async with self._outside():
+            await self._db.execute("DELETE FROM throttle_streaks WHERE key = ?", (key,))
 
     async def reserve_bucket(self, key: str, rule: Bucket, now: float, holder: str) -> Counted:
         """Add one attempt to a leaky bucket, unless it would overflow (then nothing changes)."""
         params = {"key": key, "now": now, "holder": holder, "rate": rule.rate, "limit": rule.limit}
-        (row,) = await self._returning(_RESERVE_BUCKET, params)
+        async with self._outside():
+            (row,) = await self._returning(_RESERVE_BUCKET, params)
         return Counted(bool(row[0]), float(row[1]), float(row[2]))
 
     async def refund_bucket(self, key: str) -> None:
-        await self._db.execute(
-            "UPDATE throttle_buckets SET level = CASE WHEN level > 1 THEN level - 1 ELSE 0 END WHERE key = ?", (key,)
-        )
+        async with self._outside():
+            await self._db.execute(
+                "UPDATE throttle_buckets SET level = CASE WHEN level > 1 THEN level - 1 ELSE 0 END WHERE key = ?",
+                (key,),
+            )
 
     async def take_hold(self, key: str, holder: str, now: float, lifetime: float) -> bool:
         """A mutex across processes; one left by a process that died lapses after `lifetime`."""
-        rows = await self._returning(
-            "INSERT INTO throttle_holds (key, holder, expires) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
-            "holder = excluded.holder, expires = excluded.expires WHERE throttle_holds.expires <= ? RETURNING holder",
-            (key, holder, now + lifetime, now),
-        )
+        async with self._outside():
+            rows = await self._returning(
+                "INSERT INTO throttle_holds (key, holder, expires) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                "holder = excluded.holder, expires = excluded.expires WHERE throttle_holds.expires <= ? "
+                "RETURNING holder",
+                (key, holder, now + lifetime, now),
+            )
         return bool(rows) and rows[0][0] == holder
 
     async def release_hold(self, key: str, holder: str) -> None:
-        await self._db.execute("DELETE FROM throttle_holds WHERE key = ? AND holder = ?", (key, holder))
+        async with self._outside():
+            await self._db.execute("DELETE FROM throttle_holds WHERE key = ? AND holder = ?", (key, holder))
 
     async def purge_throttle(self, now: float, *, streaks_before: float, buckets_before: float) -> None:
         """Drop counters that no longer hold anything back (each is as good as absent), and lapsed holds."""
-        await self._db.execute("DELETE FROM throttle_streaks WHERE last < ?", (streaks_before,))
-        await self._db.execute("DELETE FROM throttle_buckets WHERE at < ?", (buckets_before,))
-        await self._db.execute("DELETE FROM throttle_holds WHERE expires < ?", (now,))
+        async with self._outside():
+            await self._db.execute("DELETE FROM throttle_streaks WHERE last < ?", (streaks_before,))
+            await self._db.execute("DELETE FROM throttle_buckets WHERE at < ?", (buckets_before,))
+            await self._db.execute("DELETE FROM throttle_holds WHERE expires < ?", (now,))
 
 
 def _streak_delay(failures: str) -> str:

@@ -176,3 +176,25 @@ async def test_one_second_factor_check_at_a_time_per_hold(store: Store) -> None:
     reasons = await asyncio.gather(*(one() for _ in range(200)))
     assert most == 1 and 1 <= reasons.count("checked") <= 5
     assert set(reasons) <= {"checked", "second_factor_busy", "throttled"}
+
+
+async def test_a_reservation_made_during_another_coroutines_transaction_survives_its_rollback(store: Store) -> None:
+    """The connection is shared: a statement issued while another coroutine's transaction is open would join it,
+    and an error that rolls that transaction back would take the reservation with it (an uncounted guess)."""
+    opened, release = asyncio.Event(), asyncio.Event()
+
+    async def failing_change() -> None:
+        async with store._transaction():
+            opened.set()
+            await release.wait()
+            raise RuntimeError("a change that fails half-way")
+
+    change = asyncio.create_task(failing_change())
+    await opened.wait()
+    reservation = asyncio.create_task(store.reserve_streak("k", STREAK, 1000.0, holder()))
+    await asyncio.sleep(0.05)  # the reservation's statement is issued, or waits its turn
+    release.set()
+    with pytest.raises(RuntimeError):
+        await change
+    assert (await reservation).granted
+    assert (await store.reserve_streak("k", STREAK, 1000.0, holder())).value == 2
