@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import threading
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from passlib.apache import HtpasswdFile
 
 from tests.harness import free_port, stop, wait_http
 from tests.harness.devpi import Devpi, start_devpi
+from tests.logcheck import problems
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -202,6 +204,18 @@ class GatewayProcess:
     def pid(self) -> int:
         return self.process.pid
 
+    def leaks(self) -> list[str]:
+        """What its log and audit file hold that they must not: raw control characters, credentials in any
+        encoding, the index's service password (see tests/logcheck.py)."""
+        settings = tomllib.loads(self.config.read_text())
+        password_file = settings.get("upstream", {}).get("password_file")
+        secrets = (Path(password_file).read_text().strip(),) if password_file else ()
+        found = [f"log: {problem}" for problem in problems(self.log_text(), secrets=secrets)]
+        audit_file = settings.get("logging", {}).get("audit_file")
+        if audit_file and Path(audit_file).exists():
+            found += [f"audit file: {problem}" for problem in problems(Path(audit_file).read_text(), secrets=secrets)]
+        return found
+
 
 def write_config(path: Path, sections: dict[str, dict[str, object]]) -> None:
     lines: list[str] = []
@@ -239,8 +253,25 @@ def start_gateway(
         cwd=ROOT,
         env=env,
     )
+    gateway = GatewayProcess(url, config, log, process, env)
+    STARTED.append(gateway)
     wait_http(url + ("/-/ready" if ready else "/-/healthy"), process)
-    return GatewayProcess(url, config, log, process, env)
+    return gateway
+
+
+# Every gateway started in the current test module; `logs_hold_no_secret` checks and forgets them.
+STARTED: list[GatewayProcess] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def logs_hold_no_secret() -> Iterator[None]:
+    """Issue #13: log and audit output over the whole e2e run holds no raw control character and no credential
+    in any encoding. Checked once per module, after its gateways stopped (this fixture is set up first)."""
+    yield
+    found = [f"{gateway.log.parent.name}: {problem}" for gateway in STARTED for problem in gateway.leaks()]
+    STARTED.clear()
+    if found:
+        pytest.fail("gateway output holds what it must not:\n" + "\n".join(found[:20]))
 
 
 def index_upstream(idx: Index, directory: Path) -> dict[str, object]:

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import sys
 
 import pytest
 
-from gateway.logs import JsonFormatter, Redactor, TextFormatter, client_address
+from gateway.logs import CONTINUATION, JsonFormatter, Redactor, TextFormatter, client_address, printable
+from tests.logcheck import parse_text_line
 
 
 @pytest.mark.parametrize(
@@ -51,3 +54,93 @@ def test_json_lines_carry_the_fields() -> None:
 def test_text_lines_append_fields_as_key_values() -> None:
     text = TextFormatter().format(record("POST /legacy/ 403", reason="invalid_token", token_id=None))
     assert text.endswith("POST /legacy/ 403 reason=invalid_token")
+
+
+TOKEN = "pypi-AgEJMTI3LjAuMC4xAiQ3NWMyMDI2MS00YTNkLTQxNmQt"
+DUNDER = base64.b64encode(f"__token__:{TOKEN}".encode()).decode()
+PASSWORD_PAIR = base64.b64encode(b"erin:s3cret password").decode()
+
+
+def formatted(formatter: logging.Formatter, rec: logging.LogRecord) -> str:
+    assert Redactor("pypi").filter(rec)
+    return formatter.format(rec)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # What aiohttp's parser puts in its exception when it rejects a request (logger aiohttp.server).
+        f"Invalid header value char:\n\n    b'Authorization: Basic {DUNDER}\\x01'\n         ^",
+        f"Invalid header token:\n\n    b'Authorization Basic {PASSWORD_PAIR}'",
+        f"Got more than 8190 bytes when reading: b'Basic {DUNDER[:60]}AAAA...'.",
+        f"{{'Authorization': 'token {TOKEN[5:]}'}}",
+        f"authorization=Bearer {TOKEN[5:]}",
+        f"saw {DUNDER} and {PASSWORD_PAIR} without a scheme",
+        "Unsupported authorization scheme 'hunter2': use HTTP Basic",
+        f"a token %3A{TOKEN} in a path",
+    ],
+)
+def test_credentials_are_masked_in_every_encoding(line: str) -> None:
+    scrubbed = Redactor("pypi").scrub(line)
+    for secret in (DUNDER, DUNDER[:60], "X190b2tlbl9f", PASSWORD_PAIR, TOKEN, TOKEN[5:], "hunter2"):
+        assert secret not in scrubbed
+    assert "[redacted]" in scrubbed or "[token redacted]" in scrubbed
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Malformed Basic credentials: send base64 of 'username:password'",
+        "POST /legacy/ 403",
+        "GET /simple/demo-pkg/ 200",
+        "sha256=3b8d1c0f9c2a7e4d5b6a8f9e0d1c2b3a4f5e6d7c8b9a0f1e2d3c4b5a6f7e8d9c",
+        "file=Demo_Pkg-0.1.0-py3-none-any.whl",
+    ],
+)
+def test_ordinary_lines_are_left_alone(text: str) -> None:
+    assert Redactor("pypi").scrub(text) == text
+
+
+def test_tracebacks_are_masked_before_any_formatter_sees_them() -> None:
+    try:
+        raise ValueError(f"b'Authorization: Basic {DUNDER}'")
+    except ValueError:
+        rec = logging.makeLogRecord({"msg": "Error handling request", "levelname": "ERROR", "exc_info": sys.exc_info()})
+    for formatter in (TextFormatter(), JsonFormatter()):
+        out = formatted(formatter, rec)
+        assert "Traceback" in out and DUNDER not in out and "X190b2tl" not in out
+
+
+@pytest.mark.parametrize("evil", ["\n", "\r", "\x1b[2J", "\x00", "\u2028", "\u2029", "\x85", "\u202e", "\t", "\x7f"])
+def test_text_lines_cannot_be_forged(evil: str) -> None:
+    forged = f'eve{evil}2026-01-01 00:00:00,000 INFO gateway.access: POST /legacy/ 200 user=admin outcome="x'
+    rec = record(f"POST /{forged} 403", user=forged, error=f'say "{forged}"', status=403)
+    out = formatted(TextFormatter(), rec)
+    assert "\n" not in out and out.isprintable()
+    message, fields = parse_text_line(out)
+    assert message.startswith('"POST /eve\\') and set(fields) == {"user", "error", "status"}
+    assert fields["user"].startswith('"eve\\') and fields["status"] == "403"
+
+
+def test_escapes_read_back() -> None:
+    for text in ("plain", "a\\nb", "a\nb", "\x1b[31mred\x1b[0m", "é ü 名前", "\u2028\U0001f600\U000e0041"):
+        escaped = printable(text)
+        assert escaped.isprintable()
+        assert escaped.encode("latin-1", "backslashreplace").decode("unicode_escape") == text
+
+
+def test_tracebacks_hang_under_their_record() -> None:
+    try:
+        raise ValueError("first\n2026-01-01 00:00:00,000 INFO gateway.access: forged\x1b[0m")
+    except ValueError:
+        rec = logging.makeLogRecord({"msg": "boom", "name": "root", "levelname": "ERROR", "exc_info": sys.exc_info()})
+    head, *rest = formatted(TextFormatter(), rec).split("\n")
+    assert head.endswith("ERROR root: boom") and rest
+    assert all(line.startswith(CONTINUATION) and line.isprintable() for line in rest)
+
+
+def test_json_lines_escape_control_characters() -> None:
+    rec = record("POST /legacy/ 403", user="eve\n\x1b\x00\u2028")
+    out = formatted(JsonFormatter(), rec)
+    assert "\n" not in out and out.isascii() and out.isprintable()
+    assert json.loads(out)["user"] == "eve\n\x1b\x00\u2028"
