@@ -72,5 +72,5 @@ class Metrics:
         for result in ("valid", "valid_cached", "invalid", "malformed", "unknown", "revoked"):
             self.token_verifications.labels(result)
         for route in ("upload", "simple", "packages", "json", "other"):
-            for kind in ("unreachable", "timeout", "status_5xx"):
+            for kind in ("unreachable", "timeout", "protocol", "status_5xx"):
                 self.upstream_errors.labels(route, kind)

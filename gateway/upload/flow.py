@@ -514,12 +514,10 @@ class UploadFlow:
             answer = await self.upstream.post_upload(
                 guarded(), content_type=encoded.content_type, length=encoded.length(file_size)
             )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except GatewayError:
             if failure:
                 raise failure[0] from None
-            if isinstance(exc, TimeoutError):
-                raise self.upstream.timed_out("upload") from None
-            raise self.upstream.unreachable("upload", exc) from None
+            raise
         if failure:
             raise failure[0]
         return answer
@@ -533,7 +531,7 @@ class UploadFlow:
             if found.sha256 is None:
                 raise already_exists(upload.filename, digests["blake2_256"], self.context.help_url)
             return await self._duplicate(upload, found.sha256)
-        answers.raise_for(answer, self.upstream.urls.base)
+        answers.raise_for(answer)
         self.context.existing.add(upload.project, upload.filename, digests["sha256"])
         return Outcome(
             upload=upload,
@@ -558,7 +556,7 @@ class UploadFlow:
         filename = _document_name(self.form.filename) if self.form.file_started else None
         body = encode(kept, filename=filename)
         answer = await self._forward(_from_spool(body, spool.reader()), body, self.form.file_size if filename else 0)
-        answers.raise_for(answer, self.upstream.urls.base)
+        answers.raise_for(answer)
         self.context.existing.forget(project)
         return Outcome(upload=upload, size=0, digests={}, reason=action)
 
