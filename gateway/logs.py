@@ -72,13 +72,16 @@ class Redactor(logging.Filter):
     """Masks credentials in every message, field and traceback, whatever logged them.
 
     Installed on the root handler, so it sees every logger's records (aiohttp's own included). What it masks:
-    the rest of the line after `Authorization:` (or `Authorization` and a space, or `authorization scheme`);
+    the rest of the line after `Authorization:` (or `Authorization` and a space, or `authorization scheme`)
+    and after `Cookie:` (a web session); the user information of a URL (`https://user:secret@host`);
     the credential after `Basic` or `Bearer`; API tokens (`<prefix>-…`, and `pypi-…`); base64 of
     `__token__:`; and any base64 run that decodes to `name:password` text (a Basic credential quoted
     without its scheme). The password cannot be known, so everything that could hold it is dropped.
     """
 
     _HEADER = re.compile(r"(?i)(\b(?:proxy-)?authorization\b)([\"']?[ \t]*[:=][ \t]*|[ \t]+(?:scheme[ \t]+)?)[^\r\n]*")
+    _COOKIE = re.compile(r"(?i)(\b(?:set-)?cookie[\"']?[ \t]*:[ \t]*)[^\r\n]*")
+    _USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/\s@'\"<>\[\]]+@")
     _SCHEME = re.compile(r"(?i)\b(basic|bearer)([ \t]+)(?!credentials\b)[A-Za-z0-9+/=._~-]+")
     _DUNDER_TOKEN = re.compile(r"X190b2tlbl9f[A-Za-z0-9+/=_-]*")  # base64 of "__token__:" and what follows
     _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/]{8,}={0,2}(?![A-Za-z0-9+/=_-])")
@@ -109,6 +112,8 @@ class Redactor(logging.Filter):
 
     def scrub(self, text: str) -> str:
         text = self._HEADER.sub(rf"\1\2{REDACTED}", text)
+        text = self._COOKIE.sub(rf"\1{REDACTED}", text)
+        text = self._USERINFO.sub(rf"\1{REDACTED}@", text)
         text = self._SCHEME.sub(rf"\1\2{REDACTED}", text)
         text = self._DUNDER_TOKEN.sub(REDACTED, text)
         text = self._token.sub(REDACTED_MACAROON, text)
@@ -170,10 +175,21 @@ class TextFormatter(logging.Formatter):
         return "\n".join([head, *(CONTINUATION + printable(line) for line in tail.split("\n"))])
 
 
+_redactor = Redactor("pypi")
+
+
+def redact(text: str) -> str:
+    """`text` with credentials masked as in the logs: for client input that is also kept elsewhere (the
+    audit trail), such as a Basic user name that is in fact a token."""
+    return _redactor.scrub(text)
+
+
 def setup(config: LoggingConfig, token_prefix: str) -> None:
+    global _redactor
+    _redactor = Redactor(token_prefix)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if config.format == "json" else TextFormatter())
-    handler.addFilter(Redactor(token_prefix))
+    handler.addFilter(_redactor)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.level.upper())

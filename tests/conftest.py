@@ -179,6 +179,8 @@ class GatewayProcess:
     log: Path
     process: subprocess.Popen[bytes]
     env: dict[str, str] = field(default_factory=dict)
+    # The passwords and tokens tests gave it: none may reach its log or audit file, in any encoding.
+    secrets: list[str] = field(default_factory=list)
 
     def cli(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -192,9 +194,12 @@ class GatewayProcess:
         )
         if check and result.returncode != 0:
             raise AssertionError(f"CLI {args} failed ({result.returncode}): {result.stderr}")
+        if args[:2] == ("token", "create") and result.returncode == 0 and result.stdout.strip():
+            self.secrets.append(result.stdout.strip())
         return result
 
     def add_user(self, name: str, password: str) -> None:
+        self.secrets.append(password)
         self.cli("user", "add", name, "--password-stdin", stdin=password + "\n")
 
     def log_text(self) -> str:
@@ -206,10 +211,11 @@ class GatewayProcess:
 
     def leaks(self) -> list[str]:
         """What its log and audit file hold that they must not: raw control characters, credentials in any
-        encoding, the index's service password (see tests/logcheck.py)."""
+        encoding, the index's service password and the passwords and tokens tests gave it (see
+        tests/logcheck.py)."""
         settings = tomllib.loads(self.config.read_text())
         password_file = settings.get("upstream", {}).get("password_file")
-        secrets = (Path(password_file).read_text().strip(),) if password_file else ()
+        secrets = tuple(self.secrets) + ((Path(password_file).read_text().strip(),) if password_file else ())
         found = [f"log: {problem}" for problem in problems(self.log_text(), secrets=secrets)]
         audit_file = settings.get("logging", {}).get("audit_file")
         if audit_file and Path(audit_file).exists():

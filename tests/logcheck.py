@@ -24,6 +24,8 @@ LEAKS = {
     ),
     "base64 of __token__:": re.compile(r"X190b2tlbl9f"),
     "an API token": re.compile(r"pypi-[A-Za-z0-9_-]{16,}"),
+    "credentials in a URL": re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://(?!\[redacted\]@)[^/\s@'\"<>\[\]]+:[^/\s@'\"<>]*@"),
+    "a Cookie header value": re.compile(r"(?i)\bcookie[\"']?[ \t]*:[ \t]*(?!\[redacted\])\S"),
 }
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/]{8,}={0,2}(?![A-Za-z0-9+/=_-])")
 
@@ -70,7 +72,7 @@ def problems(text: str, *, secrets: tuple[str, ...] = ()) -> list[str]:
     found = [f"raw control character {char!r}" for char in sorted(set(CONTROL.findall(text)))]
     found += [f"{what}: {hit.group(0)[:40]!r}…" for what, pattern in LEAKS.items() for hit in pattern.finditer(text)]
     found += [f"a Basic credential in base64: {run[:12]!r}…" for run in basic_credentials_in(text)]
-    for secret in secrets:
+    for secret in (secret for secret in secrets if len(secret) >= 8):  # a shorter one could occur by chance
         # The secret itself, and its base64 at each of the three alignments it can have inside `name:secret`.
         shifted = [base64.b64encode(b"\0" * k + secret.encode()).decode() for k in range(3)]
         forms = [secret, shifted[0][:-4], shifted[1][4:-4], shifted[2][4:-4]]

@@ -144,3 +144,30 @@ def test_json_lines_escape_control_characters() -> None:
     out = formatted(JsonFormatter(), rec)
     assert "\n" not in out and out.isascii() and out.isprintable()
     assert json.loads(out)["user"] == "eve\n\x1b\x00\u2028"
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [
+        ("Invalid header value char:\n\n    b'Cookie: gateway_session=s3ss10n-value\\x01'", "s3ss10n-value"),
+        ("{'Set-Cookie': 'gateway_session=s3ss10n-value; HttpOnly'}", "s3ss10n-value"),
+        ("Invalid method encountered:\n\n    b'G\\x01T http://lena:hunter2@gateway/simple/ HTTP/1.1'", "hunter2"),
+        (f"url=https://__token__:{TOKEN}@pkgs.example.com/legacy/", TOKEN[5:20]),
+        ("upstream https://index-service@index:8080/ failed", "index-service"),
+    ],
+)
+def test_cookies_and_credentials_in_urls_are_masked(line: str, secret: str) -> None:
+    scrubbed = Redactor("pypi").scrub(line)
+    assert secret not in scrubbed and "[redacted]" in scrubbed
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "index fault on simple: upstream_unreachable url=http://index:8080/simple/demo/",
+        "see https://pkgs.example.com/account/tokens for a token",
+        "the session cookie was missing",
+    ],
+)
+def test_urls_and_words_without_credentials_are_left_alone(text: str) -> None:
+    assert Redactor("pypi").scrub(text) == text

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import GatewayFactory, GatewayProcess
 from tests.dists import make_wheel
 from tests.e2e.test_upload import basic, raw_post
-from tests.forms import upload_body
+from tests.forms import multipart, twine_fields, upload_body
 from tests.logcheck import CONTINUATION, RECORD, parse_text_line, problems
 
 PASSWORD = "log safety password 7"
@@ -189,3 +189,60 @@ def test_a_token_sent_as_a_basic_password_is_masked_in_every_encoding(text_gatew
     log = gw.log_text()
     assert "Got more than 8190 bytes when reading: b'Basic [redacted]" in log
     assert "X190b2tlbl9f" not in log and text_gateway.token[5:40] not in log
+
+
+def raw_upload(gw: GatewayProcess, authorization: str, filename: str, user_agent: bytes, **fields: str) -> bytes:
+    """An upload sent byte for byte (no client library sends control characters): the status line."""
+    wheel = make_wheel(Path(gw.config.parent), "log-safety", "1.0")
+    content_type, body = multipart(
+        twine_fields(wheel.name, wheel.read_bytes(), **fields), [("content", filename, wheel.read_bytes())]
+    )
+    head = (
+        f"POST /legacy/ HTTP/1.1\r\nHost: gateway\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+        f"Authorization: {authorization}\r\nConnection: close\r\n"
+    ).encode()
+    return send_raw(gw.url, head + b"User-Agent: " + user_agent + b"\r\n\r\n" + body)
+
+
+def test_control_characters_and_credentials_in_every_client_field_reach_the_log_escaped_or_masked(
+    text_gateway: Setup,
+) -> None:
+    """Filenames, form fields, User-Agent, paths, cookies and URLs, each with control characters or credentials,
+    from a client with the right password (so that the upload gets as far as its form) and from one without."""
+    gw, token = text_gateway.gateway, text_gateway.token
+    good = basic("lena", PASSWORD)
+    for evil in ["\x1b[2J", "\x00", "\u2028", "\x85", "\u202e", "\t", "\x7f"]:
+        status = raw_upload(gw, good, f"log_safety-1.0-py3-none-any{evil}.whl", b"twine/6.1 (evil)")
+        assert status.startswith(b"HTTP/1.1 400 "), (evil, status)
+    for evil in EVIL:
+        status = raw_upload(gw, good, "log_safety-1.0-py3-none-any.whl", b"ok", version=f"1.0{evil}{FORGED}")
+        assert status.startswith(b"HTTP/1.1 400 "), (evil, status)
+        raw_upload(gw, good, "log_safety-1.0-py3-none-any.whl", b"ok", name=f"log-safety{evil}{FORGED}")
+        raw_upload(gw, good, "log_safety-1.0-py3-none-any.whl", b"ok", summary=f"x{evil}{FORGED}")
+    for agent in [b"twine\x1b[31m", b"twine\x00", b"twine\x7f", "twine\u2028".encode(), b"twine\x85", b"tw\tine"]:
+        raw_upload(gw, basic("lena", WRONG), "log_safety-1.0-py3-none-any.whl", agent)
+    assert upload_as(gw, token, WRONG) == 403  # a token pasted as the user name: masked in the audit trail too
+    secret_in_url = quote(PASSWORD)
+    requests = [
+        f"GET http://lena:{secret_in_url}@gateway/simple/ HTTP/1.1\r\nHost: gateway\r\n\r\n".encode(),
+        f"GET http://lena:{secret_in_url}@gateway/simple/\x01 HTTP/1.1\r\nHost: gateway\r\n\r\n".encode(),
+        f"GET /simple/{token}/ HTTP/1.1\r\nHost: gateway\r\n\r\n".encode(),
+        f"GET /simple/{quote(FORGED)}%0d%0a%1b%00/ HTTP/1.1\r\nHost: gateway\r\n\r\n".encode(),
+        b"GET /simple/\x1b[2J/ HTTP/1.1\r\nHost: gateway\r\n\r\n",
+        b"GET /simple/ HTTP/1.1\r\nHost: gateway\r\nCookie: gateway_session=s3ss10n-value\x01\r\n\r\n",
+        b"GET /simple/ HTTP/1.1\r\nHost: gateway\r\nProxy-Authorization: "
+        + basic("lena", PASSWORD).encode()
+        + b"\x01\r\n\r\n",
+        b"GET /simple/ HTTP/1.1\r\nHost: gateway\r\nX-Forwarded-For: 1.2.3.4\x1b[2J\r\n\r\n",
+    ]
+    for request in requests:
+        assert send_raw(gw.url, request).startswith(b"HTTP/1."), request
+    log = gw.log_text()
+    assert problems(log, secrets=(*text_gateway.secrets, secret_in_url, "s3ss10n-value")) == []
+    assert_one_line_per_record(log)
+    assert "\\x1b[2J" in log and "\\u2028" in log and "\\x00" in log  # escaped, not dropped: the operator sees them
+    assert log.count("reason=unsafe_filename") == 7  # the refusal names the problem, not the file
+    assert "GET http://[redacted]@gateway/simple/" in log and "GET /simple/[token redacted]/" in log
+    assert "Cookie: [redacted]" in log and "Proxy-Authorization: [redacted]" in log
+    audit = gw.cli("audit").stdout + text_gateway.audit_file.read_text()
+    assert problems(audit, secrets=text_gateway.secrets) == []
