@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import http.client
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import GatewayProcess, start_gateway, stop
+from tests.conftest import GatewayProcess, Index, index_upstream, start_gateway, stop, twine
 from tests.dists import make_wheel
 from tests.e2e.test_upload import basic, raw_post
 from tests.forms import upload_body
@@ -178,3 +180,129 @@ def test_a_file_cut_off_mid_stream_is_cut_off_for_the_client_too(fake: FakeIndex
     assert resp.status == 200 and resp.getheader("Transfer-Encoding") == "chunked"
     with pytest.raises(http.client.IncompleteRead):
         resp.read()
+
+
+class FaultyRelay:
+    """A relay in front of the real pypiserver that passes short exchanges (simple pages) and, once a connection
+    has carried `cut` bytes towards the index (an upload's body is under way), does `fault` to both sides:
+    `reset` (a TCP reset), `garbage` (answers bytes that are not HTTP, then resets), `stall` (takes what comes,
+    never answers, resets once the gateway gives up). `fault=None`: a plain relay."""
+
+    def __init__(self, target_port: int, cut: int = 64 * 1024) -> None:
+        self.target_port = target_port
+        self.cut = cut
+        self.fault: str | None = None
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._connection, args=(client,), daemon=True).start()
+
+    def _connection(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        back = threading.Thread(target=self._copy, args=(upstream, client), daemon=True)
+        back.start()
+        sent, fault = 0, self.fault
+        try:
+            while data := client.recv(65536):
+                if fault is not None and sent + len(data) > self.cut:
+                    upstream.sendall(data[: max(0, self.cut - sent)])
+                    self._fault(fault, client)
+                    break
+                sent += len(data)
+                upstream.sendall(data)
+        except OSError:
+            pass
+        for sock in (client, upstream):
+            _reset(sock)
+        back.join(5)
+        client.close()
+        upstream.close()
+
+    def _fault(self, fault: str, client: socket.socket) -> None:
+        if fault == "garbage":
+            client.sendall(b"\x00\x01 this is not HTTP\r\n\r\n")
+        elif fault == "stall":
+            client.settimeout(30)
+            while client.recv(65536):
+                pass
+
+    @staticmethod
+    def _copy(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def _reset(sock: socket.socket) -> None:
+    """Make closing `sock` send a reset, and wake a thread reading it (closing alone would wait for that read,
+    and would leave pypiserver's one worker waiting for the rest of the body)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def relay(index: Index) -> Iterator[FaultyRelay]:
+    port = urlsplit(index.url).port
+    assert port is not None
+    faulty = FaultyRelay(port)
+    yield faulty
+    faulty.close()
+
+
+@pytest.fixture(scope="module")
+def relayed(relay: FaultyRelay, index: Index, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    directory = tmp_path_factory.mktemp("relayed")
+    gateway = start_gateway(directory, index_upstream(index, directory) | {"url": relay.url, "timeout": "2s"})
+    gateway.add_user("ivy", PASSWORD)
+    yield gateway
+    stop(gateway.process)
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "message"),
+    [
+        ("reset", 502, NOT_HTTP),
+        ("garbage", 502, NOT_HTTP),
+        ("stall", 504, "The package index did not answer in time; try again later"),
+    ],
+)
+def test_twine_sees_a_5xx_and_the_index_keeps_no_partial_file(
+    fault: str, status: int, message: str, relay: FaultyRelay, relayed: GatewayProcess, index: Index, tmp_path: Path
+) -> None:
+    """A real upload with twine through a real pypiserver whose connection breaks mid-body: twine is told
+    5xx in one line (a fault it may retry, not a refusal), the gateway logs one line and no traceback, the index
+    holds no part of the file, and the same upload goes through once the index is reachable again."""
+    wheel = make_wheel(tmp_path, f"fault-{fault}", "1.0", payload_size=512 * 1024)
+    relay.fault = fault
+    seen = len(relayed.log_text())
+    result = twine(relayed.url, "ivy", PASSWORD, wheel)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and f'Received "{status}: {message}"' in output and "Retry 5 of 5" in output, output
+    assert f"HTTPError: {status} " in output and output.count(f'Received "{status}: {message}"') == 5
+    assert "Traceback" not in output and relay.url not in output
+    log = new_log(relayed, seen)
+    assert "Traceback" not in log and "internal_error" not in log
+    reason = "upstream_timeout" if status == 504 else "upstream_protocol"
+    faults = [line for line in log.splitlines() if f"index fault on upload: {reason} " in line]
+    assert len(faults) == log.count(f"POST /legacy/ {status} ") == 5, log  # one line for each of twine's tries
+    assert wheel.name not in index.files() and not [p for p in index.packages.iterdir() if fault in p.name]
+
+    relay.fault = None
+    result = twine(relayed.url, "ivy", PASSWORD, wheel)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert wheel.name in index.files()
