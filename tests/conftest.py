@@ -265,19 +265,32 @@ def start_gateway(
     return gateway
 
 
-# Every gateway started in the current test module; `logs_hold_no_secret` checks and forgets them.
+# Every gateway started and not yet checked; `logs_hold_no_secret` checks each once it has stopped.
 STARTED: list[GatewayProcess] = []
 
 
-@pytest.fixture(scope="module", autouse=True)
-def logs_hold_no_secret() -> Iterator[None]:
-    """Issue #13: log and audit output over the whole e2e run holds no raw control character and no credential
-    in any encoding. Checked once per module, after its gateways stopped (this fixture is set up first)."""
-    yield
-    found = [f"{gateway.log.parent.name}: {problem}" for gateway in STARTED for problem in gateway.leaks()]
-    STARTED.clear()
+def _check_logs(*, stopped_only: bool) -> None:
+    checked = [gateway for gateway in STARTED if not stopped_only or gateway.process.poll() is not None]
+    STARTED[:] = [gateway for gateway in STARTED if all(gateway is not done for done in checked)]
+    found = [f"{gateway.log.parent.name}: {problem}" for gateway in checked for problem in gateway.leaks()]
     if found:
         pytest.fail("gateway output holds what it must not:\n" + "\n".join(found[:20]))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def logs_hold_no_secret_at_the_end() -> Iterator[None]:
+    """The gateways still running when the last module ends (a session-wide one) are checked last."""
+    yield
+    _check_logs(stopped_only=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def logs_hold_no_secret(logs_hold_no_secret_at_the_end: None) -> Iterator[None]:
+    """Issue #13: log and audit output over the whole e2e run holds no raw control character and no credential
+    in any encoding. Each gateway is checked once, after the module that stopped it (this fixture is set up
+    before the module's own fixtures, so it ends after them), which the failure then names."""
+    yield
+    _check_logs(stopped_only=True)
 
 
 def index_upstream(idx: Index, directory: Path) -> dict[str, object]:
