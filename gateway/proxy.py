@@ -247,7 +247,7 @@ class Upstream:
             fault = index_fault(exc, method, url)
             if report:
                 self._metrics.upstream_errors.labels(route, fault.kind).inc()
-                _log_fault(route, fault.reason, method, url, fault.cause)
+                log_fault(route, fault.reason, method, url, fault.cause)
             raise fault from None
 
     def failed(self, route: str, method: str, url: str, status: int) -> IndexFault:
@@ -256,7 +256,7 @@ class Upstream:
         message = f"The package index failed (HTTP {status}); try again later"
         fault = IndexFault(502, message, "upstream_error", kind=kind, method=method, url=url, cause=f"HTTP {status}")
         self._metrics.upstream_errors.labels(route, kind).inc()
-        _log_fault(route, fault.reason, method, url, fault.cause)
+        log_fault(route, fault.reason, method, url, fault.cause)
         return fault
 
     async def ping(self) -> bool:
@@ -300,7 +300,7 @@ class Upstream:
         if answer.status >= 500 or answer.status in (401, 403):
             kind, reason = ("status_5xx", "upstream_error") if answer.status >= 500 else ("auth", "upstream_auth")
             self._metrics.upstream_errors.labels("upload", kind).inc()
-            _log_fault("upload", reason, "POST", url, f"HTTP {answer.status}: {_gist(text, 200)}")
+            log_fault("upload", reason, "POST", url, f"HTTP {answer.status}: {_gist(text, 200)}")
         return answer
 
     async def simple_page(self, project: str) -> str | None:
@@ -400,7 +400,7 @@ class Upstream:
         return out
 
 
-def _log_fault(route: str, reason: str, method: str, url: str, cause: str) -> None:
+def log_fault(route: str, reason: str, method: str, url: str, cause: str) -> None:
     """The operator's one line for an index fault: the index's URL and the cause, never shown to clients."""
     log.warning("index fault on %s: %s", route, reason, extra={"method": method, "url": url, "cause": cause})
 
