@@ -47,22 +47,23 @@ def parse_text_line(line: str) -> tuple[str, dict[str, str]]:
 
 
 def basic_credentials_in(text: str) -> list[str]:
-    """Every base64 run in `text` that decodes to `name:secret`: a Basic credential, whatever its context."""
+    """Every base64 run in `text` that decodes to UTF-8 `name:secret` (read up to its last whole group and
+    character: a quoted line may be cut short): a Basic credential, whatever its context. Random runs (hex
+    digests, token ids) almost never decode to UTF-8 at all."""
     found = []
     for run in _BASE64.findall(text):
-        if len(run) % 4:
-            run = run[: len(run) - len(run) % 4]
         try:
-            decoded = base64.b64decode(run, validate=True)
+            decoded = base64.b64decode(run[: len(run) - len(run) % 4], validate=True)
         except binascii.Error:
             continue
-        name, colon, _ = decoded.partition(b":")
-        try:
-            readable = bool(name.decode("utf-8"))
-        except UnicodeDecodeError:
-            readable = False
-        if colon and name and (readable or b"__token__" in decoded):
-            found.append(run)
+        for cut in range(4):
+            try:
+                name, colon, _ = decoded[: len(decoded) - cut].decode("utf-8").partition(":")
+            except UnicodeDecodeError:
+                continue
+            if colon and name:
+                found.append(run)
+            break
     return found
 
 

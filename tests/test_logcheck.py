@@ -5,6 +5,7 @@ here: tests/e2e/test_log_safety.py checks that every line of its gateways' logs 
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import pytest
 
@@ -47,3 +48,9 @@ def test_a_clean_log_has_no_problem() -> None:
 )
 def test_each_leak_is_found(leak: str) -> None:
     assert problems(CLEAN + leak + "\n", secrets=(SECRET,))
+
+
+def test_a_credential_cut_short_is_found_and_digests_are_not() -> None:
+    whole = base64.b64encode(f"lena:{SECRET}".encode()).decode()
+    assert all(problems(f"b'{whole[:cut]}...'") for cut in range(8, len(whole) + 1))
+    assert problems(" ".join(hashlib.sha256(str(n).encode()).hexdigest() for n in range(5000))) == []

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import sys
+import uuid
 
 import pytest
 
@@ -170,4 +172,18 @@ def test_cookies_and_credentials_in_urls_are_masked(line: str, secret: str) -> N
     ],
 )
 def test_urls_and_words_without_credentials_are_left_alone(text: str) -> None:
+    assert Redactor("pypi").scrub(text) == text
+
+
+@pytest.mark.parametrize("cut", range(12, len(PASSWORD_PAIR) + 1))
+def test_a_basic_credential_cut_short_is_masked_without_its_scheme(cut: int) -> None:
+    """aiohttp quotes the start of a line too long to read: the base64 can end anywhere."""
+    assert Redactor("pypi").scrub(f"b'{PASSWORD_PAIR[:cut]}...'") == "b'[redacted]...'"
+
+
+def test_digests_and_ids_are_not_taken_for_credentials() -> None:
+    values = [hashlib.sha256(str(n).encode()).hexdigest() for n in range(2000)] + [
+        uuid.uuid4().hex for _ in range(2000)
+    ]
+    text = " ".join(values)
     assert Redactor("pypi").scrub(text) == text
