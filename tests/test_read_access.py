@@ -289,9 +289,7 @@ async def test_no_caveat_lets_an_upload_token_read(world: World, caveat: bytes) 
         assert (await world.refusal(token_auth(attenuate(token, caveat)), path)).status in (403, 404)
 
 
-@settings(
-    database=None, max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(database=None, max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     caveats=st.lists(
         st.one_of(
