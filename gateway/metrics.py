@@ -22,7 +22,6 @@ CONNECTION_REFUSALS = ("too_many_connections", "header_timeout")
 READ_REFUSALS = (
     "read_credentials_required",
     "bad_credentials",
-    "no_credentials",
     "invalid_credentials",
     "invalid_token",
     "revoked_token",

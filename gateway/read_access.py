@@ -18,7 +18,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from html import escape
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote, unquote
 
 from aiohttp import web
@@ -180,8 +180,18 @@ class ReadGuard:
         return await self.authorize_target(request, target_of(request.raw_path.partition("?")[0]))
 
     async def authorize_target(self, request: web.Request, target: ReadTarget) -> ReadGrant:
+        """`authorize` for a target the handler classified itself; a refusal's reason goes on the access log line."""
         if self.access == "public":
             return EVERYTHING
+        fields = request.get(FIELDS)
+        try:
+            return await self._decide(request, target, fields)
+        except GatewayError as exc:
+            if fields is not None:
+                fields.update(reason=exc.reason)
+            raise
+
+    async def _decide(self, request: web.Request, target: ReadTarget, fields: dict[str, Any] | None) -> ReadGrant:
         header = request.headers.get("Authorization")
         if not header or not header.strip():
             raise _refusal(
@@ -195,7 +205,6 @@ class ReadGuard:
             credentials = parse_authorization(header)
         except GatewayError as exc:
             raise _refusal(self._metrics, 401, exc.message, exc.reason) from None
-        fields = request.get(FIELDS)
         if isinstance(credentials, PasswordCredentials):
             user = await self._password_user(credentials)
             if fields is not None:

@@ -182,7 +182,7 @@ async def test_one_argon2_check_per_password_while_cached(world: World, monkeypa
         return real(password_hash, password)
 
     monkeypatch.setattr(read_access, "verify_password", counted)
-    await asyncio.gather(*(world.read(basic("alice", PASSWORD), f"/simple/{i % 2 and 'a' or 'b'}/") for i in range(20)))
+    await asyncio.gather(*(world.read(basic("alice", PASSWORD), f"/simple/{'ab'[i % 2]}/") for i in range(20)))
     await world.read(basic("alice", PASSWORD), "/packages/" + WHEEL)
     assert len(checks) == 1
     for _ in range(3):  # a wrong password is never remembered
