@@ -4,7 +4,9 @@ need its service credential (`-a download,list,update`), with real pip, uv and p
 from __future__ import annotations
 
 import base64
+import html
 import os
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -17,6 +19,7 @@ import pytest
 from tests.conftest import PYTHON, GatewayProcess, Index, index_upstream, start_gateway, start_index, twine
 from tests.dists import make_sdist, make_wheel, sha256_of
 from tests.e2e.test_clients import Client, install
+from tests.e2e.test_web import Client as WebClient
 from tests.harness import stop
 
 PASSWORD = "a long enough password"
@@ -152,7 +155,7 @@ def test_poetry_installs_with_a_read_token(private: Private, tmp_path: Path) -> 
     )
     credentials = {"POETRY_HTTP_BASIC_GATEWAY_USERNAME": "__token__", "POETRY_HTTP_BASIC_GATEWAY_PASSWORD": token}
     for command in (["lock"], ["install", "--no-root"]):
-        result = client.run("poetry", *command, "--no-interaction", cwd=project, **credentials)
+        result = client.run("poetry", "--no-cache", *command, "--no-interaction", cwd=project, **credentials)
         assert result.returncode == 0, result.stdout + result.stderr
     installed = subprocess.run(
         [str(project / ".venv" / "bin" / "python"), "-c", "import priv_a; print(priv_a.__file__)"],
@@ -219,3 +222,23 @@ def test_refused_reads_are_counted_by_reason(private: Private) -> None:
         if line.startswith('upload_gateway_reads_refused_total{reason="read_credentials_required"}')
     )
     assert float(line.split()[-1]) >= 1
+
+
+def test_the_token_form_grants_reading_with_its_box(private: Private) -> None:
+    client = WebClient(private.gw.url)
+    assert client.sign_in("alice", PASSWORD)[0] == 303
+    client.get("/account/confirm?next=/account/tokens/new")
+    assert client.post("/account/confirm", {"password": PASSWORD, "next": "/account/tokens/new"})[0] == 303
+    status, _, form = client.get("/account/tokens/new")
+    assert status == 200 and 'name="read"' in form and "May read (private index)" in form
+    made: dict[bool, str] = {}
+    for may_read in (True, False):
+        fields = {"description": f"read {may_read}", "scope": "", "expires": ""} | ({"read": "on"} if may_read else {})
+        status, _, page = client.post("/account/tokens/new", fields)
+        assert status == 200, page
+        made[may_read] = html.unescape(re.search(r'<code id="token" class="secret">([^<]+)</code>', page).group(1))
+        assert ("install --index-url" in page) == may_read
+    assert get(f"{private.gw.url}/simple/priv-a/", basic("__token__", made[True]))[0] == 200
+    assert get(f"{private.gw.url}/simple/priv-a/", basic("__token__", made[False]))[0] == 403
+    _, _, listing = client.get("/account/tokens")
+    assert "all projects; read and upload" in listing
