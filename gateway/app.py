@@ -88,7 +88,10 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
     # Private reads (issue #14): who may read what, decided before anything is fetched.
     grant = await gateway.reads.authorize(request)
     if grant.projects is not None and target_of(request.raw_path.partition("?")[0]) == ROOT:
-        return web.Response(text=root_page(await upstream.projects(), grant), content_type="text/html")
+        page = root_page(await upstream.projects(), grant)
+        return web.Response(
+            text=page, content_type="text/html", headers={"Cache-Control": grant.cache_control("no-cache")}
+        )
     return await upstream.passthrough(request)
 
 

@@ -169,8 +169,9 @@ def test_poetry_installs_with_a_read_token(private: Private, tmp_path: Path) -> 
 def test_a_token_scoped_to_a_cannot_see_b(private: Private) -> None:
     token = private.token("--read", "--project", "priv-a")
     auth = basic("__token__", token)
-    status, _, root = get(f"{private.gw.url}/simple/", auth)
+    status, headers, root = get(f"{private.gw.url}/simple/", auth)
     assert status == 200 and b"priv-a" in root and b"priv-b" not in root
+    assert headers["Cache-Control"].startswith("private")
     assert get(f"{private.gw.url}/simple/priv-a/", auth)[0] == 200
     wheel_a = file_url(private, token, private.wheels["priv-a"].name)
     status, _, body = get(wheel_a, auth)
