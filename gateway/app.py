@@ -84,9 +84,9 @@ async def identity_bodies_only(
 async def passthrough(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     _, upstream, _, _ = gateway.ready()
-    assert gateway.reads is not None  # set with the rest by `lifecycle`
+    assert gateway.read_guard is not None  # set with the rest by `lifecycle`
     # Private reads (issue #14): who may read what, decided before anything is fetched.
-    grant = await gateway.reads.authorize(request)
+    grant = await gateway.read_guard.authorize(request)
     if grant.projects is not None and target_of(request.raw_path.partition("?")[0]) == ROOT:
         page = root_page(await upstream.projects(), grant)
         return web.Response(
@@ -173,7 +173,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
                 store, gateway.authenticator, config.policy, public_url=config.server.public_url
             )
             gateway.upstream = upstream
-            gateway.reads = ReadGuard(
+            gateway.read_guard = ReadGuard(
                 config.reads.access,
                 store,
                 gateway.authenticator,
@@ -200,7 +200,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
                     await probe
     finally:
         gateway.upstream = gateway.authenticator = gateway.authorizer = gateway.store = gateway.uploads = None
-        gateway.reads = None
+        gateway.read_guard = None
         await store.close()
 
 

@@ -28,7 +28,7 @@ class Gateway:
     authorizer: Authorizer | None = None
     token_settings: TokenSettings | None = None
     uploads: UploadContext | None = None
-    reads: ReadGuard | None = None  # private reads (issue #14): the access decision of every read
+    read_guard: ReadGuard | None = None  # private reads (issue #14): the access decision of every read
 
     def ready(self) -> tuple[Store, Upstream, Authenticator, Authorizer]:
         if self.store is None or self.upstream is None or self.authenticator is None or self.authorizer is None:
