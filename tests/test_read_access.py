@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from gateway.auth import Authenticator, TokenSettings, create_token, hash_passwo
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.read_access import OTHER, ROOT, ReadGrant, ReadGuard, ReadTarget, root_page, target_of
-from gateway.store import Project, Store, User
+from gateway.store import MIGRATIONS, Project, Store, User
 
 SETTINGS = TokenSettings(prefix="pypi", location="gateway.test", server_secret=b"k" * 32)
 PASSWORD = "correct horse battery"
@@ -306,3 +307,27 @@ async def test_no_caveats_at_all_let_an_upload_token_read(world: World, caveats:
     token = attenuate(await world.token(permissions=("upload",)), *caveats)
     refusal = await world.refusal(token_auth(token), path)
     assert refusal.status in (401, 403, 404)
+
+
+async def test_an_existing_database_is_upgraded_in_place_and_its_tokens_stay_upload_only(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        for number, script in enumerate(MIGRATIONS[:-1], start=1):
+            db.executescript(f"{script}\nPRAGMA user_version = {number};")
+        db.execute("INSERT INTO users (id, name, password_hash, created) VALUES ('u1', 'old', 'x', 0)")
+        db.execute(
+            "INSERT INTO tokens (id, user_id, description, secret, caveats, created) "
+            "VALUES ('t1', 'u1', 'old token', x'00', '[]', 0)"
+        )
+    store = await Store.open(path)
+    try:
+        row = await store.get_token("t1")
+        assert row is not None and row.permissions == ("upload",)
+        user = await store.require_user("old")
+        made = await store.add_token(
+            user, description="new", secret=b"s", caveats=[], expires=None, permissions=("upload", "read")
+        )
+        again = await store.get_token(made.id)
+        assert again is not None and again.permissions == ("read", "upload")
+    finally:
+        await store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import os
 import re
 import subprocess
@@ -243,3 +244,13 @@ def test_the_token_form_grants_reading_with_its_box(private: Private) -> None:
     assert get(f"{private.gw.url}/simple/priv-a/", basic("__token__", made[False]))[0] == 403
     _, _, listing = client.get("/account/tokens")
     assert "all projects; read and upload" in listing
+
+
+def test_the_cli_shows_and_checks_what_a_token_may_do(private: Private) -> None:
+    refused = private.gw.cli("token", "create", "alice", "--read", "--read-only", check=False)
+    assert refused.returncode == 2 and "not allowed with" in refused.stderr
+    created = private.gw.cli("token", "create", "alice", "--read-only", "--project", "priv-b")
+    assert "projects: priv-b; read only" in created.stderr
+    listed = json.loads(private.gw.cli("token", "list", "alice", "--json").stdout)
+    assert listed[0]["permissions"] == ["read"] and listed[0]["scope"] == "projects: priv-b; read only"
+    assert {tuple(item["permissions"]) for item in listed} >= {("upload",), ("read", "upload"), ("read",)}
