@@ -282,6 +282,8 @@ class ReadGuard:
         self._check(identity, None, None, now, listing=True)
         scoped = any(isinstance(c, tokens.ProjectName | tokens.ProjectID) for c in identity.caveats)
         if not scoped:
+            if target.project is not None:  # no project caveat: the project's id cannot matter
+                self._check(identity, target.project, None, now, listing=False)
             return ReadGrant(authenticated=True)
         if target.kind == "root":
             return ReadGrant(frozenset(await self._visible(identity, now)), authenticated=True)
@@ -303,7 +305,7 @@ class ReadGuard:
     async def _in_scope(self, identity: Identity, project: str, now: float) -> bool:
         found, _, _ = await self._store.project_access(project, identity.user.id)
         try:
-            self._check(identity, project, found.id if found else None, now, listing=False)
+            self._authenticator.check_token(identity, project, found.id if found else None, now, action=tokens.READ)
         except GatewayError:
             return False
         return True
@@ -311,9 +313,9 @@ class ReadGuard:
     def _check(
         self, identity: Identity, project: str | None, project_id: str | None, now: float, *, listing: bool
     ) -> None:
+        """Signature and caveats for a read; a failure is the token's (403 `invalid_token`), counted as a refusal."""
         try:
             self._authenticator.check_token(identity, project, project_id, now, action=tokens.READ, listing=listing)
         except GatewayError as exc:
-            if listing:
-                self._metrics.reads_refused.labels(exc.reason).inc()
+            self._metrics.reads_refused.labels(exc.reason).inc()
             raise

@@ -243,7 +243,8 @@ async def test_a_holder_narrows_scope_and_permission_offline(world: World) -> No
     upload_only = attenuate(token, b'["upload-gateway:permissions",["upload"]]')
     refusal = await world.refusal(token_auth(upload_only), "/simple/a/")
     assert (refusal.status, refusal.reason) == (403, "invalid_token")
-    assert "not valid for read" in refusal.message
+    assert "not valid for read" in refusal.message and world.refused("invalid_token") == 1
+    assert world.refused("read_outside_scope") == 1
     by_id_only = attenuate(token, json.dumps([2, [world.projects["a"].id]]).encode())
     assert (await world.read(token_auth(by_id_only), "/simple/")).projects == frozenset({"a"})
 
