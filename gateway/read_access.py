@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import hashlib
 import hmac
-import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -48,7 +47,6 @@ from gateway.logs import FIELDS
 from gateway.metrics import Metrics
 from gateway.store import Store, User
 
-log = logging.getLogger("gateway.reads")
 # A verified password is remembered this long (per process), so the dozens of requests of one `pip install` cost
 # one argon2 check. The key includes the stored hash: a changed password or a removed user misses at once.
 PASSWORD_TTL = 300.0
