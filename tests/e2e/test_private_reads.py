@@ -181,6 +181,8 @@ def test_a_token_scoped_to_a_cannot_see_b(private: Private) -> None:
     for name in (private.wheels["priv-b"].name, private.sdists["priv-b"].name):
         status, _, _ = get(wheel_a.replace(private.wheels["priv-a"].name, name), auth)
         assert status == 404, name
+    refused = [line for line in private.gw.log_text().splitlines() if "reason=read_outside_scope" in line]
+    assert refused and all("user=alice" in line and token not in line for line in refused)
     # The same URLs answer a token that may read everything: the 404s are the scope, not missing files.
     everything = basic("__token__", private.token("--read"))
     assert get(wheel_a.replace(private.wheels["priv-a"].name, private.wheels["priv-b"].name), everything)[0] == 200
