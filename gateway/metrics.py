@@ -104,5 +104,5 @@ class Metrics:
         for reason in READ_REFUSALS:
             self.reads_refused.labels(reason)
         for route in ("upload", "simple", "packages", "json", "other"):
-            for kind in ("unreachable", "timeout", "status_5xx"):
+            for kind in ("unreachable", "timeout", "protocol", "status_5xx"):
                 self.upstream_errors.labels(route, kind)
