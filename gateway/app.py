@@ -24,6 +24,7 @@ from gateway.logs import access_middleware
 from gateway.metrics import Metrics
 from gateway.password_checks import PasswordChecks
 from gateway.proxy import Upstream, UpstreamURLs, aborting_socket
+from gateway.read_access import ROOT, ReadGuard, root_page, target_of
 from gateway.state import GATEWAY, Gateway
 from gateway.store import Store
 from gateway.throttle import Rules
@@ -85,7 +86,16 @@ async def identity_bodies_only(
 
 
 async def passthrough(request: web.Request) -> web.StreamResponse:
-    _, upstream, _, _ = request.app[GATEWAY].ready()
+    gateway = request.app[GATEWAY]
+    _, upstream, _, _ = gateway.ready()
+    assert gateway.read_guard is not None  # set with the rest by `lifecycle`
+    # Private reads (issue #14): who may read what, decided before anything is fetched.
+    grant = await gateway.read_guard.authorize(request)
+    if grant.projects is not None and target_of(request.raw_path.partition("?")[0]) == ROOT:
+        page = root_page(await upstream.projects(), grant)
+        return web.Response(
+            text=page, content_type="text/html", headers={"Cache-Control": grant.cache_control("no-cache")}
+        )
     return await upstream.passthrough(request)
 
 
@@ -181,6 +191,14 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
                 store, gateway.authenticator, config.policy, public_url=config.server.public_url
             )
             gateway.upstream = upstream
+            gateway.read_guard = ReadGuard(
+                config.reads.access,
+                store,
+                gateway.authenticator,
+                gateway.metrics,
+                guard=gateway.guard,
+                public_url=config.server.public_url,
+            )
             help_url = f"{config.server.public_url}/account/projects"
             gateway.uploads = UploadContext(
                 upstream=upstream,
@@ -203,6 +221,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         gateway.upstream = gateway.authenticator = gateway.authorizer = gateway.store = gateway.uploads = None
         gateway.guard = None
         checks.close()
+        gateway.read_guard = None
         await store.close()
 
 

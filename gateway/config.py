@@ -129,6 +129,25 @@ def _bool(raw: dict[str, Any], section: str, key: str) -> bool:
 # --- end of connections, timeouts and slow clients ---
 
 
+# --- Private reads (issue #14; docs/operations.md, "Private indexes") ---
+READ_ACCESS = ("public", "authenticated")
+
+
+@dataclass(frozen=True)
+class ReadsConfig:
+    """Who may read the index through the gateway: anyone, or Basic credentials (a password or a read token)."""
+
+    access: Literal["public", "authenticated"]
+
+
+def _reads(raw: dict[str, Any]) -> ReadsConfig:
+    access = _choice(raw, "reads", "access", READ_ACCESS)
+    return ReadsConfig(access="authenticated" if access == "authenticated" else "public")
+
+
+# --- end of private reads ---
+
+
 @dataclass(frozen=True)
 class LimitsConfig:
     max_file_size: int
@@ -173,6 +192,7 @@ class Config:
     limits: LimitsConfig
     logging: LoggingConfig
     throttle: ThrottleConfig
+    reads: ReadsConfig
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -215,6 +235,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "password_checks": 2,
         "password_check_queue": 16,
     },
+    "reads": {"access": "public"},
 }
 
 
@@ -297,6 +318,7 @@ def _build(raw: dict[str, dict[str, Any]]) -> Config:
         limits=_limits(raw["limits"]),
         logging=_logging(raw["logging"]),
         throttle=_throttle(raw["throttle"]),
+        reads=_reads(raw["reads"]),
     )
 
 

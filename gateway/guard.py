@@ -1,4 +1,5 @@
-"""The throttle every password and code check goes through, on the account pages and on password uploads.
+"""The throttle every password and code check goes through: the account pages, password uploads, and password
+reads of a private index.
 
 An attempt is counted in the store before its check runs, so however many arrive at once, in however many
 processes, at most the limits are ever checked; the rest are answered 429 with Retry-After and cost nothing.
@@ -24,7 +25,7 @@ T = TypeVar("T")
 log = logging.getLogger("gateway.throttle")
 HOLD_LIFETIME = 30.0  # a second-factor check takes milliseconds; a hold left by a dead process lapses
 PURGE_INTERVAL = 60.0
-Surface = Literal["web", "upload"]
+Surface = Literal["web", "upload", "read"]
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,23 @@ DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 SIZE_BUCKETS = tuple(float(2**exp) for exp in range(10, 31, 2))  # 1 KiB … 1 GiB
 # What a throttled check was (`kind`: the sign-in steps, the confirmation page, a password upload) and which
 # counter refused it (`scope`; `in_progress`: another second-factor check of the same sign-in was running).
-CHECK_KINDS = ("password", "totp", "recovery", "webauthn", "confirm", "confirm_totp", "totp_setup", "upload")
+CHECK_KINDS = ("password", "totp", "recovery", "webauthn", "confirm", "confirm_totp", "totp_setup", "upload", "read")
 THROTTLE_SCOPES = ("account_address", "account", "address")
 # Why a connection was refused or cut off (gateway.connections): the codes of docs/errors.md.
 CONNECTION_REFUSALS = ("too_many_connections", "header_timeout")
+# Why a read of a private index was refused (gateway.read_access): the codes of docs/errors.md.
+READ_REFUSALS = (
+    "read_credentials_required",
+    "bad_credentials",
+    "invalid_credentials",
+    "invalid_token",
+    "revoked_token",
+    "password_with_2fa",
+    "read_not_granted",
+    "read_outside_scope",
+    "throttled",
+    "password_checks_busy",
+)
 
 
 class Metrics:
@@ -94,6 +107,12 @@ class Metrics:
             ["reason"],
             registry=reg,
         )
+        self.reads_refused = Counter(
+            PREFIX + "reads_refused",
+            "Reads of a private index (reads.access = authenticated) refused, by reason code",
+            ["reason"],
+            registry=reg,
+        )
         Info(PREFIX + "build", "Version of the gateway", registry=reg).info(
             {"version": __version__, "python": platform.python_version()}
         )
@@ -115,6 +134,8 @@ class Metrics:
             self.throttle_locks.labels(scope)
         for reason in CONNECTION_REFUSALS:
             self.connections_refused.labels(reason)
+        for reason in READ_REFUSALS:
+            self.reads_refused.labels(reason)
         for route in ("upload", "simple", "packages", "json", "other"):
             for kind in ("unreachable", "timeout", "protocol", "status_5xx"):
                 self.upstream_errors.labels(route, kind)
