@@ -363,6 +363,24 @@ async def test_one_upload_password_sprayed_over_many_accounts_meets_the_address_
             assert resp.status == 200, await resp.text()
 
 
+async def test_forty_concurrent_wrong_read_passwords_on_a_private_index_are_throttled(
+    gateway_factory: GatewayFactory, client: aiohttp.ClientSession
+) -> None:
+    """Password reads of a private index (issue #14) are password checks too: the same throttle holds."""
+    gw = gateway_factory(reads={"access": "authenticated"})
+    gw.add_user("rita", PASSWORD)
+
+    async def read(password: str) -> Answer:
+        async with client.get(gw.url + "/simple/", headers={"Authorization": basic("rita", password)}) as resp:
+            return Answer(resp.status, dict(resp.headers), await resp.text())
+
+    answers = await asyncio.gather(*(read(f"guess {n}") for n in range(40)))
+    assert statuses(answers) == {401: 5, 429: 35}
+    assert (await read(PASSWORD)).status == 429  # the right one too, from this address, while locked
+    assert metric(gw, 'upload_gateway_throttled_total{kind="read",scope="account_address"}') == 36
+    assert audit(gw, "read.throttled", "rita")
+
+
 def test_a_2fa_accounts_password_gets_one_answer_right_or_wrong_and_is_never_checked(
     gateway_factory: GatewayFactory, tmp_path: Path
 ) -> None:
