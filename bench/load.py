@@ -31,7 +31,8 @@ async def load(url: str, paths: list[str], seconds: float, connections: int, acc
                 started = time.perf_counter()
                 try:
                     async with session.get(random.choice(paths)) as resp:
-                        received += len(await resp.read())
+                        body = await resp.read()
+                        received += len(body)
                         errors += resp.status >= 400
                 except aiohttp.ClientError:
                     errors += 1
