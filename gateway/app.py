@@ -98,7 +98,7 @@ async def ready(request: web.Request) -> web.Response:
     store, upstream, _, _ = request.app[GATEWAY].ready()
     await store.ping()
     if not await upstream.ping():
-        raise GatewayError(503, f"The package index at {upstream.urls.base} is not answering", "upstream_unreachable")
+        raise GatewayError(503, "The package index is not answering; try again later", "upstream_unreachable")
     return web.Response(text="OK\n")
 
 

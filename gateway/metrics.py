@@ -85,5 +85,5 @@ class Metrics:
         for reason in CONNECTION_REFUSALS:
             self.connections_refused.labels(reason)
         for route in ("upload", "simple", "packages", "json", "other"):
-            for kind in ("unreachable", "timeout", "status_5xx"):
+            for kind in ("unreachable", "timeout", "protocol", "status_5xx"):
                 self.upstream_errors.labels(route, kind)
