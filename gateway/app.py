@@ -22,6 +22,7 @@ from gateway.existing import ExistingFiles
 from gateway.logs import access_middleware
 from gateway.metrics import Metrics
 from gateway.proxy import Upstream, UpstreamURLs, aborting_socket
+from gateway.read_access import ROOT, ReadGuard, root_page, target_of
 from gateway.state import GATEWAY, Gateway
 from gateway.store import Store
 from gateway.upload.flow import UploadContext, max_body
@@ -81,7 +82,16 @@ async def identity_bodies_only(
 
 
 async def passthrough(request: web.Request) -> web.StreamResponse:
-    _, upstream, _, _ = request.app[GATEWAY].ready()
+    gateway = request.app[GATEWAY]
+    _, upstream, _, _ = gateway.ready()
+    assert gateway.read_guard is not None  # set with the rest by `lifecycle`
+    # Private reads (issue #14): who may read what, decided before anything is fetched.
+    grant = await gateway.read_guard.authorize(request)
+    if grant.projects is not None and target_of(request.raw_path.partition("?")[0]) == ROOT:
+        page = root_page(await upstream.projects(), grant)
+        return web.Response(
+            text=page, content_type="text/html", headers={"Cache-Control": grant.cache_control("no-cache")}
+        )
     return await upstream.passthrough(request)
 
 
@@ -163,6 +173,13 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
                 store, gateway.authenticator, config.policy, public_url=config.server.public_url
             )
             gateway.upstream = upstream
+            gateway.read_guard = ReadGuard(
+                config.reads.access,
+                store,
+                gateway.authenticator,
+                gateway.metrics,
+                public_url=config.server.public_url,
+            )
             help_url = f"{config.server.public_url}/account/projects"
             gateway.uploads = UploadContext(
                 upstream=upstream,
@@ -183,6 +200,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
                     await probe
     finally:
         gateway.upstream = gateway.authenticator = gateway.authorizer = gateway.store = gateway.uploads = None
+        gateway.read_guard = None
         await store.close()
 
 

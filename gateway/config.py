@@ -129,6 +129,25 @@ def _bool(raw: dict[str, Any], section: str, key: str) -> bool:
 # --- end of connections, timeouts and slow clients ---
 
 
+# --- Private reads (issue #14; docs/operations.md, "Private indexes") ---
+READ_ACCESS = ("public", "authenticated")
+
+
+@dataclass(frozen=True)
+class ReadsConfig:
+    """Who may read the index through the gateway: anyone, or Basic credentials (a password or a read token)."""
+
+    access: Literal["public", "authenticated"]
+
+
+def _reads(raw: dict[str, Any]) -> ReadsConfig:
+    access = _choice(raw, "reads", "access", READ_ACCESS)
+    return ReadsConfig(access="authenticated" if access == "authenticated" else "public")
+
+
+# --- end of private reads ---
+
+
 @dataclass(frozen=True)
 class LimitsConfig:
     max_file_size: int
@@ -153,6 +172,7 @@ class Config:
     policy: PolicyConfig
     limits: LimitsConfig
     logging: LoggingConfig
+    reads: ReadsConfig
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -177,6 +197,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "limits": {"max_file_size": "100MiB", "max_project_size": "", "read_timeout": "60s", **CLIENT_LIMIT_DEFAULTS},
     "logging": {"level": "info", "format": "text", "audit_file": ""},
+    "reads": {"access": "public"},
 }
 
 
@@ -258,6 +279,7 @@ def _build(raw: dict[str, dict[str, Any]]) -> Config:
         policy=_policy(raw["policy"]),
         limits=_limits(raw["limits"]),
         logging=_logging(raw["logging"]),
+        reads=_reads(raw["reads"]),
     )
 
 

@@ -18,6 +18,17 @@ DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 SIZE_BUCKETS = tuple(float(2**exp) for exp in range(10, 31, 2))  # 1 KiB … 1 GiB
 # Why a connection was refused or cut off (gateway.connections): the codes of docs/errors.md.
 CONNECTION_REFUSALS = ("too_many_connections", "header_timeout")
+# Why a read of a private index was refused (gateway.read_access): the codes of docs/errors.md.
+READ_REFUSALS = (
+    "read_credentials_required",
+    "bad_credentials",
+    "invalid_credentials",
+    "invalid_token",
+    "revoked_token",
+    "password_with_2fa",
+    "read_not_granted",
+    "read_outside_scope",
+)
 
 
 class Metrics:
@@ -70,6 +81,12 @@ class Metrics:
             ["reason"],
             registry=reg,
         )
+        self.reads_refused = Counter(
+            PREFIX + "reads_refused",
+            "Reads of a private index (reads.access = authenticated) refused, by reason code",
+            ["reason"],
+            registry=reg,
+        )
         Info(PREFIX + "build", "Version of the gateway", registry=reg).info(
             {"version": __version__, "python": platform.python_version()}
         )
@@ -84,6 +101,8 @@ class Metrics:
             self.token_verifications.labels(result)
         for reason in CONNECTION_REFUSALS:
             self.connections_refused.labels(reason)
+        for reason in READ_REFUSALS:
+            self.reads_refused.labels(reason)
         for route in ("upload", "simple", "packages", "json", "other"):
             for kind in ("unreachable", "timeout", "protocol", "status_5xx"):
                 self.upstream_errors.labels(route, kind)
