@@ -196,9 +196,15 @@ def _zip64_sizes(data: bytes, method: int, csize: int, usize: int) -> tuple[int,
         if method != _STORED:
             raise _Refused(MALFORMED)
         (size,) = struct.unpack_from("<Q", data)
-        return size, size if usize == _SENTINEL else usize
+        return _wide(csize, size), _wide(usize, size)
     wide_usize, wide_csize = struct.unpack_from("<QQ", data)
-    return wide_csize, wide_usize if usize == _SENTINEL else usize
+    return _wide(csize, wide_csize), _wide(usize, wide_usize)
+
+
+def _wide(narrow: int, wide: int) -> int:
+    """A ZIP64 value stands for a header field only where that field says so (the sentinel), as zipfile reads
+    the central directory; otherwise a streaming reader takes the 32-bit field, and so does this check."""
+    return wide if narrow == _SENTINEL else narrow
 
 
 def _check_unicode_path(name: bytes) -> None:

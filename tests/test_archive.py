@@ -81,6 +81,26 @@ def local_size_off_by_one(data: bytes) -> bytes:
     return bytes(patched)
 
 
+def zip64_wheel() -> bytes:
+    """A valid wheel whose first member's local header carries its sizes in a ZIP64 extra (sentinels in the
+    32-bit fields), as zipfile writes members it cannot size up front."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for number, (name, data) in enumerate(wheel_files().items()):
+            with archive.open(name, "w", force_zip64=number == 0) as member:
+                member.write(data)
+    return buffer.getvalue()
+
+
+def zip64_local_size_not_the_sentinel(data: bytes) -> bytes:
+    """The ZIP64 extra still says the right size, but the 32-bit field no longer defers to it: a streaming reader
+    takes the 32-bit field."""
+    patched = bytearray(data)
+    assert struct.unpack_from("<I", patched, 18)[0] == 0xFFFFFFFF
+    struct.pack_into("<I", patched, 18, 0xFFFFFF00)
+    return bytes(patched)
+
+
 def streamed_zip() -> bytes:
     """A zip written to a pipe: its sizes follow each member in a data descriptor."""
 
@@ -241,6 +261,14 @@ REFUSED = [
     ),
     pytest.param(
         WHEEL, lambda: local_size_off_by_one(wheel()), (), "zip_framing", "Mis-matched data size", id="local-size"
+    ),
+    pytest.param(
+        WHEEL,
+        lambda: zip64_local_size_not_the_sentinel(zip64_wheel()),
+        (),
+        "zip_framing",
+        "Mis-matched data size",
+        id="zip64-local-size",
     ),
     # members outside the archive, links, encryption (the gateway's own rules)
     *(
@@ -596,6 +624,7 @@ ACCEPTED = [
     ),
     pytest.param(WHEEL, lambda: zip_bytes({**wheel_files(), "demo_pkg/zeros.dat": bytes(8 * MiB)}), (), id="ratio"),
     pytest.param(WHEEL, lambda: zip_bytes({**wheel_files(), "demo_pkg/": b""}), (), id="directory-entry"),
+    pytest.param(WHEEL, zip64_wheel, (), id="zip64-local-header"),
     pytest.param(ZIP_SDIST, lambda: zip_bytes(sdist_files()), (), id="zip-sdist"),
     pytest.param(SDIST, sdist, ("LICENSE.MIT",), id="sdist"),
     pytest.param(
