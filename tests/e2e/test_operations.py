@@ -25,6 +25,7 @@ def test_no_secret_leaks_and_logs_and_audit_say_what_happened(gateway_factory: G
         server={"trusted_proxies": ["127.0.0.1"]},
     )
     gw.add_user("opal", PASSWORD)
+    gw.add_user("jade", PASSWORD)
     enrolled = gw.cli("user", "2fa", "enable", "opal").stdout.splitlines()
     totp_secret = parse_qs(urlsplit(enrolled[0]).query)["secret"][0]
     recovery = [line.strip() for line in enrolled[2:] if line.strip()]
@@ -42,7 +43,8 @@ def test_no_secret_leaks_and_logs_and_audit_say_what_happened(gateway_factory: G
         basic("__token__", token[:-3] + "AAA"),
         basic("__token__", revoked),
         f"Bearer {token}x",
-        basic("opal", "wrong " + PASSWORD),
+        basic("opal", "wrong " + PASSWORD),  # 2FA is decided on the name: the same refusal as the right one
+        basic("jade", "wrong " + PASSWORD),
     ):
         headers = {"Content-Type": content_type, "Authorization": authorization, "X-Forwarded-For": "203.0.113.9"}
         resp = raw_post(gw.url, "/legacy/", headers, body)
@@ -84,7 +86,7 @@ def test_no_secret_leaks_and_logs_and_audit_say_what_happened(gateway_factory: G
         assert expected in kinds
     used = [event for event in events if event["event"] == "upload.accepted"]
     assert used[0]["token_id"] == tokens.parse(token, prefix="pypi").token_id
-    assert kinds.count("upload.accepted") == 1 and kinds.count("upload.rejected") == 5
+    assert kinds.count("upload.accepted") == 1 and kinds.count("upload.rejected") == 6
     assert re.search(r"upload\.accepted\s+user=opal token=\S+ project=ops-pkg", gw.cli("audit").stdout)
     assert gw.cli("audit", "--since", "1h", "--user", "nobody").stdout == ""
     assert gw.cli("audit", "--since", "yesterday-ish", check=False).returncode == 1
