@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway import __version__
 from gateway.auth import Authenticator, Authorizer, TokenSettings
 from gateway.config import Config, server_secret, token_location
+from gateway.connections import body_deadline
 from gateway.embedded import EmbeddedIndex
 from gateway.errors import GatewayError, reason_phrase
 from gateway.existing import ExistingFiles
@@ -199,7 +200,12 @@ SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False}
 
 def create_app(config: Config) -> web.Application:
     app = web.Application(
-        middlewares=[access_middleware(config.server.trusted_proxies), error_middleware, identity_bodies_only]
+        middlewares=[
+            access_middleware(config.server.trusted_proxies),
+            error_middleware,
+            identity_bodies_only,
+            body_deadline(config.limits.clients),
+        ]
     )
     app[GATEWAY] = Gateway(config)
     app.cleanup_ctx.append(lifecycle)

@@ -199,8 +199,9 @@ class _ZipCheck:
             zipfile.BadZipFile,
             zlib.error,
             EOFError,
-            NotImplementedError,
-        ) as exc:  # the last: "zip file version 8.4"
+            NotImplementedError,  # "zip file version 8.4"
+            UnicodeDecodeError,  # a local header's name flagged UTF-8 that is not
+        ) as exc:
             raise _corrupt(exc) from None
 
     def _checked(self, archive: zipfile.ZipFile) -> DistInfo:

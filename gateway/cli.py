@@ -22,7 +22,7 @@ from pathlib import Path
 from aiohttp import web
 from packaging.utils import canonicalize_name
 
-from gateway import logs, twofactor
+from gateway import connections, logs, twofactor
 from gateway.app import SERVER_OPTIONS, create_app, open_index
 from gateway.auth import TOKEN_USERNAME, TokenSettings, create_token, hash_password, scope_of
 from gateway.config import DEFAULT_PATH, Config, ConfigError, load_config, parse_duration, server_secret, token_location
@@ -343,7 +343,7 @@ def serve(config: Config) -> int:
 
 
 async def _serve(config: Config) -> None:
-    runner = web.AppRunner(create_app(config), access_log=None, **SERVER_OPTIONS)
+    runner = connections.runner(create_app(config), config, access_log=None, **SERVER_OPTIONS)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.server.host, config.server.port)

@@ -43,6 +43,7 @@ class UpstreamConfig:
     password_file: Path | None
     data_dir: Path
     timeout: float
+    buffer_uploads: bool
 
     @property
     def embedded(self) -> bool:
@@ -69,11 +70,71 @@ class PolicyConfig:
     platform_tags: Literal["pypi", "any"]
 
 
+# --- Connections, timeouts and slow clients (issue #13; docs/operations.md has a section of the same name) ---
+# `limits.*` keys beside max_file_size, and upstream.buffer_uploads. The durations are whole seconds.
+CLIENT_LIMIT_DEFAULTS: dict[str, Any] = {
+    "header_timeout": "10s",
+    "keepalive_timeout": "15s",
+    "max_connections_per_address": 64,
+    "upload_grace": "30s",
+    "min_upload_rate": "8KiB",
+    "upload_deadline": "1h",
+}
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """How long and how many: what keeps slow or numerous connections from holding the gateway or the index."""
+
+    header_timeout: float  # a request's line and headers, and any body but an upload's, must arrive in this time
+    keepalive_timeout: float  # an idle keep-alive connection is closed after this
+    max_connections_per_address: int  # concurrent connections per client address (IPv6: per /64); 0 = no cap
+    upload_grace: float  # an upload's rate is judged after this much waiting for it, over a window this long
+    min_upload_rate: int  # bytes per second
+    upload_deadline: float  # the whole upload body must arrive within this time
+
+
+def _client_limits(raw: dict[str, Any]) -> ClientLimits:
+    connections = raw["max_connections_per_address"]
+    if isinstance(connections, str) and connections.strip().isdigit():
+        connections = int(connections)
+    if not isinstance(connections, int) or isinstance(connections, bool) or connections < 0:
+        raise ConfigError(
+            f"limits.max_connections_per_address: {connections!r} must be a whole number (0 turns the cap off)"
+        )
+    grace = float(_duration("limits.upload_grace", raw["upload_grace"]))
+    deadline = float(_duration("limits.upload_deadline", raw["upload_deadline"]))
+    if deadline < grace:
+        raise ConfigError(f"limits.upload_deadline: {raw['upload_deadline']!r} must not be shorter than upload_grace")
+    return ClientLimits(
+        header_timeout=float(_duration("limits.header_timeout", raw["header_timeout"])),
+        keepalive_timeout=float(_duration("limits.keepalive_timeout", raw["keepalive_timeout"])),
+        max_connections_per_address=connections,
+        upload_grace=grace,
+        min_upload_rate=parse_size("limits.min_upload_rate", raw["min_upload_rate"]),
+        upload_deadline=deadline,
+    )
+
+
+def _bool(raw: dict[str, Any], section: str, key: str) -> bool:
+    """TOML booleans, and "true"/"false" from GATEWAY_* variables."""
+    value = raw[key]
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if not isinstance(value, bool):
+        raise ConfigError(f"{section}.{key}: {value!r} must be true or false")
+    return value
+
+
+# --- end of connections, timeouts and slow clients ---
+
+
 @dataclass(frozen=True)
 class LimitsConfig:
     max_file_size: int
     max_project_size: int | None
     read_timeout: float
+    clients: ClientLimits
 
 
 @dataclass(frozen=True)
@@ -104,6 +165,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "password_file": "",
         "data_dir": "data/packages",
         "timeout": "300s",
+        "buffer_uploads": False,
     },
     "store": {"url": "sqlite:///data/gateway.db"},
     "tokens": {"prefix": "pypi", "secret_file": "data/secret.key", "max_lifetime": ""},
@@ -113,7 +175,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "allowed_actions": ["file_upload"],
         "platform_tags": "pypi",
     },
-    "limits": {"max_file_size": "100MiB", "max_project_size": "", "read_timeout": "60s"},
+    "limits": {"max_file_size": "100MiB", "max_project_size": "", "read_timeout": "60s", **CLIENT_LIMIT_DEFAULTS},
     "logging": {"level": "info", "format": "text", "audit_file": ""},
 }
 
@@ -189,6 +251,7 @@ def _build(raw: dict[str, dict[str, Any]]) -> Config:
             password_file=_optional_path(upstream, "upstream", "password_file"),
             data_dir=Path(_str(upstream, "upstream", "data_dir")),
             timeout=float(_duration("upstream.timeout", upstream["timeout"])),
+            buffer_uploads=_bool(upstream, "upstream", "buffer_uploads"),
         ),
         store=StoreConfig(path=_sqlite_path(_str(raw["store"], "store", "url"))),
         tokens=_tokens(raw["tokens"]),
@@ -229,6 +292,7 @@ def _limits(raw: dict[str, Any]) -> LimitsConfig:
         max_file_size=parse_size("limits.max_file_size", raw["max_file_size"]),
         max_project_size=parse_size("limits.max_project_size", project_size) if project_size else None,
         read_timeout=float(_duration("limits.read_timeout", raw["read_timeout"])),
+        clients=_client_limits(raw),
     )
 
 

@@ -16,6 +16,8 @@ from gateway import __version__
 PREFIX = "upload_gateway_"
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 SIZE_BUCKETS = tuple(float(2**exp) for exp in range(10, 31, 2))  # 1 KiB … 1 GiB
+# Why a connection was refused or cut off (gateway.connections): the codes of docs/errors.md.
+CONNECTION_REFUSALS = ("too_many_connections", "header_timeout")
 
 
 class Metrics:
@@ -59,6 +61,15 @@ class Metrics:
         self.upstream_up = Gauge(
             PREFIX + "upstream_up", "1 when the index answered the last probe (every 15 s), else 0", registry=reg
         )
+        self.connections_open = Gauge(
+            PREFIX + "connections_open", "Client connections open (admitted by the per-address cap)", registry=reg
+        )
+        self.connections_refused = Counter(
+            PREFIX + "connections_refused",
+            "Client connections the gateway refused or cut off, by reason code",
+            ["reason"],
+            registry=reg,
+        )
         Info(PREFIX + "build", "Version of the gateway", registry=reg).info(
             {"version": __version__, "python": platform.python_version()}
         )
@@ -71,6 +82,8 @@ class Metrics:
             self.auth_failures.labels(kind)
         for result in ("valid", "valid_cached", "invalid", "malformed", "unknown", "revoked"):
             self.token_verifications.labels(result)
+        for reason in CONNECTION_REFUSALS:
+            self.connections_refused.labels(reason)
         for route in ("upload", "simple", "packages", "json", "other"):
             for kind in ("unreachable", "timeout", "status_5xx"):
                 self.upstream_errors.labels(route, kind)

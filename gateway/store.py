@@ -2,7 +2,8 @@
 
 The schema is versioned and migrated at open.
 
-WAL mode and a busy timeout let the CLI write (add a user, revoke a token) while `serve` runs.
+WAL mode and a busy timeout let the CLI write (add a user, revoke a token) while `serve` runs. The files are
+created mode 0600 and deleted rows are zeroed (`secure_delete`): see "Secrets at rest" in docs/operations.md.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+from gateway import private
 
 # NOTE: migrations are append-only; each runs once, in order, and bumps PRAGMA user_version.
 MIGRATIONS: tuple[str, ...] = (
@@ -217,11 +220,20 @@ class Store:
 
     @classmethod
     async def open(cls, path: Path, *, audit_file: Path | None = None) -> Store:
-        """Open (and migrate) the database; `audit_file` also receives every audit event as a JSON line."""
+        """Open (and migrate) the database; `audit_file` also receives every audit event as a JSON line.
+
+        The database (so its -wal and -shm too) and the audit file are created mode 0600 (`gateway.private`).
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
+        private.create(path)
+        for companion in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"), audit_file):
+            if companion is not None:
+                private.tighten(companion)
         db = await aiosqlite.connect(path, isolation_level=None)
         db.row_factory = aiosqlite.Row
         await db.execute("PRAGMA busy_timeout = 5000")
+        # Deleted rows (ended sessions, removed factors, used codes) are overwritten with zeros, not left in free pages.
+        await db.execute("PRAGMA secure_delete = ON")
         await db.execute("PRAGMA journal_mode = WAL")
         # WAL with synchronous=NORMAL: no fsync per commit, never corrupt; a power cut may lose the last writes.
         await db.execute("PRAGMA synchronous = NORMAL")
@@ -504,9 +516,9 @@ class Store:
             (at, event, user_name, token_id, project, address, json.dumps(detail, sort_keys=True)),
         )
         if self._audit_file is not None:
-            line = AuditEvent(at, event, user_name, token_id, project, address, detail).to_json()
-            with self._audit_file.open("a", encoding="utf-8") as mirror:
-                mirror.write(line + "\n")
+            private.append_line(
+                self._audit_file, AuditEvent(at, event, user_name, token_id, project, address, detail).to_json()
+            )
 
     async def audit_events(self, *, since: float = 0.0, user_name: str | None = None) -> list[AuditEvent]:
         args: list[Any]
@@ -681,8 +693,15 @@ class Store:
     async def delete_web_session(self, key: str) -> None:
         await self._db.execute("DELETE FROM web_sessions WHERE key = ?", (key,))
 
-    async def purge_web_sessions(self, now: float) -> None:
-        await self._db.execute("DELETE FROM web_sessions WHERE expires <= ?", (now,))
+    async def purge_web_sessions(self, now: float, *, limit: int) -> int:
+        """Delete up to `limit` expired sessions, oldest first, and say how many went: a backlog is worked off in
+        short statements, never one that holds the database while uploads wait."""
+        cursor = await self._db.execute(
+            "DELETE FROM web_sessions WHERE key IN "
+            "(SELECT key FROM web_sessions WHERE expires <= ? ORDER BY expires LIMIT ?)",
+            (now, limit),
+        )
+        return cursor.rowcount
 
 
 _USER_SELECT = (

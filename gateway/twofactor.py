@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hmac
 import re
 import secrets
@@ -65,6 +66,30 @@ def seal_totp(server_secret: bytes, user_id: str, totp_secret: str) -> bytes:
 
 def unseal_totp(server_secret: bytes, user_id: str, sealed: bytes) -> str:
     return crypto.unseal(crypto.subkey(server_secret, "totp-seal"), sealed, context=user_id.encode()).decode()
+
+
+def seal_pending_totp(server_secret: bytes, user_id: str, session_id: str, totp_secret: str) -> str:
+    """A seed being enrolled, as the web session keeps it until a code proves it (text, for the session's JSON).
+
+    Sealed under its own key, so the database never holds it in clear, and bound to the user and the session, so
+    copied into another session's row it does not open.
+    """
+    sealed = crypto.seal(_pending_key(server_secret), totp_secret.encode(), context=_pending(user_id, session_id))
+    return base64.b64encode(sealed).decode()
+
+
+def unseal_pending_totp(server_secret: bytes, user_id: str, session_id: str, sealed: str) -> str:
+    """Reverse `seal_pending_totp`; ValueError when it was altered or sealed for another user or session."""
+    blob = base64.b64decode(sealed, validate=True)  # binascii.Error is a ValueError
+    return crypto.unseal(_pending_key(server_secret), blob, context=_pending(user_id, session_id)).decode()
+
+
+def _pending_key(server_secret: bytes) -> bytes:
+    return crypto.subkey(server_secret, "totp-pending")
+
+
+def _pending(user_id: str, session_id: str) -> bytes:
+    return f"{user_id}\0{session_id}".encode()
 
 
 def recovery_code_hash(server_secret: bytes, code: str) -> str:

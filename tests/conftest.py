@@ -38,7 +38,9 @@ class Index:
         return sorted(p.name for p in self.packages.iterdir() if p.is_file())
 
 
-def start_index(directory: Path) -> Index:
+def start_index(directory: Path, *, gunicorn_args: str = "") -> Index:
+    """pypiserver under gunicorn: one sync worker with a 30 s worker timeout (gunicorn's defaults) unless
+    `gunicorn_args` (gunicorn's command-line options, which pypiserver takes from GUNICORN_CMD_ARGS) say otherwise."""
     packages = directory / "packages"
     packages.mkdir(parents=True)
     username, password = "index-service", secrets.token_urlsafe(16)
@@ -53,7 +55,7 @@ def start_index(directory: Path) -> Index:
         + ["-a", "update", "--disable-fallback", "--server", "gunicorn", str(packages)],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
-        env={**os.environ, "XDG_RUNTIME_DIR": str(directory)},
+        env={**os.environ, "XDG_RUNTIME_DIR": str(directory), "GUNICORN_CMD_ARGS": gunicorn_args},
     )
     url = f"http://127.0.0.1:{port}/"
     wait_http(url + "health", process)
@@ -214,7 +216,12 @@ def write_config(path: Path, sections: dict[str, dict[str, object]]) -> None:
 
 
 def start_gateway(
-    directory: Path, upstream: dict[str, object], *, ready: bool = True, **overrides: dict[str, object]
+    directory: Path,
+    upstream: dict[str, object],
+    *,
+    ready: bool = True,
+    preexec_fn: Callable[[], None] | None = None,
+    **overrides: dict[str, object],
 ) -> GatewayProcess:
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -238,6 +245,7 @@ def start_gateway(
         stderr=subprocess.STDOUT,
         cwd=ROOT,
         env=env,
+        preexec_fn=preexec_fn,
     )
     wait_http(url + ("/-/ready" if ready else "/-/healthy"), process)
     return GatewayProcess(url, config, log, process, env)

@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gateway.archive import check_distribution
@@ -93,6 +93,7 @@ MUTATIONS = st.lists(st.tuples(st.integers(0, 10**7), st.binary(min_size=1, max_
 
 @settings(max_examples=150, deadline=None)
 @given(MUTATIONS, st.integers(1, 200_000), st.booleans())
+@example(mutations=[(244, b"\x01"), (1179, b"\x00\x08")], step=1, big=False)  # a UTF-8 flag on a non-UTF-8 name
 def test_damaged_wheels_are_never_judged_better_on_the_copy(
     tmp_path_factory: pytest.TempPathFactory, mutations: list[tuple[int, bytes]], step: int, big: bool
 ) -> None:

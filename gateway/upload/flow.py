@@ -8,8 +8,9 @@ The handler has authenticated the request on its headers. The flow then:
    behind the client, hashed on the way. The last chunk and the closing delimiter go only once the whole form is
    in and agrees, every digest matches and the uploader is still allowed (read afresh); any other end cuts the
    index's request off with a reset (`upstream.aborting_socket`), so nothing is stored. A client that sends the
-   file before its metadata, or one that the operator wants buffered, is spooled to a temporary file and
-   re-encoded from there;
+   file before its metadata, and every upload under `upstream.buffer_uploads` (an index with few workers must not
+   wait on a slow client), is spooled whole to a temporary file and checked there; only then is the index's
+   request opened, and the body re-encoded from the spool;
 4. settles the index's answer: stored, already there, or refused.
 
 The handler records what was accepted; until then nothing of the upload is in the store.
@@ -44,6 +45,7 @@ from gateway.upload.encoding import CanonicalBody, encode, fill, forwarded
 from gateway.upload.filecopy import FileCopy
 from gateway.upload.form import MAX_FORM_BYTES, FormReader, boundary_of
 from gateway.upload.multipart import Segment
+from gateway.upload.pace import Pace
 from gateway.validation import Upload, action_version, check_action, project_of, validate_upload
 
 CHUNK = 256 * 1024
@@ -130,27 +132,40 @@ def _grouped(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
 
 
 class BodySource:
-    """The client's body, chunk by chunk, with a timeout between chunks."""
+    """The client's body, chunk by chunk: refused with a 408 when nothing comes for `limits.read_timeout`, or when
+    it comes too slowly or for too long (`pace`)."""
 
-    def __init__(self, request: web.Request, *, length: int, read_timeout: float) -> None:
+    def __init__(self, request: web.Request, *, length: int, limits: LimitsConfig) -> None:
         self._request = request
         self.length = length
         self.received = 0
-        self._timeout = read_timeout
+        self._timeout = limits.read_timeout
+        self._loop = asyncio.get_running_loop()
+        self._pace = Pace(limits.clients, started=self._loop.time())
 
     async def read(self) -> bytes:
         """The next chunk, or b"" once Content-Length bytes have arrived."""
         if self.received >= self.length:
             return b""
-        try:
-            async with asyncio.timeout(self._timeout):
-                chunk = await self._request.content.readany()
-        except TimeoutError:
-            raise GatewayError(
-                408, "Request timeout: the client stopped sending the upload; try again", "read_timeout"
-            ) from None
-        except (ConnectionError, aiohttp.ClientError, asyncio.IncompleteReadError):
-            chunk = b""
+        started = self._loop.time()
+        while True:
+            now = self._loop.time()
+            waiting = now - started
+            self._pace.check(now, waiting)
+            if waiting >= self._timeout:
+                raise GatewayError(
+                    408, "Request timeout: the client stopped sending the upload; try again", "read_timeout"
+                )
+            try:
+                async with asyncio.timeout(min(self._timeout - waiting, self._pace.patience(now, waiting))):
+                    chunk = await self._request.content.readany()
+                break
+            except TimeoutError:
+                continue
+            except (ConnectionError, aiohttp.ClientError, asyncio.IncompleteReadError):
+                chunk = b""
+                break
+        self._pace.arrived(self._loop.time() - started, len(chunk))
         if not chunk:
             raise GatewayError(
                 400, "Truncated upload: the body ended before Content-Length bytes arrived", "truncated_body"
@@ -243,7 +258,7 @@ class UploadFlow:
         self.context = context
         self.upstream = context.upstream
         self.form = FormReader(boundary_of(request.headers.get("Content-Type")))
-        self.source = BodySource(request, length=request.content_length or 0, read_timeout=context.limits.read_timeout)
+        self.source = BodySource(request, length=request.content_length or 0, limits=context.limits)
         self.buffer = buffer
         self.decided: Upload | None = None  # what the request was found to be, once validated
         self._hashing: Hashing | None = None
@@ -274,8 +289,10 @@ class UploadFlow:
         fields = self.form.fields
         streamable = ":action" not in fields or check_action(fields, self.context.allowed_actions) == "file_upload"
         fields_first = self.form.file_started and not self.form.fields_after_file and self._metadata_known()
-        if streamable and fields_first and not self.buffer:
-            return await self._streamed(early)
+        if streamable and fields_first:
+            if not self.buffer:
+                return await self._streamed(early)
+            await self._refuse_early()
         self._copy = spool = FileCopy(sparse=False)
         spool.write(early)
         await self._read_rest(spool)
@@ -307,6 +324,12 @@ class UploadFlow:
         body = encode(self._forwarded(decided.upload), filename=decided.upload.filename)
         answer = await self._forward(_from_spool(body, spool.reader()), body, self.form.file_size)
         return await self._settle(answer, decided)
+
+    async def _refuse_early(self) -> None:
+        """A buffered upload is refused on the fields before the file as a streamed one is, before its file is
+        spooled; it is decided on again once complete."""
+        self.decided = self._validated()
+        await self.context.authorizer.authorize_upload(self.identity, self.decided)
 
     async def _read_head(self) -> list[Segment]:
         """Read until the file part starts (every client sends the fields it sends first); the file's first bytes."""
@@ -499,21 +522,24 @@ class UploadFlow:
 
     async def _forward(self, body: AsyncIterator[Segment], encoded: CanonicalBody, file_size: int) -> UpstreamAnswer:
         """POST the gateway's body. A refusal that stops it before its end aborts the index's request with a
-        reset, and is what the caller sees."""
+        reset, and is what the caller sees. So is an answer the index gives before it has the whole body (gunicorn
+        answers 500 when it kills a worker that took too long): the index's fault, not the client's."""
         failure: list[GatewayError] = []
+        length = encoded.length(file_size)
+        sent = 0
 
         async def guarded() -> AsyncIterator[Segment]:
+            nonlocal sent
             try:
                 async for chunk in body:
+                    sent += len(chunk)
                     yield chunk
             except GatewayError as exc:
                 failure.append(exc)
                 raise
 
         try:
-            answer = await self.upstream.post_upload(
-                guarded(), content_type=encoded.content_type, length=encoded.length(file_size)
-            )
+            answer = await self.upstream.post_upload(guarded(), content_type=encoded.content_type, length=length)
         except (aiohttp.ClientError, TimeoutError) as exc:
             if failure:
                 raise failure[0] from None
@@ -522,6 +548,14 @@ class UploadFlow:
             raise self.upstream.unreachable("upload", exc) from None
         if failure:
             raise failure[0]
+        if sent < length:
+            answers.raise_for(answer, self.upstream.urls.base)
+            raise GatewayError(
+                502,
+                f"The package index at {self.upstream.urls.base} answered before it had the whole upload "
+                f"(HTTP {answer.status})",
+                "upstream_error",
+            )
         return answer
 
     async def _settle(self, answer: UpstreamAnswer, decided: Decided) -> Outcome:

@@ -62,7 +62,7 @@ async def _receive(request: web.Request, gateway: Gateway, trail: dict[str, Any]
     identity = await authenticator.authenticate(credentials)
     trail.update(user=identity.user.name, token_id=identity.token_id)
     await _continue(request)
-    flow = UploadFlow(request, identity, gateway.uploads, buffer=False)
+    flow = UploadFlow(request, identity, gateway.uploads, buffer=gateway.config.upstream.buffer_uploads)
     try:
         outcome = await flow.run()
     finally:

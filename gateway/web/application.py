@@ -1,10 +1,12 @@
 """The account pages as a sub-application mounted at /account/.
 
-Its sessions, CSRF checks, HTML error pages and security headers apply there only.
+Its sessions (and the purge of expired ones), CSRF checks, HTML error pages and security headers apply there only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from gateway.state import GATEWAY, Gateway
 from gateway.web import api_tokens, factors, views
 from gateway.web.common import WEB, WebState, gateway_of, wants_json, when
 from gateway.web.security import SECURITY_HEADERS, Throttle, csrf_matches, origin_allowed
-from gateway.web.sessions import CSRF, StoreSessionStorage
+from gateway.web.sessions import StoreSessionStorage, expected_csrf, purge_expired
 from gateway.web.webauthn_flow import RelyingParty
 
 STATIC = Path(__file__).parent / "static"
@@ -37,8 +39,24 @@ def setup(app: web.Application) -> None:
     templates = aiohttp_jinja2.setup(account, loader=jinja2.PackageLoader("gateway.web", "templates"), autoescape=True)
     templates.filters["date"] = when
     account.on_response_prepare.append(security_headers)
+    account.on_startup.append(_start_purging)
+    account.on_shutdown.append(_stop_purging)
     _routes(account.router)
     app.add_subapp("/account/", account)
+
+
+async def _start_purging(account: web.Application) -> None:
+    web_state = account[WEB]
+    web_state.purger = asyncio.create_task(purge_expired(lambda: web_state.gateway.ready()[0]), name="session-purge")
+
+
+async def _stop_purging(account: web.Application) -> None:
+    """At shutdown, so before the store closes (at cleanup)."""
+    purger = account[WEB].purger
+    if purger is not None:
+        purger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purger
 
 
 def _server_secret(gateway: Gateway) -> bytes:
@@ -83,14 +101,17 @@ def _routes(router: web.UrlDispatcher) -> None:
 
 @web.middleware
 async def csrf_check(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every POST carries the session's CSRF token (a form field, or a header from our script) and no foreign Origin."""
+    """Every POST carries the CSRF token (a form field, or a header from our script) and no foreign Origin.
+
+    The token is the stored session's; a visitor with none (the sign-in form) sends back the one in their cookie.
+    """
     if request.method == "POST":
         if not origin_allowed(request.headers.get("Origin"), gateway_of(request).config.server.public_url):
             raise GatewayError(403, "This request came from another site", "csrf")
         given: object = request.headers.get("X-CSRF-Token")
         if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
             given = (await request.post()).get("csrf_token")
-        if not csrf_matches((await get_session(request)).get(CSRF), given):
+        if not csrf_matches(expected_csrf(request, await get_session(request)), given):
             raise GatewayError(403, "This form has expired or did not come from this site: reload the page", "csrf")
     return await handler(request)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from gateway.logs import client_of
 from gateway.state import GATEWAY, Gateway
 from gateway.store import Store, User
 from gateway.web.security import Throttle, still_valid, throttle_keys
-from gateway.web.sessions import SIGNED_IN_AT, SIGNED_IN_LIFETIME, USER_ID, StoreSessionStorage, csrf_token, take_flash
+from gateway.web.sessions import SIGNED_IN_AT, SIGNED_IN_LIFETIME, USER_ID, StoreSessionStorage, page
 from gateway.web.webauthn_flow import RelyingParty
 
 CONFIRMED_AT = "confirmed_at"
@@ -30,12 +31,14 @@ T = TypeVar("T")
 
 @dataclass
 class WebState:
-    """What the account pages hold beside the gateway: sessions, the throttle (per process), the WebAuthn party."""
+    """What the account pages hold beside the gateway: sessions (and the task purging them), the throttle (per
+    process), the WebAuthn party."""
 
     gateway: Gateway
     sessions: StoreSessionStorage
     throttle: Throttle
     relying_party: RelyingParty
+    purger: asyncio.Task[None] | None = None
 
     def ready(self) -> tuple[Store, Authenticator, TokenSettings]:
         store, _, authenticator, _ = self.gateway.ready()
@@ -124,13 +127,16 @@ async def render(
     request: web.Request, template: str, context: dict[str, Any], *, account: Account | None = None, status: int = 200
 ) -> web.Response:
     session = account.session if account else await get_session(request)
+    shown = page(request, session)
     common = {
-        "csrf_token": csrf_token(session),
-        "flash": take_flash(session),
+        "csrf_token": shown.csrf,
+        "flash": shown.messages,
         "user": account.user if account else None,
         "public_url": gateway_of(request).config.server.public_url,
     }
-    return aiohttp_jinja2.render_template(template, request, {**common, **context}, status=status)
+    response = aiohttp_jinja2.render_template(template, request, {**common, **context}, status=status)
+    shown.keep(response, state(request).sessions)
+    return response
 
 
 async def form(request: web.Request) -> dict[str, str]:

@@ -32,7 +32,7 @@ from gateway.web.common import (
 )
 from gateway.web.sessions import flash
 
-TOTP_SETUP = "totp_setup"  # the seed being enrolled, until a code from it is entered
+TOTP_SETUP = "totp_setup"  # the seed being enrolled (sealed: `_pending_seed`), until a code from it is entered
 FACTORS_PATH = "/account/two-factor"
 MAX_KEY_NAME = 64
 
@@ -55,10 +55,30 @@ def qr_svg(uri: str) -> str:
     return out.getvalue().decode()
 
 
+def _pending_seed(request: web.Request, account: Account) -> str | None:
+    """The seed this session is enrolling: kept sealed and bound to the user and the session (the database
+    holds it only in that form), so one that was altered or moved from another row opens to nothing."""
+    sealed, session_id = account.session.get(TOTP_SETUP), account.session.identity
+    if not isinstance(sealed, str) or session_id is None:
+        return None
+    _, _, settings = state(request).ready()
+    try:
+        return twofactor.unseal_pending_totp(settings.server_secret, account.user.id, str(session_id), sealed)
+    except ValueError:
+        return None
+
+
+def _new_pending_seed(request: web.Request, account: Account) -> str:
+    _, _, settings = state(request).ready()
+    secret = twofactor.new_totp_secret()
+    account.session[TOTP_SETUP] = twofactor.seal_pending_totp(
+        settings.server_secret, account.user.id, str(account.session.identity), secret
+    )
+    return secret
+
+
 async def _totp_setup(request: web.Request, account: Account, *, error: str = "", status: int = 200) -> web.Response:
-    secret = account.session.get(TOTP_SETUP)
-    if not isinstance(secret, str):
-        secret = account.session[TOTP_SETUP] = twofactor.new_totp_secret()
+    secret = _pending_seed(request, account) or _new_pending_seed(request, account)
     issuer = f"upload-gateway {token_location(gateway_of(request).config)}"
     uri = twofactor.provisioning_uri(secret, account=account.user.name, issuer=issuer)
     context = {
@@ -81,8 +101,8 @@ async def totp_page(request: web.Request, account: Account) -> web.StreamRespons
 @confirmed
 async def totp_enable(request: web.Request, account: Account) -> web.StreamResponse:
     """Enabled only once a code from the new seed proves the app has it."""
-    secret, user = account.session.get(TOTP_SETUP), account.user
-    if not isinstance(secret, str) or user.has_totp:
+    secret, user = _pending_seed(request, account), account.user
+    if secret is None or user.has_totp:
         return redirect(FACTORS_PATH)
     code = (await form(request)).get("code", "")
 

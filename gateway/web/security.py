@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hmac
 import math
+import re
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 ACCOUNT_ROOT = "/account/"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 random bytes, base64url
 # Scripts and styles come from our own static files only: no inline code, no other origin, no framing.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -32,8 +34,14 @@ def new_csrf_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def well_formed_token(value: object) -> bool:
+    """Shaped as `new_csrf_token` makes them: what a visitor's CSRF cookie must hold to be taken as their token."""
+    return isinstance(value, str) and _TOKEN.fullmatch(value) is not None
+
+
 def csrf_matches(expected: object, given: object) -> bool:
-    """The form's token equals the session's; a missing or empty token on either side never matches."""
+    """The form's token equals the expected one (the session's, or a visitor's cookie's); a missing or empty
+    token on either side never matches."""
     if not isinstance(expected, str) or not isinstance(given, str) or not expected or not given:
         return False
     return hmac.compare_digest(expected.encode(), given.encode())

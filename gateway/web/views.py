@@ -31,10 +31,18 @@ from gateway.web.common import (
     totp_matches,
 )
 from gateway.web.security import safe_next, still_valid, throttle_keys
-from gateway.web.sessions import SIGNED_IN_AT, USER_ID, flash, fresh_session
+from gateway.web.sessions import (
+    PENDING_LIFETIME,
+    SIGN_IN_EXPIRED,
+    SIGNED_IN_AT,
+    SIGNED_OUT,
+    USER_ID,
+    end_session,
+    fresh_session,
+    notify,
+)
 
 PENDING = "pending"  # a right password waiting for its second factor: {"uid", "at", "next"}
-SECOND_FACTOR_LIFETIME = 300.0
 TWO_FACTOR_PATH = "/account/login/two-factor"
 
 
@@ -67,15 +75,16 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def _pending_user(request: web.Request) -> User | None:
     """Who passed the password step lately in this session, if anyone."""
     pending = (await get_session(request)).get(PENDING)
-    if not isinstance(pending, dict) or not still_valid(pending.get("at"), SECOND_FACTOR_LIFETIME, time.time()):
+    if not isinstance(pending, dict) or not still_valid(pending.get("at"), PENDING_LIFETIME, time.time()):
         return None
     store, _, _ = state(request).ready()
     return await store.get_user_by_id(str(pending.get("uid")))
 
 
 async def _restart(request: web.Request) -> web.Response:
-    flash(await get_session(request), "Your sign-in took too long: enter your password again.")
-    return redirect("/account/login")
+    response = redirect("/account/login")
+    notify(response, state(request).sessions, SIGN_IN_EXPIRED)
+    return response
 
 
 async def second_factor_page(request: web.Request) -> web.StreamResponse:
@@ -169,15 +178,16 @@ async def logout_page(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    """The session's row goes, so its cookie is refused from now on, wherever it was copied."""
+    """The session's row goes, so its cookie is refused from now on, wherever it was copied; none takes its place."""
     account = await current_account(request)
     web_state = state(request)
     store, _, _ = web_state.ready()
-    session = await fresh_session(request, web_state.sessions)
+    await end_session(request, web_state.sessions)
+    response = redirect("/account/login")
     if account is not None:
         await store.audit("web.signed_out", user_name=account.user.name, address=client_of(request))
-        flash(session, "You have signed out.")
-    return redirect("/account/login")
+        notify(response, web_state.sessions, SIGNED_OUT)
+    return response
 
 
 @signed_in

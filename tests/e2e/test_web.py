@@ -260,11 +260,15 @@ def test_a_security_key_registers_signs_in_and_is_removed(gateway_factory: Gatew
 
 @dataclass
 class Client:
-    """A bare HTTP client with one cookie jar slot for the session: sees redirects and statuses as they are."""
+    """A bare HTTP client with a cookie jar for /account/: sees redirects, statuses and cookies as they are.
+
+    `cookie` is the session cookie; `jar` holds the others (the sign-in form's CSRF cookie, a notice).
+    """
 
     url: str
     cookie: str | None = None
     last_csrf: str = ""
+    jar: dict[str, str] = field(default_factory=dict)
     seen: list[int] = field(default_factory=list)
 
     def request(
@@ -273,19 +277,25 @@ class Client:
         parts = urlsplit(self.url)
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
         sent = dict(headers or {})
-        if self.cookie:
-            sent["Cookie"] = f"gateway_session={self.cookie}"
+        cookies = {**self.jar, **({"gateway_session": self.cookie} if self.cookie else {})}
+        if cookies:
+            sent["Cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
         body = urlencode(fields).encode() if fields is not None else None
         if body is not None:
             sent["Content-Type"] = "application/x-www-form-urlencoded"
         conn.request(method, path, body=body, headers=sent)
         resp = conn.getresponse()
         text = resp.read().decode()
-        cookies = SimpleCookie()
+        received = SimpleCookie()
         for header in resp.headers.get_all("Set-Cookie") or []:
-            cookies.load(header)
-        if "gateway_session" in cookies:
-            self.cookie = cookies["gateway_session"].value or None
+            received.load(header)
+        for name, morsel in received.items():
+            if name == "gateway_session":
+                self.cookie = morsel.value or None
+            elif morsel.value:
+                self.jar[name] = morsel.value
+            else:
+                self.jar.pop(name, None)
         if found := re.search(r'name="csrf-token" content="([^"]+)"', text):
             self.last_csrf = found.group(1)
         self.seen.append(resp.status)
@@ -362,10 +372,10 @@ def test_a_cookie_from_before_sign_out_is_refused_and_tokens_never_sign_in(gatew
     client = Client(gw.url)
     assert client.sign_in("fay")[0] == 303
     assert client.get("/account/tokens")[0] == 200
-    before, csrf = client.cookie, client.last_csrf
+    before, csrf, jar = client.cookie, client.last_csrf, dict(client.jar)
     status, headers, _ = client.post("/account/logout", {})
     assert status == 303 and headers["Location"] == "/account/login"
-    replay = Client(gw.url, cookie=before, last_csrf=csrf)
+    replay = Client(gw.url, cookie=before, last_csrf=csrf, jar=jar)  # every cookie the browser had
     status, headers, _ = replay.get("/account/tokens")
     assert status == 303 and headers["Location"].startswith("/account/login")
     assert replay.post("/account/logout", {})[0] == 403

@@ -1,0 +1,182 @@
+"""Secrets at rest and session housekeeping, on a real SQLite store in a temporary directory.
+
+The pending TOTP seed's sealing, file modes whatever the umask, and the purge of expired sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from gateway import private, twofactor
+from gateway.errors import GatewayError
+from gateway.store import Store
+from gateway.web.security import new_csrf_token, well_formed_token
+from gateway.web.sessions import CSRF_COOKIE, NOTICE_COOKIE, StoreSessionStorage, purge_expired
+
+SECRET = b"s" * 32
+SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+def test_a_pending_seed_opens_only_for_its_user_and_session() -> None:
+    sealed = twofactor.seal_pending_totp(SECRET, "user-1", "session-1", SEED)
+    assert SEED not in sealed and base64.b32decode(SEED) not in base64.b64decode(sealed)
+    assert twofactor.unseal_pending_totp(SECRET, "user-1", "session-1", sealed) == SEED
+    assert sealed != twofactor.seal_pending_totp(SECRET, "user-1", "session-1", SEED)  # a fresh nonce each time
+    for user, session in [("user-2", "session-1"), ("user-1", "session-2"), ("user-1\0session-1", "")]:
+        with pytest.raises(ValueError):
+            twofactor.unseal_pending_totp(SECRET, user, session, sealed)
+    with pytest.raises(ValueError):
+        twofactor.unseal_pending_totp(b"t" * 32, "user-1", "session-1", sealed)
+    tampered = bytearray(base64.b64decode(sealed))
+    tampered[-1] ^= 1
+    for bad in (base64.b64encode(bytes(tampered)).decode(), "not base64!", ""):
+        with pytest.raises(ValueError):
+            twofactor.unseal_pending_totp(SECRET, "user-1", "session-1", bad)
+
+
+def test_an_enrolled_seal_is_no_pending_one() -> None:
+    """Separate keys: a seed sealed for the users table does not open as a pending one, nor the other way."""
+    enrolled = twofactor.seal_totp(SECRET, "user-1", SEED)
+    with pytest.raises(ValueError):
+        twofactor.unseal_pending_totp(SECRET, "user-1", "", base64.b64encode(enrolled).decode())
+    pending = base64.b64decode(twofactor.seal_pending_totp(SECRET, "user-1", "", SEED))
+    with pytest.raises(ValueError):
+        twofactor.unseal_totp(SECRET, "user-1", pending)
+
+
+@pytest.mark.parametrize("value", ["", "x", "A" * 42, "A" * 44, "A" * 42 + "=", "A" * 42 + "\n", None, ["A" * 43]])
+def test_a_visitor_token_must_be_token_shaped(value: object) -> None:
+    assert not well_formed_token(value)
+
+
+def test_made_tokens_are_token_shaped() -> None:
+    assert all(well_formed_token(new_csrf_token()) for _ in range(100))
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """The worst case: a umask that takes nothing away."""
+    previous = os.umask(0)
+    yield
+    os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.usefixtures("open_umask")
+async def test_the_database_its_wal_and_shm_and_the_audit_file_are_private(tmp_path: Path) -> None:
+    db, audit = tmp_path / "gateway.db", tmp_path / "audit.jsonl"
+    store = await Store.open(db, audit_file=audit)
+    try:
+        await store.save_web_session("k", "{}", time.time() + 60)
+        await store.audit("test.event")
+        for path in (db, tmp_path / "gateway.db-wal", tmp_path / "gateway.db-shm", audit):
+            assert mode(path) == 0o600, path
+    finally:
+        await store.close()
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_files_an_earlier_version_made_lose_access_for_others_only(tmp_path: Path) -> None:
+    loose, grouped = tmp_path / "loose", tmp_path / "grouped"
+    for path, wanted in ((loose, 0o666), (grouped, 0o640)):
+        path.write_text("x")
+        path.chmod(wanted)
+    private.create(loose)
+    private.tighten(grouped)
+    private.tighten(tmp_path / "missing")
+    assert (mode(loose), mode(grouped)) == (0o660, 0o640)
+    assert not (tmp_path / "missing").exists() and loose.read_text() == "x"
+
+
+@pytest.mark.usefixtures("open_umask")
+def test_an_audit_file_rotated_away_comes_back_private(tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    private.append_line(audit, "one")
+    audit.rename(tmp_path / "audit.jsonl.1")
+    private.append_line(audit, "two")
+    assert audit.read_text() == "two\n" and mode(audit) == 0o600
+
+
+async def test_expired_sessions_are_purged_in_batches_and_live_ones_stay(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "gateway.db")
+    try:
+        now = time.time()
+        for number in range(1203):
+            await store.save_web_session(f"old{number}", "{}", now - 1 - number)
+        await store.save_web_session("live", "{}", now + 600)
+        assert await store.purge_web_sessions(now, limit=500) == 500
+        assert await rows(store) == 1203 - 500 + 1
+        assert await store.purge_web_sessions(now, limit=500) == 500
+        assert await store.purge_web_sessions(now, limit=500) == 203
+        assert await store.purge_web_sessions(now, limit=500) == 0
+        assert await store.web_session("live", now) == "{}"
+    finally:
+        await store.close()
+
+
+async def rows(store: Store) -> int:
+    async with store._db.execute("SELECT COUNT(*) FROM web_sessions") as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_the_purge_runs_at_start_and_again_and_outlives_a_store_not_ready(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "gateway.db")
+    ready = False
+
+    def store_of() -> Store:
+        if not ready:
+            raise GatewayError(503, "The gateway is starting; try again in a moment", "not_ready")
+        return store
+
+    now = time.time()
+    for number in range(1200):  # more than a batch
+        await store.save_web_session(f"old{number}", "{}", now - 1)
+    await store.save_web_session("live", "{}", now + 600)
+    purger = asyncio.create_task(purge_expired(store_of, interval=0.01))
+    try:
+        await asyncio.sleep(0.05)
+        assert await rows(store) == 1201  # not ready yet: nothing done, and the task is still there
+        assert not purger.done()
+        ready = True
+        async with asyncio.timeout(30):
+            while await rows(store) != 1:
+                await asyncio.sleep(0.01)
+        await store.save_web_session("later", "{}", time.time() - 1)  # expired after the first round
+        async with asyncio.timeout(30):
+            while await rows(store) != 1:
+                await asyncio.sleep(0.01)
+        assert await store.web_session("live", time.time()) == "{}"
+    finally:
+        purger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purger
+        await store.close()
+
+
+@pytest.mark.parametrize("secure", [True, False])
+def test_a_visitor_cookie_has_the_session_cookies_attributes(secure: bool) -> None:
+    storage = StoreSessionStorage(lambda: None, lambda: SECRET, secure=secure)
+    response = web.Response()
+    storage.set_visitor_cookie(response, CSRF_COOKIE, "t" * 43)
+    morsel = response.cookies[CSRF_COOKIE]
+    assert (morsel.value, morsel["path"], morsel["samesite"]) == ("t" * 43, "/account/", "Lax")
+    assert morsel["httponly"] is True
+    assert bool(morsel["secure"]) is secure and not morsel.get("max-age") and not morsel.get("expires")
+    storage.forget_visitor_cookie(response, NOTICE_COOKIE)
+    gone = response.cookies[NOTICE_COOKIE]
+    assert gone.value == "" and gone["path"] == "/account/" and str(gone.get("max-age")) == "0"
