@@ -129,6 +129,46 @@ def _bool(raw: dict[str, Any], section: str, key: str) -> bool:
 # --- end of connections, timeouts and slow clients ---
 
 
+# --- Reads (issue #14; docs/operations.md has a section "Reads") ---
+# The read path's cache and page limits, and the index's file roots. `access` (public | authenticated) is added
+# beside these keys by the read-token work of the same issue.
+READS_DEFAULTS: dict[str, Any] = {
+    "cache_ttl": "30s",
+    "cache_size": "64MiB",
+    "max_page_size": "8MiB",
+    "file_roots": [],
+}
+
+
+@dataclass(frozen=True)
+class ReadsConfig:
+    """What the read path serves and how long it trusts what it cached."""
+
+    cache_ttl: float  # a cached simple page not purged by an upload is revalidated with the index after this
+    cache_size: int  # bytes of rewritten pages held in memory (HTML and JSON)
+    max_page_size: int  # an index page larger than this is refused (502), not rewritten
+    file_roots: tuple[str, ...]  # the index's file URLs (absolute, or relative to upstream.url); () = its default
+
+
+def _reads(raw: dict[str, Any]) -> ReadsConfig:
+    max_page = parse_size("reads.max_page_size", raw["max_page_size"])
+    if max_page > 32 * 2**20:
+        raise ConfigError(f"reads.max_page_size: {raw['max_page_size']!r} must be at most 32MiB")
+    roots = tuple(_str_list(raw, "reads", "file_roots"))
+    for root in roots:
+        if "://" in root:
+            _check_http_url("reads.file_roots", root)
+    return ReadsConfig(
+        cache_ttl=float(_duration("reads.cache_ttl", raw["cache_ttl"])),
+        cache_size=parse_size("reads.cache_size", raw["cache_size"]),
+        max_page_size=max_page,
+        file_roots=roots,
+    )
+
+
+# --- end of reads ---
+
+
 @dataclass(frozen=True)
 class LimitsConfig:
     max_file_size: int
@@ -153,6 +193,7 @@ class Config:
     policy: PolicyConfig
     limits: LimitsConfig
     logging: LoggingConfig
+    reads: ReadsConfig
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -177,6 +218,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "limits": {"max_file_size": "100MiB", "max_project_size": "", "read_timeout": "60s", **CLIENT_LIMIT_DEFAULTS},
     "logging": {"level": "info", "format": "text", "audit_file": ""},
+    "reads": dict(READS_DEFAULTS),
 }
 
 
@@ -258,6 +300,7 @@ def _build(raw: dict[str, dict[str, Any]]) -> Config:
         policy=_policy(raw["policy"]),
         limits=_limits(raw["limits"]),
         logging=_logging(raw["logging"]),
+        reads=_reads(raw["reads"]),
     )
 
 

@@ -462,19 +462,9 @@ class _Tokenizer:
             self._anchor = (href, data)
 
     def _href(self, value: str) -> str | None:
-        url = _URL_TAB_NEWLINE.sub("", value.strip(_URL_TRIM))
-        scheme = _SCHEME.match(url)
-        if scheme is not None and scheme.group(1).lower() not in ("http", "https"):
-            return None
-        try:
-            if self._layout is None:
-                return urljoin(self._page_url, url) if self._page_url else url
-            resolved = urljoin(self._page_url, url.replace("\\", "/"))
-        except ValueError:
-            return None
-        if not self._layout.on_index_origin(resolved):
-            return value
-        return self._layout.to_public(resolved, self._public_url)
+        if self._layout is None:
+            return _kept_as_written(value, self._page_url)
+        return public_link(value, self._page_url, self._layout, self._public_url)
 
     def _text(self, text: str, *, decode: bool) -> None:
         if not text:
@@ -495,6 +485,33 @@ class _Tokenizer:
         self._anchor = None
         self._anchor_text = []
         self._anchor_length = 0
+
+
+def public_link(value: str, page_url: str, layout: IndexLayout, public_url: str) -> str | None:
+    """What a link of an index page becomes (also in its JSON pages): None for a non-http(s) scheme or a URL on the
+    index's host outside its read roots; the gateway's URL for one inside them; any other host's as written."""
+    url = _URL_TAB_NEWLINE.sub("", value.strip(_URL_TRIM))
+    scheme = _SCHEME.match(url)
+    if scheme is not None and scheme.group(1).lower() not in ("http", "https"):
+        return None
+    try:
+        resolved = urljoin(page_url, url.replace("\\", "/"))
+    except ValueError:
+        return None
+    if not layout.on_index_origin(resolved):
+        return value
+    return layout.to_public(resolved, public_url)
+
+
+def _kept_as_written(value: str, page_url: str) -> str | None:
+    url = _URL_TAB_NEWLINE.sub("", value.strip(_URL_TRIM))
+    scheme = _SCHEME.match(url)
+    if scheme is not None and scheme.group(1).lower() not in ("http", "https"):
+        return None
+    try:
+        return urljoin(page_url, url) if page_url else url
+    except ValueError:
+        return None
 
 
 def _text_end(buf: str, pos: int, n: int) -> int:
