@@ -11,6 +11,7 @@ from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.proxy import Upstream
+from gateway.reads.handler import Reads
 from gateway.store import Store
 from gateway.upload.flow import UploadContext
 
@@ -27,6 +28,7 @@ class Gateway:
     authorizer: Authorizer | None = None
     token_settings: TokenSettings | None = None
     uploads: UploadContext | None = None
+    reads: Reads | None = None
 
     def ready(self) -> tuple[Store, Upstream, Authenticator, Authorizer]:
         if self.store is None or self.upstream is None or self.authenticator is None or self.authorizer is None:

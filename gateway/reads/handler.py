@@ -1,0 +1,341 @@
+"""The read path's I/O: the allowlisted routes answered from the cache, the index, or the embedded index's files.
+
+Every decision is made by the pure modules beside this one (`paths.decide`, `negotiate.choose`, `cache`); here
+they meet the network. Pages are read from the index up to `reads.max_page_size` and rewritten in a worker
+thread; concurrent requests for a page the cache lacks share one fetch. The service credential goes only to the
+URLs `paths.decide` returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from gateway.errors import GatewayError
+from gateway.metrics import Metrics
+from gateway.reads.cache import CacheKey, Page, PageCache, cache_key
+from gateway.reads.landing import landing_page
+from gateway.reads.negotiate import HTML, JSON_V1, Kind, Representation, choose
+from gateway.reads.paths import FileRequest, IndexLayout, ProjectPage, SimpleRoot, decide
+from gateway.reads.rewrite import file_links, public_link, rewrite_page, root_projects
+from gateway.reads.simple_json import Known, project_json, relay_project_json, relay_root_json, root_json
+
+CHUNK = 256 * 1024
+# Pages may be shown by a browser on the gateway's origin (that of /account/): no script, no frames, no forms.
+PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+FILE_CSP = "default-src 'none'; sandbox"
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": PAGE_CSP}
+PAGE_CACHE_CONTROL = "max-age=0, must-revalidate"
+FILE_CACHE_CONTROL = "public, max-age=31536000, immutable"
+FILE_REQUEST_HEADERS = ("range", "if-range", "if-none-match", "if-modified-since", "user-agent")
+FILE_RESPONSE_HEADERS = (
+    "content-type",
+    "content-length",
+    "etag",
+    "last-modified",
+    "content-range",
+    "accept-ranges",
+    "content-disposition",
+)
+_UPSTREAM_ACCEPT: dict[Kind, str] = {"html": HTML, "json": f"{JSON_V1}, {HTML};q=0.1"}
+
+KnownFiles = Callable[[str], Awaitable[Mapping[str, tuple[int, float]]]]
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """An index page as read: its body (at most the page cap), its content type and charset, its validators."""
+
+    status: int
+    body: bytes
+    content_type: str
+    charset: str
+    etag: str | None
+    last_modified: str | None
+
+
+class Reads:
+    def __init__(
+        self,
+        layout: IndexLayout,
+        session: aiohttp.ClientSession,
+        *,
+        service_headers: Mapping[str, str],
+        public_url: str,
+        cache: PageCache,
+        max_page_size: int,
+        known_files: KnownFiles,
+        metrics: Metrics,
+        files_dir: Path | None = None,
+    ) -> None:
+        self.layout = layout
+        self.cache = cache
+        self._session = session
+        self._service = dict(service_headers)
+        self._public_url = public_url
+        self._max_page = max_page_size
+        self._known_files = known_files
+        self._metrics = metrics
+        self._files_dir = files_dir
+        self._fetches: dict[CacheKey, asyncio.Task[Page]] = {}
+
+    def purge(self, project: str) -> None:
+        """An upload or removal through the gateway changed the project: its pages and the root go at once."""
+        dropped = self.cache.purge(project)
+        self._metrics.read_cache_purges.inc()
+        self._metrics.read_cache_bytes.set(self.cache.bytes)
+        if dropped:
+            self._metrics.read_cache_pages.set(len(self.cache))
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        route = decide(request.raw_path, self.layout)
+        if isinstance(route, FileRequest):
+            self._metrics.reads.labels("file", "file").inc()
+            if self._files_dir is not None:
+                return self._local_file(route, self._files_dir)
+            return await self._upstream_file(request, route)
+        if route.needs_redirect:
+            raise web.HTTPMovedPermanently(location=self._public_url + route.location, headers=SECURITY_HEADERS)
+        representation = choose(request.headers.get("Accept"), route.format)
+        self._metrics.reads.labels("root" if isinstance(route, SimpleRoot) else "project", representation.kind).inc()
+        page = await self._page(route, representation.kind)
+        return self._page_response(request, page, representation)
+
+    def landing(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=landing_page(self._public_url),
+            content_type="text/html",
+            charset="utf-8",
+            headers=SECURITY_HEADERS,
+        )
+
+    def _page_response(self, request: web.Request, page: Page, representation: Representation) -> web.Response:
+        headers = {
+            **SECURITY_HEADERS,
+            "ETag": page.etag,
+            "Vary": "Accept",
+            "Cache-Control": PAGE_CACHE_CONTROL,
+        }
+        if etag_matches(request.headers.get("If-None-Match"), page.etag):
+            return web.Response(status=304, headers=headers)
+        charset = "utf-8" if representation.kind == "html" else None
+        return web.Response(body=page.body, content_type=representation.content_type, charset=charset, headers=headers)
+
+    async def _page(self, route: SimpleRoot | ProjectPage, kind: Kind) -> Page:
+        key = cache_key(route.project if isinstance(route, ProjectPage) else None, kind)
+        cached = self.cache.get(key)
+        if cached is not None and self.cache.fresh(cached):
+            self._metrics.read_cache_hits.labels(kind).inc()
+            return cached
+        fetch = self._fetches.get(key)
+        if fetch is None:
+            self._metrics.read_cache_misses.labels(kind).inc()
+            fetch = asyncio.create_task(self._refresh(key, route, kind, cached), name=f"read {key}")
+            self._fetches[key] = fetch
+            fetch.add_done_callback(lambda done: self._fetched(key, done))
+        else:
+            self._metrics.read_cache_hits.labels(kind).inc()
+        return await asyncio.shield(fetch)  # a client that goes away does not cancel the others' fetch
+
+    def _fetched(self, key: CacheKey, done: asyncio.Task[Page]) -> None:
+        self._fetches.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here too, for when every waiter went away
+
+    async def _refresh(self, key: CacheKey, route: SimpleRoot | ProjectPage, kind: Kind, cached: Page | None) -> Page:
+        generation = self.cache.generation(key)
+        fetched = await self._fetch_page(route, kind, cached)
+        now = self.cache.clock()
+        if fetched.status == 304 and cached is not None:
+            page = cached.confirmed(now)
+        else:
+            known = await self._known_files(route.project) if kind == "json" and isinstance(route, ProjectPage) else {}
+            body = await asyncio.to_thread(self._render, route, kind, fetched, known)
+            page = Page(body, _etag(body), fetched.etag, fetched.last_modified, now)
+        self.cache.put(key, page, generation)
+        self._metrics.read_cache_bytes.set(self.cache.bytes)
+        self._metrics.read_cache_pages.set(len(self.cache))
+        return page
+
+    async def _fetch_page(self, route: SimpleRoot | ProjectPage, kind: Kind, cached: Page | None) -> Fetched:
+        headers = {"Accept": _UPSTREAM_ACCEPT[kind], **self._service}
+        if cached is not None and cached.upstream_etag:
+            headers["If-None-Match"] = cached.upstream_etag
+        if cached is not None and cached.upstream_last_modified:
+            headers["If-Modified-Since"] = cached.upstream_last_modified
+        started = time.perf_counter()
+        try:
+            async with self._session.get(route.upstream_url, headers=headers, allow_redirects=False) as resp:
+                self._metrics.upstream_duration.labels("simple").observe(time.perf_counter() - started)
+                if resp.status == 304 and cached is not None:
+                    return Fetched(304, b"", "", "", resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
+                if resp.status == 404 or 300 <= resp.status < 400:
+                    raise _no_project(route)
+                if resp.status != 200:
+                    if resp.status >= 500:
+                        self._metrics.upstream_errors.labels("simple", "status_5xx").inc()
+                    raise _index_failed(resp.status)
+                body = await _read_up_to(resp, self._max_page + 1)
+                if len(body) > self._max_page:
+                    raise GatewayError(
+                        502,
+                        f"The package index sent a page larger than reads.max_page_size "
+                        f"({self._max_page // 2**20} MiB); it is not served",
+                        "upstream_page_too_large",
+                    )
+                return Fetched(
+                    200,
+                    body,
+                    resp.content_type,
+                    resp.charset or "utf-8",
+                    resp.headers.get("ETag"),
+                    resp.headers.get("Last-Modified"),
+                )
+        except aiohttp.ClientConnectionError as exc:
+            raise _unreachable(self._metrics, exc) from None
+        except TimeoutError:
+            self._metrics.upstream_errors.labels("simple", "timeout").inc()
+            raise GatewayError(504, "The package index did not answer in time", "upstream_timeout") from None
+
+    def _render(
+        self, route: SimpleRoot | ProjectPage, kind: Kind, fetched: Fetched, known: Mapping[str, tuple[int, float]]
+    ) -> bytes:
+        """The page as served (runs in a worker thread): HTML rewritten, JSON relayed or built from the HTML."""
+        url = route.upstream_url
+        is_json = fetched.content_type.endswith("json")
+        try:
+            if kind == "json" and is_json:
+                if isinstance(route, SimpleRoot):
+                    return root_json(relay_root_json(fetched.body))
+                records = {name: Known(*record) for name, record in known.items()}
+                return relay_project_json(route.project, fetched.body, url, self.layout, self._public_url, records)
+        except (ValueError, UnicodeDecodeError):
+            raise _bad_page("a JSON page that is not PEP 691") from None
+        if is_json:
+            raise _bad_page("JSON where HTML was asked for")
+        page = rewrite_page(fetched.body, url, self.layout, self._public_url, charset=fetched.charset)
+        if kind == "html":
+            return page.body
+        if isinstance(route, SimpleRoot):
+            return root_json(name for _, name in root_projects(page.links))
+        records = {name: Known(*record) for name, record in known.items()}
+        return project_json(route.project, file_links(page.links), records)
+
+    def _local_file(self, route: FileRequest, files_dir: Path) -> web.FileResponse:
+        """A file of the embedded index, from its data directory (the kernel's sendfile), never outside it."""
+        relative = route.path[len(self.layout.file_paths[0]) :]
+        root = files_dir.resolve()
+        path = (root / relative).resolve()
+        if (
+            any(part.startswith(".") for part in relative.split("/"))
+            or not path.is_relative_to(root)
+            or not path.is_file()
+        ):
+            raise _no_file(route)
+        return web.FileResponse(
+            path,
+            headers={
+                "Cache-Control": FILE_CACHE_CONTROL,
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": FILE_CSP,
+            },
+        )
+
+    async def _upstream_file(self, request: web.Request, route: FileRequest) -> web.StreamResponse:
+        headers = {name: request.headers[name] for name in FILE_REQUEST_HEADERS if name in request.headers}
+        started = time.perf_counter()
+        try:
+            async with self._session.request(
+                request.method, route.upstream_url, headers=headers | self._service, allow_redirects=False
+            ) as resp:
+                self._metrics.upstream_duration.labels("packages").observe(time.perf_counter() - started)
+                if resp.status == 404:
+                    raise _no_file(route)
+                if resp.status >= 400 and resp.status not in (412, 416):
+                    if resp.status >= 500:
+                        self._metrics.upstream_errors.labels("packages", "status_5xx").inc()
+                    raise _index_failed(resp.status)
+                out_headers = {name: resp.headers[name] for name in FILE_RESPONSE_HEADERS if name in resp.headers}
+                out_headers |= {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": FILE_CSP}
+                if 300 <= resp.status < 400 and resp.status != 304:
+                    location = public_link(
+                        resp.headers.get("Location", ""), route.upstream_url, self.layout, self._public_url
+                    )
+                    if not location:  # elsewhere on the index's host: not for clients to follow
+                        raise _index_failed(resp.status)
+                    out_headers["Location"] = location
+                if resp.status in (200, 206, 304):
+                    out_headers["Cache-Control"] = FILE_CACHE_CONTROL
+                out = web.StreamResponse(status=resp.status, headers=out_headers)
+                await out.prepare(request)
+                async for chunk in resp.content.iter_chunked(CHUNK):
+                    await out.write(chunk)
+                await out.write_eof()
+                return out
+        except aiohttp.ClientConnectionError as exc:
+            raise _unreachable(self._metrics, exc, "packages") from None
+        except TimeoutError:
+            self._metrics.upstream_errors.labels("packages", "timeout").inc()
+            raise GatewayError(504, "The package index did not answer in time", "upstream_timeout") from None
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110's weak comparison of `If-None-Match` against the page's ETag (`*` matches any)."""
+    if not if_none_match:
+        return False
+    opaque = etag.removeprefix("W/")
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == opaque:
+            return True
+    return False
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+async def _read_up_to(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(CHUNK):
+        body += chunk
+        if len(body) >= limit:
+            break
+    return bytes(body)
+
+
+def _no_project(route: SimpleRoot | ProjectPage) -> GatewayError:
+    if isinstance(route, SimpleRoot):
+        return GatewayError(502, "The package index has no simple index at its configured URL", "upstream_error")
+    return GatewayError(404, f"Not found: the index has no project '{route.project}'", "project_not_found")
+
+
+def _no_file(route: FileRequest) -> GatewayError:
+    return GatewayError(
+        404, f"Not found: the index has no file '{route.filename}'; see /simple/ for what it has", "file_not_found"
+    )
+
+
+def _bad_page(what: str) -> GatewayError:
+    return GatewayError(502, f"The package index sent {what}; it is not served", "upstream_bad_page")
+
+
+def _index_failed(status: int) -> GatewayError:
+    return GatewayError(502, f"The package index failed (HTTP {status})", "upstream_error")
+
+
+def _unreachable(metrics: Metrics, exc: BaseException, route: str = "simple") -> GatewayError:
+    """Without the index's address: the embedded one's is a bypass of the gateway's checks."""
+    metrics.upstream_errors.labels(route, "unreachable").inc()
+    return GatewayError(
+        502,
+        f"The package index is unreachable ({type(exc).__name__}); try again later",
+        "upstream_unreachable",
+    )
