@@ -206,6 +206,8 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await probe
     finally:
+        if gateway.reads is not None:
+            gateway.reads.close()
         gateway.upstream = gateway.authenticator = gateway.authorizer = gateway.store = gateway.uploads = None
         gateway.reads = None
         await store.close()

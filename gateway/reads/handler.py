@@ -9,10 +9,11 @@ URLs `paths.decide` returned.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import aiohttp
@@ -24,10 +25,11 @@ from gateway.reads.cache import CacheKey, Page, PageCache, cache_key
 from gateway.reads.landing import landing_page
 from gateway.reads.negotiate import HTML, JSON_V1, Kind, Representation, choose
 from gateway.reads.paths import FileRequest, IndexLayout, ProjectPage, SimpleRoot, decide
-from gateway.reads.rewrite import file_links, public_link, rewrite_page, root_projects
-from gateway.reads.simple_json import Known, project_json, relay_project_json, relay_root_json, root_json
+from gateway.reads.render import Source, background_worker, render
+from gateway.reads.rewrite import public_link
 
 CHUNK = 256 * 1024
+IN_THREAD_BYTES = 1 << 20
 # Pages may be shown by a browser on the gateway's origin (that of /account/): no script, no frames, no forms.
 PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 FILE_CSP = "default-src 'none'; sandbox"
@@ -85,6 +87,10 @@ class Reads:
         self._metrics = metrics
         self._files_dir = files_dir
         self._fetches: dict[CacheKey, asyncio.Task[Page]] = {}
+        # One process, at a lower priority, started now: large pages are rendered one at a time (so a hostile index
+        # cannot take every core), and no request waits for an interpreter to start.
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=background_worker)
+        self._pool.submit(int)
 
     def purge(self, project: str) -> None:
         """An upload or removal through the gateway changed the project: its pages and the root go at once."""
@@ -106,7 +112,7 @@ class Reads:
         representation = choose(request.headers.get("Accept"), route.format)
         self._metrics.reads.labels("root" if isinstance(route, SimpleRoot) else "project", representation.kind).inc()
         page = await self._page(route, representation.kind)
-        return self._page_response(request, page, representation)
+        return await self._page_response(request, page, representation)
 
     def landing(self, request: web.Request) -> web.Response:
         return web.Response(
@@ -116,7 +122,9 @@ class Reads:
             headers=SECURITY_HEADERS,
         )
 
-    def _page_response(self, request: web.Request, page: Page, representation: Representation) -> web.Response:
+    async def _page_response(
+        self, request: web.Request, page: Page, representation: Representation
+    ) -> web.StreamResponse:
         headers = {
             **SECURITY_HEADERS,
             "ETag": page.etag,
@@ -157,8 +165,8 @@ class Reads:
             page = cached.confirmed(now)
         else:
             known = await self._known_files(route.project) if kind == "json" and isinstance(route, ProjectPage) else {}
-            body = await asyncio.to_thread(self._render, route, kind, fetched, known)
-            page = Page(body, _etag(body), fetched.etag, fetched.last_modified, now)
+            body, etag = await self._rendered(route, kind, fetched, known)
+            page = Page(body, etag, fetched.etag, fetched.last_modified, now)
         self.cache.put(key, page, generation)
         self._metrics.read_cache_bytes.set(self.cache.bytes)
         self._metrics.read_cache_pages.set(len(self.cache))
@@ -204,29 +212,27 @@ class Reads:
             self._metrics.upstream_errors.labels("simple", "timeout").inc()
             raise GatewayError(504, "The package index did not answer in time", "upstream_timeout") from None
 
-    def _render(
+    async def _rendered(
         self, route: SimpleRoot | ProjectPage, kind: Kind, fetched: Fetched, known: Mapping[str, tuple[int, float]]
-    ) -> bytes:
-        """The page as served (runs in a worker thread): HTML rewritten, JSON relayed or built from the HTML."""
-        url = route.upstream_url
-        is_json = fetched.content_type.endswith("json")
-        try:
-            if kind == "json" and is_json:
-                if isinstance(route, SimpleRoot):
-                    return root_json(relay_root_json(fetched.body))
-                records = {name: Known(*record) for name, record in known.items()}
-                return relay_project_json(route.project, fetched.body, url, self.layout, self._public_url, records)
-        except (ValueError, UnicodeDecodeError):
-            raise _bad_page("a JSON page that is not PEP 691") from None
-        if is_json:
-            raise _bad_page("JSON where HTML was asked for")
-        page = rewrite_page(fetched.body, url, self.layout, self._public_url, charset=fetched.charset)
-        if kind == "html":
-            return page.body
-        if isinstance(route, SimpleRoot):
-            return root_json(name for _, name in root_projects(page.links))
-        records = {name: Known(*record) for name, record in known.items()}
-        return project_json(route.project, file_links(page.links), records)
+    ) -> tuple[bytes, str]:
+        """Small pages in a worker thread; large ones in a worker process, where their garbage collection and
+        their hold on the interpreter lock cannot stall the event loop (a 30 MiB page takes seconds)."""
+        source = Source(
+            fetched.body,
+            fetched.content_type,
+            fetched.charset,
+            route.upstream_url,
+            route.project if isinstance(route, ProjectPage) else None,
+            kind,
+            known,
+        )
+        if len(fetched.body) <= IN_THREAD_BYTES:
+            return await asyncio.to_thread(render, source, self.layout, self._public_url)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, render, source, self.layout, self._public_url)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _local_file(self, route: FileRequest, files_dir: Path) -> web.FileResponse:
         """A file of the embedded index, from its data directory (the kernel's sendfile), never outside it."""
@@ -298,17 +304,15 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return False
 
 
-def _etag(body: bytes) -> str:
-    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
-
-
 async def _read_up_to(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    body = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in resp.content.iter_chunked(CHUNK):
-        body += chunk
-        if len(body) >= limit:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
             break
-    return bytes(body)
+    return b"".join(chunks)
 
 
 def _no_project(route: SimpleRoot | ProjectPage) -> GatewayError:
@@ -321,10 +325,6 @@ def _no_file(route: FileRequest) -> GatewayError:
     return GatewayError(
         404, f"Not found: the index has no file '{route.filename}'; see /simple/ for what it has", "file_not_found"
     )
-
-
-def _bad_page(what: str) -> GatewayError:
-    return GatewayError(502, f"The package index sent {what}; it is not served", "upstream_bad_page")
 
 
 def _index_failed(status: int) -> GatewayError:
