@@ -370,10 +370,8 @@ def test_pip_and_uv_install_through_the_json_api(cached: GatewayProcess, tmp_pat
     assert sha256_of(tmp_path / "pip" / wheel.name) == sha256_of(wheel)
     assert metric(cached, served) == before + 1
 
-    uv = shutil.which("uv")
-    assert uv is not None, "uv is a dev dependency"
     result = subprocess.run(
-        [uv, "pip", "install", "--no-cache", "--python", PYTHON, "--target", str(tmp_path / "uv")]
+        [PYTHON, "-m", "uv", "pip", "install", "--no-cache", "--python", PYTHON, "--target", str(tmp_path / "uv")]
         + ["--index-url", f"{cached.url}/simple/", "json-install"],
         capture_output=True,
         text=True,
