@@ -9,6 +9,7 @@ URLs `paths.decide` returned.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -89,7 +90,9 @@ class Reads:
         self._fetches: dict[CacheKey, asyncio.Task[Page]] = {}
         # One process, at a lower priority, started now: large pages are rendered one at a time (so a hostile index
         # cannot take every core), and no request waits for an interpreter to start.
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=background_worker)
+        self._pool = ProcessPoolExecutor(
+            max_workers=1, mp_context=get_context("spawn"), initializer=background_worker, initargs=(os.getpid(),)
+        )
         self._pool.submit(int)
 
     def purge(self, project: str) -> None:

@@ -6,8 +6,11 @@ HTML is rewritten (`rewrite`); JSON is relayed rewritten when the index sent JSO
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import os
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -37,9 +40,18 @@ def render(source: Source, layout: IndexLayout, public_url: str) -> tuple[bytes,
     return body, '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
 
 
-def background_worker() -> None:
-    """The initializer of the worker processes that render large pages: they yield the CPU to the event loop's."""
+_PR_SET_PDEATHSIG = 1
+
+
+def background_worker(gateway_pid: int) -> None:
+    """The initializer of the worker processes that render large pages: they yield the CPU to the event loop's,
+    and die with the gateway (killed, it cannot tell them to stop; they would wait for work forever), also when
+    it died while they were starting."""
     os.nice(10)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != gateway_pid:
+        os._exit(0)
 
 
 def _body(source: Source, layout: IndexLayout, public_url: str) -> bytes:
