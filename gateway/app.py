@@ -121,7 +121,7 @@ async def ready(request: web.Request) -> web.Response:
     store, upstream, _, _ = request.app[GATEWAY].ready()
     await store.ping()
     if not await upstream.ping():
-        raise GatewayError(503, f"The package index at {upstream.urls.base} is not answering", "upstream_unreachable")
+        raise GatewayError(503, "The package index is not answering; try again later", "upstream_unreachable")
     return web.Response(text="OK\n")
 
 
@@ -159,6 +159,7 @@ async def open_index(config: Config, metrics: Metrics) -> AsyncIterator[Upstream
             urls,
             session,
             authorization=_upstream_auth(config, embedded),
+            public_url=config.server.public_url,
             metrics=metrics,
             max_page_size=config.reads.max_page_size,
         )
@@ -221,8 +222,7 @@ def _reads(config: Config, upstream: Upstream, store: Store, metrics: Metrics) -
         raise ConfigError(f"reads.file_roots / upstream.simple_url: {exc}") from None
     return Reads(
         layout,
-        upstream.session,
-        service_headers=upstream.service_headers,
+        upstream,
         public_url=config.server.public_url,
         cache=PageCache(config.reads.cache_size, config.reads.cache_ttl),
         max_page_size=config.reads.max_page_size,

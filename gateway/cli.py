@@ -234,7 +234,7 @@ async def token_list(store: Store, args: argparse.Namespace, config: Config) -> 
         state = f"revoked {item['revoked']}" if item["revoked"] else f"expires {item['expires'] or 'never'}"
         print(
             f"{item['id']}  {item['user']}  {item['scope']}  created {item['created']}  "
-            f"last used {item['last_used'] or 'never'}  {state}  {item['description']}"
+            f"last used {item['last_used'] or 'never'}  {state}  {logs.printable(str(item['description']))}"
         )
 
 
@@ -312,13 +312,13 @@ async def audit_show(store: Store, args: argparse.Namespace, config: Config) -> 
         if args.json:
             print(event.to_json())
             continue
-        detail = " ".join(f"{key}={value}" for key, value in sorted(event.detail.items()))
-        who = " ".join(
-            f"{label}={value}"
+        who = [
+            logs.key_value(label, value)
             for label, value in (("user", event.user_name), ("token", event.token_id), ("project", event.project))
             if value
-        )
-        print(f"{_when(event.at)}  {event.event:<24} {who} {detail}".rstrip())
+        ]
+        detail = [logs.key_value(key, value) for key, value in sorted(event.detail.items())]
+        print(f"{_when(event.at)}  {logs.printable(event.event):<24} {' '.join(who + detail)}".rstrip())
 
 
 COMMANDS: dict[tuple[str, str], Callable[[Store, argparse.Namespace, Config], Awaitable[None]]] = {

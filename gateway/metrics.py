@@ -108,5 +108,5 @@ class Metrics:
             self.read_cache_hits.labels(kind)
             self.read_cache_misses.labels(kind)
         for route in ("upload", "simple", "packages", "json", "other"):
-            for kind in ("unreachable", "timeout", "status_5xx"):
+            for kind in ("unreachable", "timeout", "protocol", "status_5xx"):
                 self.upstream_errors.labels(route, kind)

@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import threading
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from passlib.apache import HtpasswdFile
 
 from tests.harness import free_port, stop, wait_http
 from tests.harness.devpi import Devpi, start_devpi
+from tests.logcheck import problems
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -179,6 +181,8 @@ class GatewayProcess:
     log: Path
     process: subprocess.Popen[bytes]
     env: dict[str, str] = field(default_factory=dict)
+    # The passwords and tokens tests gave it: none may reach its log or audit file, in any encoding.
+    secrets: list[str] = field(default_factory=list)
 
     def cli(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -192,9 +196,12 @@ class GatewayProcess:
         )
         if check and result.returncode != 0:
             raise AssertionError(f"CLI {args} failed ({result.returncode}): {result.stderr}")
+        if args[:2] == ("token", "create") and result.returncode == 0 and result.stdout.strip():
+            self.secrets.append(result.stdout.strip())
         return result
 
     def add_user(self, name: str, password: str) -> None:
+        self.secrets.append(password)
         self.cli("user", "add", name, "--password-stdin", stdin=password + "\n")
 
     def log_text(self) -> str:
@@ -203,6 +210,24 @@ class GatewayProcess:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def leaks(self) -> list[str]:
+        """What its log and audit file hold that they must not: raw control characters, credentials in any
+        encoding, the index's service password and the passwords and tokens tests gave it (see
+        tests/logcheck.py)."""
+        settings = tomllib.loads(self.config.read_text()) if self.config.exists() else {}  # a test may remove it
+        password_file = settings.get("upstream", {}).get("password_file")
+        if password_file and Path(password_file).exists():
+            secrets = (*self.secrets, Path(password_file).read_text().strip())
+        else:
+            secrets = tuple(self.secrets)
+        found = (
+            [f"log: {problem}" for problem in problems(self.log_text(), secrets=secrets)] if self.log.exists() else []
+        )
+        audit_file = settings.get("logging", {}).get("audit_file")
+        if audit_file and Path(audit_file).exists():
+            found += [f"audit file: {problem}" for problem in problems(Path(audit_file).read_text(), secrets=secrets)]
+        return found
 
 
 def write_config(path: Path, sections: dict[str, dict[str, object]]) -> None:
@@ -247,8 +272,38 @@ def start_gateway(
         env=env,
         preexec_fn=preexec_fn,
     )
+    gateway = GatewayProcess(url, config, log, process, env)
+    STARTED.append(gateway)
     wait_http(url + ("/-/ready" if ready else "/-/healthy"), process)
-    return GatewayProcess(url, config, log, process, env)
+    return gateway
+
+
+# Every gateway started and not yet checked; `logs_hold_no_secret` checks each once it has stopped.
+STARTED: list[GatewayProcess] = []
+
+
+def _check_logs(*, stopped_only: bool) -> None:
+    checked = [gateway for gateway in STARTED if not stopped_only or gateway.process.poll() is not None]
+    STARTED[:] = [gateway for gateway in STARTED if all(gateway is not done for done in checked)]
+    found = [f"{gateway.log.parent.name}: {problem}" for gateway in checked for problem in gateway.leaks()]
+    if found:
+        pytest.fail("gateway output holds what it must not:\n" + "\n".join(found[:20]))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def logs_hold_no_secret_at_the_end() -> Iterator[None]:
+    """The gateways still running when the last module ends (a session-wide one) are checked last."""
+    yield
+    _check_logs(stopped_only=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def logs_hold_no_secret(logs_hold_no_secret_at_the_end: None) -> Iterator[None]:
+    """Issue #13: log and audit output over the whole e2e run holds no raw control character and no credential
+    in any encoding. Each gateway is checked once, after the module that stopped it (this fixture is set up
+    before the module's own fixtures, so it ends after them), which the failure then names."""
+    yield
+    _check_logs(stopped_only=True)
 
 
 def index_upstream(idx: Index, directory: Path) -> dict[str, object]:

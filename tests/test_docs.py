@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CODE = re.compile(r"^[a-z][a-z0-9_]+$")
 # Functions whose arguments carry a refusal's reason code.
-RAISERS = {"GatewayError", "Denied", "challenge", "bad_form", "malformed", "_refuse", "invalid_token"}
+RAISERS = {"GatewayError", "IndexFault", "Denied", "challenge", "bad_form", "malformed", "_refuse", "invalid_token"}
 
 
 def reason_codes() -> set[str]:
@@ -18,7 +18,8 @@ def reason_codes() -> set[str]:
     for path in [*(ROOT / "gateway").glob("*.py"), *(ROOT / "gateway" / "upload").glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in RAISERS:
-                values = [*node.args, *(keyword.value for keyword in node.keywords)]
+                # IndexFault's `kind` is a metric label, not a reason code.
+                values = [*node.args, *(keyword.value for keyword in node.keywords if keyword.arg != "kind")]
             elif isinstance(node, ast.FunctionDef) and node.name in RAISERS:
                 values = [*node.args.defaults, *(d for d in node.args.kw_defaults if d is not None)]
             else:

@@ -78,6 +78,19 @@ def test_links_to_the_index_point_at_the_gateway_and_others_on_its_host_are_drop
     )
 
 
+def test_devpi_relative_links_are_rewritten() -> None:
+    devpi = IndexLayout.build("http://127.0.0.1:3141/", "http://127.0.0.1:3141/alice/dev/+simple/")
+    page = (
+        b'<a href="../../+f/ea7/ce85b9143e8c0/newproj-0.1.0-py3-none-any.whl#sha256=ff" '
+        b'data-requires-python="&gt;=3.8">newproj</a>'
+    )
+    out = rewrite_page(page, "http://127.0.0.1:3141/alice/dev/+simple/newproj/", devpi, PUBLIC).body
+    assert out == (
+        b'<a href="https://pkgs.example.com/alice/dev/+f/ea7/ce85b9143e8c0/newproj-0.1.0-py3-none-any.whl#sha256=ff" '
+        b'data-requires-python="&gt;=3.8">newproj</a>'
+    )
+
+
 def test_files_and_projects_are_read_from_the_links() -> None:
     page = rewrite_page(HOSTILE, PAGE_URL, LAYOUT, PUBLIC)
     files = {link.filename: link for link in file_links(page.links)}

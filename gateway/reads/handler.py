@@ -22,6 +22,7 @@ from aiohttp import web
 
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
+from gateway.proxy import Upstream
 from gateway.reads.cache import CacheKey, Page, PageCache, cache_key
 from gateway.reads.landing import landing_page
 from gateway.reads.negotiate import HTML, JSON_V1, Kind, Representation, choose
@@ -68,9 +69,8 @@ class Reads:
     def __init__(
         self,
         layout: IndexLayout,
-        session: aiohttp.ClientSession,
+        upstream: Upstream,
         *,
-        service_headers: Mapping[str, str],
         public_url: str,
         cache: PageCache,
         max_page_size: int,
@@ -80,8 +80,7 @@ class Reads:
     ) -> None:
         self.layout = layout
         self.cache = cache
-        self._session = session
-        self._service = dict(service_headers)
+        self._upstream = upstream
         self._public_url = public_url
         self._max_page = max_page_size
         self._known_files = known_files
@@ -176,44 +175,40 @@ class Reads:
         return page
 
     async def _fetch_page(self, route: SimpleRoot | ProjectPage, kind: Kind, cached: Page | None) -> Fetched:
-        headers = {"Accept": _UPSTREAM_ACCEPT[kind], **self._service}
+        url = route.upstream_url
+        headers = {"Accept": _UPSTREAM_ACCEPT[kind], **self._upstream.service_headers}
         if cached is not None and cached.upstream_etag:
             headers["If-None-Match"] = cached.upstream_etag
         if cached is not None and cached.upstream_last_modified:
             headers["If-Modified-Since"] = cached.upstream_last_modified
         started = time.perf_counter()
-        try:
-            async with self._session.get(route.upstream_url, headers=headers, allow_redirects=False) as resp:
-                self._metrics.upstream_duration.labels("simple").observe(time.perf_counter() - started)
-                if resp.status == 304 and cached is not None:
-                    return Fetched(304, b"", "", "", resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
-                if resp.status == 404 or 300 <= resp.status < 400:
-                    raise _no_project(route)
-                if resp.status != 200:
-                    if resp.status >= 500:
-                        self._metrics.upstream_errors.labels("simple", "status_5xx").inc()
-                    raise _index_failed(resp.status)
-                body = await _read_up_to(resp, self._max_page + 1)
-                if len(body) > self._max_page:
-                    raise GatewayError(
-                        502,
-                        f"The package index sent a page larger than reads.max_page_size "
-                        f"({self._max_page // 2**20} MiB); it is not served",
-                        "upstream_page_too_large",
-                    )
-                return Fetched(
-                    200,
-                    body,
-                    resp.content_type,
-                    resp.charset or "utf-8",
-                    resp.headers.get("ETag"),
-                    resp.headers.get("Last-Modified"),
+        async with (
+            self._upstream.exchange("simple", "GET", url),
+            self._upstream.session.get(url, headers=headers, allow_redirects=False) as resp,
+        ):
+            self._metrics.upstream_duration.labels("simple").observe(time.perf_counter() - started)
+            if resp.status == 304 and cached is not None:
+                return Fetched(304, b"", "", "", resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
+            if resp.status == 404 or 300 <= resp.status < 400:
+                raise _no_project(route)
+            if resp.status != 200:
+                raise self._upstream.failed("simple", "GET", url, resp.status)
+            body = await _read_up_to(resp, self._max_page + 1)
+            if len(body) > self._max_page:
+                raise GatewayError(
+                    502,
+                    f"The package index sent a page larger than reads.max_page_size "
+                    f"({self._max_page // 2**20} MiB); it is not served",
+                    "upstream_page_too_large",
                 )
-        except aiohttp.ClientConnectionError as exc:
-            raise _unreachable(self._metrics, exc) from None
-        except TimeoutError:
-            self._metrics.upstream_errors.labels("simple", "timeout").inc()
-            raise GatewayError(504, "The package index did not answer in time", "upstream_timeout") from None
+            return Fetched(
+                200,
+                body,
+                resp.content_type,
+                resp.charset or "utf-8",
+                resp.headers.get("ETag"),
+                resp.headers.get("Last-Modified"),
+            )
 
     async def _rendered(
         self, route: SimpleRoot | ProjectPage, kind: Kind, fetched: Fetched, known: Mapping[str, tuple[int, float]]
@@ -258,41 +253,48 @@ class Reads:
         )
 
     async def _upstream_file(self, request: web.Request, route: FileRequest) -> web.StreamResponse:
+        """A file relayed from the index. Only the exchange with the index runs inside `exchange`: a client that
+        goes away while the file is written is not an index fault; an index that stops mid-file cuts the client's
+        connection too, so the client sees the file incomplete, never a short file that looks whole."""
+        url = route.upstream_url
         headers = {name: request.headers[name] for name in FILE_REQUEST_HEADERS if name in request.headers}
         started = time.perf_counter()
+        async with self._upstream.exchange("packages", request.method, url):
+            resp = await self._upstream.session.request(
+                request.method, url, headers=headers | self._upstream.service_headers, allow_redirects=False
+            )
+            self._metrics.upstream_duration.labels("packages").observe(time.perf_counter() - started)
         try:
-            async with self._session.request(
-                request.method, route.upstream_url, headers=headers | self._service, allow_redirects=False
-            ) as resp:
-                self._metrics.upstream_duration.labels("packages").observe(time.perf_counter() - started)
-                if resp.status == 404:
-                    raise _no_file(route)
-                if resp.status >= 400 and resp.status not in (412, 416):
-                    if resp.status >= 500:
-                        self._metrics.upstream_errors.labels("packages", "status_5xx").inc()
-                    raise _index_failed(resp.status)
-                out_headers = {name: resp.headers[name] for name in FILE_RESPONSE_HEADERS if name in resp.headers}
-                out_headers |= {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": FILE_CSP}
-                if 300 <= resp.status < 400 and resp.status != 304:
-                    location = public_link(
-                        resp.headers.get("Location", ""), route.upstream_url, self.layout, self._public_url
-                    )
-                    if not location:  # elsewhere on the index's host: not for clients to follow
-                        raise _index_failed(resp.status)
-                    out_headers["Location"] = location
-                if resp.status in (200, 206, 304):
-                    out_headers["Cache-Control"] = FILE_CACHE_CONTROL
-                out = web.StreamResponse(status=resp.status, headers=out_headers)
-                await out.prepare(request)
-                async for chunk in resp.content.iter_chunked(CHUNK):
-                    await out.write(chunk)
-                await out.write_eof()
+            out = web.StreamResponse(status=resp.status, headers=self._file_headers(resp, route))
+            await out.prepare(request)
+            try:
+                async with self._upstream.exchange("packages", request.method, url):
+                    async for chunk in resp.content.iter_chunked(CHUNK):
+                        await out.write(chunk)
+            except GatewayError:
+                if request.transport is not None:
+                    request.transport.close()
                 return out
-        except aiohttp.ClientConnectionError as exc:
-            raise _unreachable(self._metrics, exc, "packages") from None
-        except TimeoutError:
-            self._metrics.upstream_errors.labels("packages", "timeout").inc()
-            raise GatewayError(504, "The package index did not answer in time", "upstream_timeout") from None
+            await out.write_eof()
+            return out
+        finally:
+            resp.release()
+
+    def _file_headers(self, resp: aiohttp.ClientResponse, route: FileRequest) -> dict[str, str]:
+        if resp.status == 404:
+            raise _no_file(route)
+        if resp.status >= 400 and resp.status not in (412, 416):
+            raise self._upstream.failed("packages", "GET", route.upstream_url, resp.status)
+        headers = {name: resp.headers[name] for name in FILE_RESPONSE_HEADERS if name in resp.headers}
+        headers |= {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": FILE_CSP}
+        if 300 <= resp.status < 400 and resp.status != 304:
+            location = public_link(resp.headers.get("Location", ""), route.upstream_url, self.layout, self._public_url)
+            if not location:  # elsewhere on the index's host: not for clients to follow
+                raise self._upstream.failed("packages", "GET", route.upstream_url, resp.status)
+            headers["Location"] = location
+        if resp.status in (200, 206, 304):
+            headers["Cache-Control"] = FILE_CACHE_CONTROL
+        return headers
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -327,18 +329,4 @@ def _no_project(route: SimpleRoot | ProjectPage) -> GatewayError:
 def _no_file(route: FileRequest) -> GatewayError:
     return GatewayError(
         404, f"Not found: the index has no file '{route.filename}'; see /simple/ for what it has", "file_not_found"
-    )
-
-
-def _index_failed(status: int) -> GatewayError:
-    return GatewayError(502, f"The package index failed (HTTP {status})", "upstream_error")
-
-
-def _unreachable(metrics: Metrics, exc: BaseException, route: str = "simple") -> GatewayError:
-    """Without the index's address: the embedded one's is a bypass of the gateway's checks."""
-    metrics.upstream_errors.labels(route, "unreachable").inc()
-    return GatewayError(
-        502,
-        f"The package index is unreachable ({type(exc).__name__}); try again later",
-        "upstream_unreachable",
     )

@@ -23,20 +23,21 @@ def is_conflict(answer: UpstreamAnswer) -> bool:
     return answer.status == 409 or (answer.status == 400 and "already" in (answer.reason + answer.text).lower())
 
 
-def raise_for(answer: UpstreamAnswer, index: str) -> None:
-    """Raise the client-facing error for an index answer that is neither a success nor a conflict."""
+def raise_for(answer: UpstreamAnswer) -> None:
+    """Raise the client-facing error for an index answer that is neither a success nor a conflict (the
+    index's URL is never in it: `Upstream.post_upload` logged the answer with it)."""
     if 200 <= answer.status < 300:
         return
     said = upstream_message(answer.text) or answer.reason
     if answer.status in (401, 403):
         raise GatewayError(
             502,
-            f"The package index at {index} refused the gateway's own credential (HTTP {answer.status}); "
+            f"The package index refused the gateway's own credential (HTTP {answer.status}); "
             "an operator must check upstream.username and upstream.password_file",
             "upstream_auth",
         )
     if answer.status == 413:
         raise GatewayError(413, f"The package index refused the file as too large: {said}", "upstream_too_large")
     if answer.status >= 500:
-        raise GatewayError(502, f"The package index at {index} failed (HTTP {answer.status})", "upstream_error")
+        raise GatewayError(502, f"The package index failed (HTTP {answer.status}); try again later", "upstream_error")
     raise GatewayError(400, f"The package index refused the upload (HTTP {answer.status}): {said}", "upstream_refused")

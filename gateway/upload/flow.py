@@ -39,7 +39,7 @@ from gateway.config import LimitsConfig
 from gateway.dist_metadata import PlatformPolicy, check_description
 from gateway.errors import GatewayError
 from gateway.existing import ExistingFiles, already_exists, verdict
-from gateway.proxy import Upstream, UpstreamAnswer
+from gateway.proxy import Upstream, UpstreamAnswer, log_fault
 from gateway.upload import answers
 from gateway.upload.encoding import CanonicalBody, encode, fill, forwarded
 from gateway.upload.filecopy import FileCopy
@@ -540,20 +540,18 @@ class UploadFlow:
 
         try:
             answer = await self.upstream.post_upload(guarded(), content_type=encoded.content_type, length=length)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except GatewayError:
             if failure:
                 raise failure[0] from None
-            if isinstance(exc, TimeoutError):
-                raise self.upstream.timed_out("upload") from None
-            raise self.upstream.unreachable("upload", exc) from None
+            raise
         if failure:
             raise failure[0]
         if sent < length:
-            answers.raise_for(answer, self.upstream.urls.base)
+            answers.raise_for(answer)
+            log_fault("upload", "upstream_error", "POST", self.upstream.urls.upload, f"HTTP {answer.status} early")
             raise GatewayError(
                 502,
-                f"The package index at {self.upstream.urls.base} answered before it had the whole upload "
-                f"(HTTP {answer.status})",
+                f"The package index answered before it had the whole upload (HTTP {answer.status}); try again later",
                 "upstream_error",
             )
         return answer
@@ -567,7 +565,7 @@ class UploadFlow:
             if found.sha256 is None:
                 raise already_exists(upload.filename, digests["blake2_256"], self.context.help_url)
             return await self._duplicate(upload, found.sha256)
-        answers.raise_for(answer, self.upstream.urls.base)
+        answers.raise_for(answer)
         self.context.existing.add(upload.project, upload.filename, digests["sha256"])
         return Outcome(
             upload=upload,
@@ -592,7 +590,7 @@ class UploadFlow:
         filename = _document_name(self.form.filename) if self.form.file_started else None
         body = encode(kept, filename=filename)
         answer = await self._forward(_from_spool(body, spool.reader()), body, self.form.file_size if filename else 0)
-        answers.raise_for(answer, self.upstream.urls.base)
+        answers.raise_for(answer)
         self.context.existing.forget(project)
         return Outcome(upload=upload, size=0, digests={}, reason=action)
 

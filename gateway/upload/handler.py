@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.auth import Identity, PasswordCredentials, parse_authorization
 from gateway.errors import GatewayError
-from gateway.logs import FIELDS
+from gateway.logs import FIELDS, redact
 from gateway.state import GATEWAY, Gateway
 from gateway.store import StoredFile
 from gateway.upload.flow import Outcome, UploadFlow, file_too_large, max_body
@@ -53,7 +53,7 @@ async def _receive(request: web.Request, gateway: Gateway, trail: dict[str, Any]
     limits = gateway.config.limits
     credentials = parse_authorization(request.headers.get("Authorization"))
     if isinstance(credentials, PasswordCredentials):
-        trail["user"] = credentials.username
+        trail["user"] = redact(credentials.username)  # a token pasted as the user name stays out of the audit trail
     length = request.content_length
     if length is None:
         raise GatewayError(411, "Length Required: send the upload with a Content-Length header", "length_required")

@@ -195,19 +195,27 @@ def post_upload(gw: GatewayProcess, wheel: Path, user: str) -> http.client.HTTPR
     return raw_post(gw.url, "/legacy/", {"Content-Type": content_type, "Authorization": basic(user, PASSWORD)}, body)
 
 
-def test_index_down_is_502_naming_the_index(tmp_path: Path) -> None:
+def test_index_down_is_502_naming_the_index_in_the_log_only(tmp_path: Path) -> None:
+    """Issue #13: the index's URL is internal (in docker `http://index:8080/`): the client is told the index is
+    unreachable, the operator's log names the URL and the cause."""
     dead = f"http://127.0.0.1:{free_port()}/"
     gw = start_gateway(tmp_path / "gw", {"url": dead}, ready=False)
     try:
         gw.add_user("dave", PASSWORD)
         resp = post_upload(gw, make_wheel(tmp_path, "nobody-home", "1.0"), "dave")
+        body = resp.read().decode()
         assert resp.status == 502
-        assert dead in resp.reason
-        assert "unreachable" in resp.read().decode()
+        assert resp.reason == "The package index is unreachable; try again later"
+        assert body == f"502 {resp.reason}\n"
         with pytest.raises(urllib.error.HTTPError) as ready:
             urllib.request.urlopen(gw.url + "/-/ready")
         assert ready.value.code == 503
-        assert "Traceback" not in gw.log_text()
+        assert dead not in ready.value.reason and dead not in ready.value.read().decode()
+        log = gw.log_text()
+        assert "Traceback" not in log
+        faults = [line for line in log.splitlines() if "index fault on simple: upstream_unreachable" in line]
+        assert len(faults) == 1 and f'method=GET url={dead}simple/nobody-home/ cause="ClientConnectorError' in faults[0]
+        assert f'the package index is not answering url={dead}simple/ cause="ClientConnectorError' in log
     finally:
         stop(gw.process)
 
@@ -221,8 +229,11 @@ def test_index_5xx_is_502(tmp_path: Path) -> None:
             gw.add_user("carol", PASSWORD)
             resp = post_upload(gw, make_wheel(tmp_path, "five-hundred", "1.0"), "carol")
             assert resp.status == 502
-            assert "failed (HTTP 500)" in resp.reason
-            assert "Traceback" not in gw.log_text()
+            assert resp.reason == "The package index failed (HTTP 500); try again later"
+            log = gw.log_text()
+            assert "Traceback" not in log
+            url = f"http://127.0.0.1:{server.server_address[1]}/simple/five-hundred/"
+            assert f'index fault on simple: upstream_error method=GET url={url} cause="HTTP 500"' in log
         finally:
             stop(gw.process)
     finally:
