@@ -114,7 +114,7 @@ class Reads:
         representation = choose(request.headers.get("Accept"), route.format)
         self._metrics.reads.labels("root" if isinstance(route, SimpleRoot) else "project", representation.kind).inc()
         page = await self._page(route, representation.kind)
-        return await self._page_response(request, page, representation)
+        return self._page_response(request, page, representation)
 
     def landing(self, request: web.Request) -> web.Response:
         return web.Response(
@@ -124,9 +124,7 @@ class Reads:
             headers=SECURITY_HEADERS,
         )
 
-    async def _page_response(
-        self, request: web.Request, page: Page, representation: Representation
-    ) -> web.StreamResponse:
+    def _page_response(self, request: web.Request, page: Page, representation: Representation) -> web.Response:
         headers = {
             **SECURITY_HEADERS,
             "ETag": page.etag,
