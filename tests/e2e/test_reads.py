@@ -38,6 +38,8 @@ from tests.conftest import (
     twine,
 )
 from tests.dists import make_wheel, sha256_of
+from tests.e2e.test_actions import PASSWORD as REMOVER_PASSWORD
+from tests.e2e.test_actions import remove
 from tests.e2e.test_upload import basic
 from tests.test_rewrite import HOSTILE
 
@@ -412,3 +414,30 @@ def test_credentials_of_clients_never_reach_the_index(front: GatewayProcess, rec
     status, _, _ = raw_get(front.url, "/packages/demo-1.0-py3-none-any.whl", f"Authorization: {client_auth}\r\n")
     assert status == 200
     assert recording.seen == [("/packages/demo-1.0-py3-none-any.whl", SERVICE_AUTH)]
+
+
+def test_a_removal_through_the_gateway_purges_the_page_too(gateway_factory: GatewayFactory, tmp_path: Path) -> None:
+    gw = gateway_factory(reads={"cache_ttl": "1h"}, policy={"allowed_actions": ["file_upload", "remove_pkg"]})
+    gw.add_user("rita", REMOVER_PASSWORD)  # the password tests.e2e.test_actions.remove sends
+    wheel = make_wheel(tmp_path, "purgedbyremoval", "1.0")
+    assert twine(gw.url, "rita", REMOVER_PASSWORD, wheel).returncode == 0
+    page = f"{gw.url}/simple/purgedbyremoval/"
+    assert wheel.name.encode() in get(page)[2] and wheel.name.encode() in get(page)[2]  # the second one cached
+    status, reason = remove(gw.url, "rita", "purgedbyremoval", "1.0")
+    assert status == 200, reason
+    status, _, body = get(page)
+    assert wheel.name.encode() not in body, "with an hour's TTL, only the purge can have dropped the file"
+    assert metric(gw, "upload_gateway_read_cache_purges_total") >= 2
+
+
+def test_head_and_redirects(front: GatewayProcess) -> None:
+    parts = urlsplit(front.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.request("HEAD", "/simple/demo/")
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.read() == b"" and resp.getheader("ETag")
+    conn.request("GET", "/simple/Demo/?format=application/vnd.pypi.simple.v1%2Bjson")
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 301
+    assert resp.getheader("Location") == f"{front.url}/simple/demo/?format=application/vnd.pypi.simple.v1%2Bjson"
