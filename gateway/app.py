@@ -22,6 +22,7 @@ from gateway.existing import ExistingFiles
 from gateway.logs import access_middleware
 from gateway.metrics import Metrics
 from gateway.proxy import Upstream, UpstreamURLs, aborting_socket
+from gateway.read_access import ReadGuard
 from gateway.reads.cache import PageCache
 from gateway.reads.handler import Reads
 from gateway.reads.paths import IndexLayout
@@ -86,11 +87,11 @@ async def identity_bodies_only(
 async def read(request: web.Request) -> web.StreamResponse:
     request.app[GATEWAY].ready()
     reads = request.app[GATEWAY].reads
-    assert reads is not None
+    assert reads is not None  # set with the rest by `lifecycle`
     return await reads.handle(request)
 
 
-async def root_page(request: web.Request) -> web.StreamResponse:
+async def landing(request: web.Request) -> web.StreamResponse:
     reads = request.app[GATEWAY].reads
     if reads is None:
         raise GatewayError(503, "The gateway is starting; try again in a moment", "not_ready")
@@ -187,7 +188,14 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
                 store, gateway.authenticator, config.policy, public_url=config.server.public_url
             )
             gateway.upstream = upstream
-            gateway.reads = _reads(config, upstream, store, gateway.metrics)
+            gateway.read_guard = ReadGuard(
+                config.reads.access,
+                store,
+                gateway.authenticator,
+                gateway.metrics,
+                public_url=config.server.public_url,
+            )
+            gateway.reads = _reads(config, upstream, store, gateway.metrics, gateway.read_guard)
             help_url = f"{config.server.public_url}/account/projects"
             gateway.uploads = UploadContext(
                 upstream=upstream,
@@ -210,11 +218,12 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if gateway.reads is not None:
             gateway.reads.close()
         gateway.upstream = gateway.authenticator = gateway.authorizer = gateway.store = gateway.uploads = None
+        gateway.read_guard = None
         gateway.reads = None
         await store.close()
 
 
-def _reads(config: Config, upstream: Upstream, store: Store, metrics: Metrics) -> Reads:
+def _reads(config: Config, upstream: Upstream, store: Store, metrics: Metrics, guard: ReadGuard) -> Reads:
     """The read path over the same index session; the embedded index's files are served from its directory."""
     try:
         layout = IndexLayout.build(upstream.urls.base, upstream.urls.simple, config.reads.file_roots)
@@ -223,6 +232,7 @@ def _reads(config: Config, upstream: Upstream, store: Store, metrics: Metrics) -
     return Reads(
         layout,
         upstream,
+        guard,
         public_url=config.server.public_url,
         cache=PageCache(config.reads.cache_size, config.reads.cache_ttl),
         max_page_size=config.reads.max_page_size,
@@ -260,7 +270,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
-    app.router.add_get("/", root_page)
+    app.router.add_get("/", landing)
     app.router.add_get("/{tail:.*}", read)
     app.router.add_route("*", "/{tail:.*}", method_not_allowed)
     account_pages.setup(app)  # /account/ wins over the catch-all GET: a sub-app's prefix is matched first

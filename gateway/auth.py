@@ -142,7 +142,9 @@ class Authenticator:
         self._settings = settings
         self._metrics = metrics
         self._rows: TTLCache[str, tuple[TokenRow, User] | None] = TTLCache(maxsize=8192, ttl=ROW_TTL)
-        self._verified: TTLCache[tuple[str, str, str | None], float] = TTLCache(maxsize=8192, ttl=VERIFIED_TTL)
+        self._verified: TTLCache[tuple[str, str | None, str | None, str, bool], float] = TTLCache(
+            maxsize=8192, ttl=VERIFIED_TTL
+        )
         # Parsing is pure (the string decides it), so a parsed token is kept as long as it is in use.
         self._parsed: LRUCache[str, tokens.ParsedToken] = LRUCache(maxsize=8192)
 
@@ -196,15 +198,29 @@ class Authenticator:
         self._metrics.token_verifications.labels(result).inc()
         self._metrics.auth_failures.labels("token").inc()
 
-    def check_token(self, identity: Identity, project: str, project_id: str | None, now: float) -> None:
-        """Signature and every caveat, for this project; a success is remembered until it could change."""
+    def check_token(
+        self,
+        identity: Identity,
+        project: str | None,
+        project_id: str | None,
+        now: float,
+        *,
+        action: str = tokens.UPLOAD,
+        listing: bool = False,
+    ) -> None:
+        """Signature and every caveat, for this project and action; a success is remembered until it could change.
+
+        Whether the gateway granted `action` at all is the caller's check (`TokenRow.permissions`): caveats only narrow.
+        """
         assert identity.token is not None and identity.parsed is not None
-        key = (identity.token_hash, project, project_id)
+        key = (identity.token_hash, project, project_id, action, listing)
         if self._verified.get(key, 0.0) > now:
             self._metrics.token_verifications.labels("valid_cached").inc()
             return
         user = identity.user
-        context = tokens.VerifyContext(user_id=user.id, project=project, project_id=project_id, now=int(now))
+        context = tokens.VerifyContext(
+            user_id=user.id, project=project, project_id=project_id, now=int(now), action=action, listing=listing
+        )
         try:
             tokens.verify(
                 identity.parsed,
@@ -228,12 +244,16 @@ async def create_token(
     description: str,
     projects: list[Project],
     expires_at: int | None,
+    permissions: tuple[str, ...] = (tokens.UPLOAD,),
 ) -> tuple[str, TokenRow]:
     """Mint a token for `user`, for every project of theirs or for `projects` only; the string is shown once.
 
     Caveats follow PyPI: account-wide `[3, user_id]`, project-scoped `[1, names]` + `[2, ids]`, plus an
     expiry `[0, expires_at, created]`. They are embedded in the token and kept in the store, and both are checked.
+    `permissions` (upload, read, or both) is the gateway's grant, kept in the store only: no caveat can widen it.
     """
+    if not permissions or not set(permissions) <= set(tokens.ACTIONS):
+        raise ValueError(f"permissions must be some of {tokens.ACTIONS}, not {permissions!r}")
     caveats: list[tokens.Caveat]
     if projects:
         caveats = [
@@ -251,6 +271,7 @@ async def create_token(
         secret=secret,
         caveats=[tokens.serialize(c).decode() for c in caveats],
         expires=float(expires_at) if expires_at is not None else None,
+        permissions=permissions,
     )
     key = tokens.root_key(settings.server_secret, secret)
     token = tokens.mint(prefix=settings.prefix, location=settings.location, token_id=row.id, key=key, caveats=caveats)
@@ -263,7 +284,15 @@ def scope_of(row: TokenRow, user_id: str) -> str:
     for caveat in (tokens.deserialize(c, user_id=user_id) for c in row.caveats):
         if isinstance(caveat, tokens.ProjectName):
             parts.append("projects: " + ", ".join(caveat.normalized_names))
-    return "; ".join(parts) or "all projects"
+    scope = "; ".join(parts) or "all projects"
+    return scope if row.permissions == (tokens.UPLOAD,) else f"{scope}; {permissions_of(row)}"
+
+
+def permissions_of(row: TokenRow) -> str:
+    """What the gateway granted the token, in words: "upload only", "read and upload" or "read only"."""
+    if tokens.READ not in row.permissions:
+        return "upload only"
+    return "read and upload" if tokens.UPLOAD in row.permissions else "read only"
 
 
 def project_scoped(identity: Identity) -> bool:
@@ -337,6 +366,8 @@ class Authorizer:
         whether anyone has a role on it."""
         project, role, owned = await self._store.project_access(project_name, identity.user.id)
         if identity.token is not None:
+            if tokens.UPLOAD not in identity.token.permissions:
+                raise invalid_token("this token may only read: upload with a token that may upload", "read_only_token")
             self._authenticator.check_token(identity, project_name, project.id if project else None, time.time())
         else:
             raise_if_denied(

@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     create = token.add_parser("create", help="create a token; prints the token alone on stdout")
     create.add_argument("name", help="the user the token acts for")
     create.add_argument("--project", action="append", default=[], help="limit to this project (repeatable)")
+    reading = create.add_mutually_exclusive_group()
+    reading.add_argument(
+        "--read", action="store_true", help="the token may also read a private index (reads.access = authenticated)"
+    )
+    reading.add_argument("--read-only", action="store_true", help="the token may read a private index, never upload")
     create.add_argument("--expires", help="lifetime, e.g. 30d, 12h")
     create.add_argument("--description", default="", help="what the token is for")
     tlist = token.add_parser("list", help="list tokens (never their secrets)")
@@ -200,8 +205,15 @@ async def token_create(store: Store, args: argparse.Namespace, config: Config) -
         projects.append(project)
     expires_at = _expiry(args.expires, config)
     description = args.description or f"created with the CLI on {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    permissions = ("read",) if args.read_only else ("read", "upload") if args.read else ("upload",)
     token, row = await create_token(
-        store, _settings(config), user, description=description, projects=projects, expires_at=expires_at
+        store,
+        _settings(config),
+        user,
+        description=description,
+        projects=projects,
+        expires_at=expires_at,
+        permissions=permissions,
     )
     print(token)
     print(f"token {row.id} created for {user.name} ({scope_of(row, user.id)}); it is not shown again", file=sys.stderr)
@@ -221,6 +233,7 @@ async def token_list(store: Store, args: argparse.Namespace, config: Config) -> 
                 "user": owner,
                 "description": row.description,
                 "scope": scope_of(row, row.user_id),
+                "permissions": list(row.permissions),
                 "created": _when(row.created),
                 "last_used": _when(row.last_used),
                 "expires": _when(row.expires),

@@ -129,10 +129,11 @@ def _bool(raw: dict[str, Any], section: str, key: str) -> bool:
 # --- end of connections, timeouts and slow clients ---
 
 
-# --- Reads (issue #14; docs/operations.md has a section "Reads") ---
-# The read path's cache and page limits, and the index's file roots. `access` (public | authenticated) is added
-# beside these keys by the read-token work of the same issue.
+# --- Reads (issue #14; docs/operations.md, "Reads" and "Private indexes") ---
+# Who may read (`access`), the read path's cache and page limits, and the index's file roots.
+READ_ACCESS = ("public", "authenticated")
 READS_DEFAULTS: dict[str, Any] = {
+    "access": "public",
     "cache_ttl": "30s",
     "cache_size": "64MiB",
     "max_page_size": "8MiB",
@@ -142,8 +143,10 @@ READS_DEFAULTS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class ReadsConfig:
-    """What the read path serves and how long it trusts what it cached."""
+    """Who may read the index through the gateway (anyone, or Basic credentials: a password or a read token), what
+    the read path serves, and how long it trusts what it cached."""
 
+    access: Literal["public", "authenticated"]
     cache_ttl: float  # a cached simple page not purged by an upload is revalidated with the index after this
     cache_size: int  # bytes of rewritten pages held in memory (HTML and JSON)
     max_page_size: int  # an index page larger than this is refused (502), not rewritten
@@ -151,6 +154,7 @@ class ReadsConfig:
 
 
 def _reads(raw: dict[str, Any]) -> ReadsConfig:
+    access = _choice(raw, "reads", "access", READ_ACCESS)
     max_page = parse_size("reads.max_page_size", raw["max_page_size"])
     if max_page > 32 * 2**20:
         raise ConfigError(f"reads.max_page_size: {raw['max_page_size']!r} must be at most 32MiB")
@@ -159,6 +163,7 @@ def _reads(raw: dict[str, Any]) -> ReadsConfig:
         if "://" in root:
             _check_http_url("reads.file_roots", root)
     return ReadsConfig(
+        access="authenticated" if access == "authenticated" else "public",
         cache_ttl=float(_duration("reads.cache_ttl", raw["cache_ttl"])),
         cache_size=parse_size("reads.cache_size", raw["cache_size"]),
         max_page_size=max_page,

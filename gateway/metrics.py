@@ -18,6 +18,17 @@ DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 SIZE_BUCKETS = tuple(float(2**exp) for exp in range(10, 31, 2))  # 1 KiB … 1 GiB
 # Why a connection was refused or cut off (gateway.connections): the codes of docs/errors.md.
 CONNECTION_REFUSALS = ("too_many_connections", "header_timeout")
+# Why a read of a private index was refused (gateway.read_access): the codes of docs/errors.md.
+READ_REFUSALS = (
+    "read_credentials_required",
+    "bad_credentials",
+    "invalid_credentials",
+    "invalid_token",
+    "revoked_token",
+    "password_with_2fa",
+    "read_not_granted",
+    "read_outside_scope",
+)
 
 
 class Metrics:
@@ -88,6 +99,12 @@ class Metrics:
         )
         self.read_cache_bytes = Gauge(PREFIX + "read_cache_bytes", "Bytes the simple-page cache holds", registry=reg)
         self.read_cache_pages = Gauge(PREFIX + "read_cache_pages", "Pages the simple-page cache holds", registry=reg)
+        self.reads_refused = Counter(
+            PREFIX + "reads_refused",
+            "Reads of a private index (reads.access = authenticated) refused, by reason code",
+            ["reason"],
+            registry=reg,
+        )
         Info(PREFIX + "build", "Version of the gateway", registry=reg).info(
             {"version": __version__, "python": platform.python_version()}
         )
@@ -107,6 +124,8 @@ class Metrics:
         for kind in ("html", "json"):
             self.read_cache_hits.labels(kind)
             self.read_cache_misses.labels(kind)
+        for reason in READ_REFUSALS:
+            self.reads_refused.labels(reason)
         for route in ("upload", "simple", "packages", "json", "other"):
             for kind in ("unreachable", "timeout", "protocol", "status_5xx"):
                 self.upstream_errors.labels(route, kind)

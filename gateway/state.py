@@ -11,6 +11,7 @@ from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.proxy import Upstream
+from gateway.read_access import ReadGuard
 from gateway.reads.handler import Reads
 from gateway.store import Store
 from gateway.upload.flow import UploadContext
@@ -29,6 +30,7 @@ class Gateway:
     token_settings: TokenSettings | None = None
     uploads: UploadContext | None = None
     reads: Reads | None = None
+    read_guard: ReadGuard | None = None  # private reads (issue #14): the access decision of every read
 
     def ready(self) -> tuple[Store, Upstream, Authenticator, Authorizer]:
         if self.store is None or self.upstream is None or self.authenticator is None or self.authorizer is None:

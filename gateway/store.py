@@ -126,6 +126,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX size_reservations_project ON size_reservations (project);
     CREATE INDEX files_folded ON files (lower(filename));
     """,
+    # --- Private reads (issue #14): what each token may do, granted here (caveats only narrow it) ---
+    # Existing tokens keep what they could do: upload only.
+    """
+    ALTER TABLE tokens ADD COLUMN permissions TEXT NOT NULL DEFAULT 'upload'
+        CHECK (permissions IN ('upload', 'read', 'read upload'));
+    """,
 )
 # A file's share of its project's size limit is held from its last checks to its record: the index's answer.
 RESERVATION_LIFETIME = 900.0
@@ -165,6 +171,7 @@ class TokenRow:
     last_used: float | None
     expires: float | None
     revoked: float | None
+    permissions: tuple[str, ...] = ("upload",)  # sorted: ("upload",), ("read",) or ("read", "upload")
 
 
 @dataclass(frozen=True)
@@ -343,7 +350,14 @@ class Store:
         return cursor.rowcount == 1
 
     async def add_token(
-        self, user: User, *, description: str, secret: bytes, caveats: list[str], expires: float | None
+        self,
+        user: User,
+        *,
+        description: str,
+        secret: bytes,
+        caveats: list[str],
+        expires: float | None,
+        permissions: tuple[str, ...] = ("upload",),
     ) -> TokenRow:
         token = TokenRow(
             id=str(uuid.uuid4()),
@@ -355,12 +369,29 @@ class Store:
             last_used=None,
             expires=expires,
             revoked=None,
+            permissions=tuple(sorted(set(permissions))),
         )
         await self._db.execute(
-            "INSERT INTO tokens (id, user_id, description, secret, caveats, created, expires) VALUES (?,?,?,?,?,?,?)",
-            (token.id, user.id, description, secret, json.dumps(caveats), token.created, expires),
+            "INSERT INTO tokens (id, user_id, description, secret, caveats, created, expires, permissions) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (
+                token.id,
+                user.id,
+                description,
+                secret,
+                json.dumps(caveats),
+                token.created,
+                expires,
+                " ".join(token.permissions),
+            ),
         )
-        await self.audit("token.created", user_name=user.name, token_id=token.id, caveats=caveats)
+        await self.audit(
+            "token.created",
+            user_name=user.name,
+            token_id=token.id,
+            caveats=caveats,
+            permissions=list(token.permissions),
+        )
         return token
 
     async def get_token(self, token_id: str) -> TokenRow | None:
@@ -490,6 +521,11 @@ class Store:
         if cursor.rowcount:
             await self.audit("project.role_removed", user_name=by, project=name, subject=user.name)
         return cursor.rowcount == 1
+
+    async def all_projects(self) -> list[Project]:
+        """Every project the gateway knows (private reads: what a token scoped by project id alone may list)."""
+        async with self._db.execute("SELECT * FROM projects ORDER BY name") as cursor:
+            return [Project(r["name"], r["id"], r["display_name"], r["created"]) for r in await cursor.fetchall()]
 
     async def projects_of(self, user: User) -> list[tuple[Project, str]]:
         async with self._db.execute(
@@ -743,6 +779,7 @@ def _token(row: aiosqlite.Row) -> TokenRow:
         last_used=row["last_used"],
         expires=row["expires"],
         revoked=row["revoked"],
+        permissions=tuple(row["permissions"].split()),
     )
 
 

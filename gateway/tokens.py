@@ -32,12 +32,24 @@ class InvalidTokenError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class VerifyContext:
-    """What a token is checked against: its owner, the upload's project (None outside an upload), the time."""
+    """What a token is checked against: its owner, the project acted on (None outside one), the time, and the action.
+
+    `listing` is set for a read of the index root alone: project caveats then narrow *what is listed* (the caller
+    checks each listed project with its own context) instead of refusing the request.
+    """
 
     user_id: str
     project: str | None  # PEP 503 normalized name
     project_id: str | None  # None while the project does not exist yet
     now: int
+    action: str = "upload"  # one of ACTIONS
+    listing: bool = False
+
+
+# What a token can be used for; the gateway grants these (the store's `tokens.permissions`), caveats only narrow.
+READ = "read"
+UPLOAD = "upload"
+ACTIONS = (READ, UPLOAD)
 
 
 # NOTE: A caveat travels as the JSON array `[TAG, *fields]`, with fields in the order they are defined in each class
@@ -68,7 +80,7 @@ class ProjectName:
 
     def failure(self, context: VerifyContext) -> str | None:
         if context.project is None:
-            return _OUTSIDE_PROJECT
+            return None if context.listing else _OUTSIDE_PROJECT
         return None if context.project in self.normalized_names else _not_valid_for(context.project)
 
 
@@ -81,7 +93,7 @@ class ProjectID:
 
     def failure(self, context: VerifyContext) -> str | None:
         if context.project is None:
-            return _OUTSIDE_PROJECT
+            return None if context.listing else _OUTSIDE_PROJECT
         return None if context.project_id in self.project_ids else _not_valid_for(context.project)
 
 
@@ -96,7 +108,25 @@ class RequestUser:
         return None if context.user_id == self.user_id else "current user does not match user restriction in token"
 
 
-Caveat: TypeAlias = Expiration | ProjectName | ProjectID | RequestUser
+# NOTE: the gateway's own caveats have *string* tags ("upload-gateway:…"): Warehouse's tags are JSON integers (0-4
+# today, more to come), so no tag Warehouse adds can ever mean one of ours, and Warehouse refuses ours as an unknown
+# tag. Like every caveat, they only narrow: what a token may do at all is granted by the gateway and kept in the store.
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    """Valid only for these actions, e.g. `["upload-gateway:permissions", ["read"]]`: a read-only copy of a token."""
+
+    tag: ClassVar[str] = "upload-gateway:permissions"
+    allowed: tuple[str, ...]
+
+    def failure(self, context: VerifyContext) -> str | None:
+        if context.action in self.allowed:
+            return None
+        return f"token is not valid for {context.action}: a caveat allows only {', '.join(self.allowed) or 'nothing'}"
+
+
+Caveat: TypeAlias = Expiration | ProjectName | ProjectID | RequestUser | Permissions
 
 
 def _not_valid_for(project: str) -> str:
@@ -161,16 +191,27 @@ def _strict_str_list(value: object) -> tuple[str, ...]:
     raise InvalidTokenError(_INVALID_FIELDS)
 
 
-_SCHEMAS: dict[int, tuple[Callable[..., Caveat], tuple[Callable[[object], object], ...]]] = {
+def _action_list(value: object) -> tuple[str, ...]:
+    """Known actions only: a word this version cannot interpret fails closed rather than being ignored."""
+    actions = _strict_str_list(value)
+    if not set(actions) <= set(ACTIONS):
+        raise InvalidTokenError(_INVALID_FIELDS)
+    return actions
+
+
+_SCHEMAS: dict[int | str, tuple[Callable[..., Caveat], tuple[Callable[[object], object], ...]]] = {
     Expiration.tag: (Expiration, (_strict_int, _strict_int)),
     ProjectName.tag: (ProjectName, (_strict_str_list,)),
     ProjectID.tag: (ProjectID, (_strict_str_list,)),
     RequestUser.tag: (RequestUser, (_strict_str,)),
+    Permissions.tag: (Permissions, (_action_list,)),
 }
 
 
 def _from_array(obj: object) -> Caveat:
     """Build a caveat from `[TAG, *fields]`; unknown tags (including Warehouse's OIDC tag 4) fail closed.
+
+    A tag is Warehouse's integer or one of the gateway's strings; `True` is not the tag 1 (JSON tells them apart).
 
     Unlike Warehouse, extra trailing fields are refused rather than ignored: they could only be restrictions that
     this version does not know how to enforce.
@@ -180,7 +221,7 @@ def _from_array(obj: object) -> Caveat:
     if not obj:
         raise InvalidTokenError("caveat array cannot be empty")
     tag, *values = obj
-    schema = _SCHEMAS.get(tag) if type(tag) is int else None
+    schema = _SCHEMAS.get(tag) if type(tag) in (int, str) else None
     if schema is None:
         raise InvalidTokenError(f"caveat has unknown tag: {tag}")
     cls, parsers = schema

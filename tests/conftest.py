@@ -40,9 +40,10 @@ class Index:
         return sorted(p.name for p in self.packages.iterdir() if p.is_file())
 
 
-def start_index(directory: Path, *, gunicorn_args: str = "") -> Index:
+def start_index(directory: Path, *, gunicorn_args: str = "", authenticate: str = "update") -> Index:
     """pypiserver under gunicorn: one sync worker with a 30 s worker timeout (gunicorn's defaults) unless
-    `gunicorn_args` (gunicorn's command-line options, which pypiserver takes from GUNICORN_CMD_ARGS) say otherwise."""
+    `gunicorn_args` (gunicorn's command-line options, which pypiserver takes from GUNICORN_CMD_ARGS) say otherwise.
+    `authenticate` is pypiserver's `-a`: "download,list,update" makes a private index (reads need the credential)."""
     packages = directory / "packages"
     packages.mkdir(parents=True)
     username, password = "index-service", secrets.token_urlsafe(16)
@@ -54,7 +55,7 @@ def start_index(directory: Path, *, gunicorn_args: str = "") -> Index:
     log = directory / "pypiserver.log"
     process = subprocess.Popen(
         [PYTHON, "-m", "pypiserver", "run", "-i", "127.0.0.1", "-p", str(port), "-P", str(htpasswd)]
-        + ["-a", "update", "--disable-fallback", "--server", "gunicorn", str(packages)],
+        + ["-a", authenticate, "--disable-fallback", "--server", "gunicorn", str(packages)],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         env={**os.environ, "XDG_RUNTIME_DIR": str(directory), "GUNICORN_CMD_ARGS": gunicorn_args},

@@ -16,6 +16,7 @@ def test_shipped_file_matches_the_defaults() -> None:
     assert shipped.upstream.embedded
     assert shipped.limits.max_file_size == 100 * 2**20
     assert shipped.policy.password_uploads == "deny-2fa"
+    assert shipped.reads.access == "public"
 
 
 def test_environment_overrides_file(tmp_path: Path) -> None:
@@ -26,6 +27,7 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
             "GATEWAY_UPSTREAM_URL": "http://127.0.0.1:8081/",
             "GATEWAY_LIMITS_MAX_FILE_SIZE": "2GiB",
             "GATEWAY_POLICY_ALLOWED_ACTIONS": "file_upload, remove_pkg",
+            "GATEWAY_READS_ACCESS": "authenticated",
             "UNRELATED": "x",
         },
     )
@@ -33,6 +35,7 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
     assert config.upstream.url == "http://127.0.0.1:8081/"
     assert config.limits.max_file_size == 2 * 2**30
     assert config.policy.allowed_actions == {"file_upload", "remove_pkg"}
+    assert config.reads.access == "authenticated"
 
 
 @pytest.mark.parametrize(
@@ -48,6 +51,8 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ({"GATEWAY_STORE_URL": "postgres://x"}, "store.url"),
         ({"GATEWAY_SERVER_COLOUR": "blue"}, "server.colour"),
         ({"GATEWAY_POLICY_ALLOWED_ACTIONS": "file_upload,drop_tables"}, "policy.allowed_actions"),
+        ({"GATEWAY_READS_ACCESS": "private"}, "reads.access"),
+        ({"GATEWAY_READS_ACCESS": "Authenticated"}, "reads.access"),
     ],
 )
 def test_bad_values_name_the_key(env: dict[str, str], names: str) -> None:

@@ -9,7 +9,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CODE = re.compile(r"^[a-z][a-z0-9_]+$")
 # Functions whose arguments carry a refusal's reason code.
-RAISERS = {"GatewayError", "IndexFault", "Denied", "challenge", "bad_form", "malformed", "_refuse", "invalid_token"}
+RAISERS = {
+    "GatewayError",
+    "IndexFault",
+    "Denied",
+    "challenge",
+    "bad_form",
+    "malformed",
+    "_refuse",
+    "invalid_token",
+    "_refusal",
+}
 
 
 def reason_codes() -> set[str]:

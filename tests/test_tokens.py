@@ -17,6 +17,7 @@ from gateway.tokens import (
     Caveat,
     Expiration,
     InvalidTokenError,
+    Permissions,
     ProjectID,
     ProjectName,
     RequestUser,
@@ -45,9 +46,17 @@ FUZZ = settings(database=None, max_examples=200, deadline=None)
 
 
 def context(
-    *, user_id: str = USER, project: str | None = "demo", project_id: str | None = PROJECT_ID, now: int = NOW
+    *,
+    user_id: str = USER,
+    project: str | None = "demo",
+    project_id: str | None = PROJECT_ID,
+    now: int = NOW,
+    action: str = "upload",
+    listing: bool = False,
 ) -> VerifyContext:
-    return VerifyContext(user_id=user_id, project=project, project_id=project_id, now=now)
+    return VerifyContext(
+        user_id=user_id, project=project, project_id=project_id, now=now, action=action, listing=listing
+    )
 
 
 def make_token(*caveats: Caveat, key: bytes = KEY, token_id: str = TOKEN_ID) -> str:
@@ -533,3 +542,99 @@ class TestFuzz:
 def _steer_tag(value: object) -> object:
     """Steer a share of generated arrays towards real tags, so field validation gets exercised."""
     return value % 5 if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class TestPermissionsCaveat:
+    """The gateway's own caveat: a string tag no Warehouse tag (a JSON integer) can ever equal; it only narrows."""
+
+    def test_bytes_and_round_trip(self) -> None:
+        caveat = Permissions(("read",))
+        assert serialize(caveat) == b'["upload-gateway:permissions",["read"]]'
+        assert deserialize(serialize(caveat), user_id=USER) == caveat
+
+    @pytest.mark.parametrize(
+        ("data", "message"),
+        [
+            (b'["upload-gateway:permissions",["admin"]]', "invalid values for fields"),
+            (b'["upload-gateway:permissions","read"]', "invalid values for fields"),
+            (b'["upload-gateway:permissions",["read"],1]', "invalid values for fields"),
+            (b'["upload-gateway:permissions"]', "Not enough values"),
+            (b'["Upload-Gateway:Permissions",["read"]]', "caveat has unknown tag: Upload-Gateway:Permissions"),
+            (b'["upload-gateway:other",["read"]]', "caveat has unknown tag: upload-gateway:other"),
+        ],
+    )
+    def test_refused(self, data: bytes, message: str) -> None:
+        with pytest.raises(InvalidTokenError) as excinfo:
+            deserialize(data, user_id=USER)
+        assert str(excinfo.value) == message
+
+    def test_a_holder_makes_a_read_only_copy_with_plain_pymacaroons(self) -> None:
+        token = make_token(RequestUser(USER))
+        copy = attenuate(token, b'["upload-gateway:permissions",["read"]]')
+        assert outcome(token, action="upload") is None and outcome(token, action="read") is None
+        assert outcome(copy, action="read") is None
+        assert outcome(copy, action="upload") == "token is not valid for upload: a caveat allows only read"
+
+    def test_a_stored_permissions_caveat_binds_as_an_embedded_one(self) -> None:
+        assert outcome(make_token(), action="read", stored=(Permissions(("upload",)),)) is not None
+
+    def test_an_empty_list_allows_nothing(self) -> None:
+        token = make_token(Permissions(()))
+        assert outcome(token, action="read") == "token is not valid for read: a caveat allows only nothing"
+
+
+class TestListing:
+    """Reading the index root: project caveats narrow what is listed (the caller filters), not the request."""
+
+    def test_project_caveats_pass_on_a_listing_only(self) -> None:
+        token = make_token(ProjectName(("demo",)), ProjectID((PROJECT_ID,)))
+        assert outcome(token, project=None, project_id=None, action="read", listing=True) is None
+        assert outcome(token, project=None, project_id=None, action="read") == (
+            "project-scoped token used outside of a project context, "
+            "project-scoped token used outside of a project context"
+        )
+
+    def test_a_listing_still_checks_every_other_caveat(self) -> None:
+        token = make_token(Expiration(expires_at=NOW, not_before=NOW - 10), ProjectName(("demo",)))
+        assert outcome(token, project=None, project_id=None, action="read", listing=True) == "token is expired"
+
+
+_NARROWING_POOL: list[bytes] = [
+    *map(serialize, _POOL),
+    *(serialize(Permissions(allowed)) for allowed in ((), ("read",), ("upload",), ("read", "upload"))),
+    b'["upload-gateway:permissions",["admin"]]',
+    b'[4,"x"]',
+    b'[5,["read"]]',
+    b'["read"]',
+    b"{}",
+    b"garbage",
+    b"",
+]
+_CONTEXTS = [
+    {"action": action, "project": project, "project_id": project_id, "listing": listing}
+    for action in ("read", "upload")
+    for project, project_id in (("demo", PROJECT_ID), ("other", None), (None, None))
+    for listing in (False, True)
+]
+
+
+@settings(database=None, max_examples=300, deadline=None)
+@given(
+    embedded=st.lists(st.sampled_from(_POOL), max_size=2),
+    added=st.lists(st.one_of(st.sampled_from(_NARROWING_POOL), st.binary(max_size=40)), min_size=1, max_size=3),
+)
+def test_a_caveat_only_narrows(embedded: list[Caveat], added: list[bytes]) -> None:
+    """Whatever a holder adds, every context the attenuated token passes, the original token passed too."""
+    token = make_token(*embedded)
+    attenuated = attenuate(token, *(data for data in added if _is_utf8_bytes(data)))
+    for ctx in _CONTEXTS:
+        if outcome(attenuated, **ctx) is None:
+            assert outcome(token, **ctx) is None, ctx
+
+
+def _is_utf8_bytes(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True

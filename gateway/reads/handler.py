@@ -23,12 +23,14 @@ from aiohttp import web
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.proxy import Upstream
+from gateway.read_access import OTHER, ROOT, ReadGrant, ReadGuard, ReadTarget, root_page
 from gateway.reads.cache import CacheKey, Page, PageCache, cache_key
 from gateway.reads.landing import landing_page
 from gateway.reads.negotiate import HTML, JSON_V1, Kind, Representation, choose
-from gateway.reads.paths import FileRequest, IndexLayout, ProjectPage, SimpleRoot, decide
+from gateway.reads.paths import FileRequest, IndexLayout, ProjectPage, ReadRoute, SimpleRoot, decide
 from gateway.reads.render import Source, background_worker, render
 from gateway.reads.rewrite import public_link
+from gateway.reads.simple_json import root_json
 
 CHUNK = 256 * 1024
 IN_THREAD_BYTES = 1 << 20
@@ -70,6 +72,7 @@ class Reads:
         self,
         layout: IndexLayout,
         upstream: Upstream,
+        guard: ReadGuard,
         *,
         public_url: str,
         cache: PageCache,
@@ -81,6 +84,7 @@ class Reads:
         self.layout = layout
         self.cache = cache
         self._upstream = upstream
+        self._guard = guard
         self._public_url = public_url
         self._max_page = max_page_size
         self._known_files = known_files
@@ -104,17 +108,37 @@ class Reads:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         route = decide(request.raw_path, self.layout)
+        # Who may read what (`reads.access`), decided before any cache lookup or index request: the cache below is
+        # keyed by project and representation only, and serves whoever got past this.
+        grant = await self._guard.authorize_target(request, read_target(route))
         if isinstance(route, FileRequest):
             self._metrics.reads.labels("file", "file").inc()
             if self._files_dir is not None:
-                return self._local_file(route, self._files_dir)
-            return await self._upstream_file(request, route)
+                return self._local_file(route, self._files_dir, grant)
+            return await self._upstream_file(request, route, grant)
         if route.needs_redirect:
             raise web.HTTPMovedPermanently(location=self._public_url + route.location, headers=SECURITY_HEADERS)
         representation = choose(request.headers.get("Accept"), route.format)
         self._metrics.reads.labels("root" if isinstance(route, SimpleRoot) else "project", representation.kind).inc()
+        if isinstance(route, SimpleRoot) and grant.projects is not None:
+            return await self._filtered_root(grant, representation)
         page = await self._page(route, representation.kind)
-        return self._page_response(request, page, representation)
+        return self._page_response(request, page, representation, grant)
+
+    async def _filtered_root(self, grant: ReadGrant, representation: Representation) -> web.Response:
+        """The root for a project-scoped reader: only its projects, never cached (it is this reader's)."""
+        names = await self._upstream.projects()
+        if representation.kind == "json":
+            body = root_json(listed for name, listed in names if grant.may_see(name))
+        else:
+            body = root_page(names, grant).encode()
+        headers = {
+            **SECURITY_HEADERS,
+            "Vary": "Accept, Authorization",
+            "Cache-Control": grant.cache_control("no-cache"),
+            "Content-Type": representation.content_type + ("; charset=utf-8" if representation.kind == "html" else ""),
+        }
+        return web.Response(body=body, headers=headers)
 
     def landing(self, request: web.Request) -> web.Response:
         return web.Response(
@@ -124,12 +148,14 @@ class Reads:
             headers=SECURITY_HEADERS,
         )
 
-    def _page_response(self, request: web.Request, page: Page, representation: Representation) -> web.Response:
+    def _page_response(
+        self, request: web.Request, page: Page, representation: Representation, grant: ReadGrant
+    ) -> web.Response:
         headers = {
             **SECURITY_HEADERS,
             "ETag": page.etag,
-            "Vary": "Accept",
-            "Cache-Control": PAGE_CACHE_CONTROL,
+            "Vary": "Accept, Authorization" if grant.authenticated else "Accept",
+            "Cache-Control": grant.cache_control(PAGE_CACHE_CONTROL),
         }
         if etag_matches(request.headers.get("If-None-Match"), page.etag):
             return web.Response(status=304, headers=headers)
@@ -230,7 +256,7 @@ class Reads:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _local_file(self, route: FileRequest, files_dir: Path) -> web.FileResponse:
+    def _local_file(self, route: FileRequest, files_dir: Path, grant: ReadGrant) -> web.FileResponse:
         """A file of the embedded index, from its data directory (the kernel's sendfile), never outside it."""
         relative = route.path[len(self.layout.file_paths[0]) :]
         root = files_dir.resolve()
@@ -244,13 +270,13 @@ class Reads:
         return web.FileResponse(
             path,
             headers={
-                "Cache-Control": FILE_CACHE_CONTROL,
+                "Cache-Control": grant.cache_control(FILE_CACHE_CONTROL),
                 "X-Content-Type-Options": "nosniff",
                 "Content-Security-Policy": FILE_CSP,
             },
         )
 
-    async def _upstream_file(self, request: web.Request, route: FileRequest) -> web.StreamResponse:
+    async def _upstream_file(self, request: web.Request, route: FileRequest, grant: ReadGrant) -> web.StreamResponse:
         """A file relayed from the index. Only the exchange with the index runs inside `exchange`: a client that
         goes away while the file is written is not an index fault; an index that stops mid-file cuts the client's
         connection too, so the client sees the file incomplete, never a short file that looks whole."""
@@ -263,7 +289,7 @@ class Reads:
             )
             self._metrics.upstream_duration.labels("packages").observe(time.perf_counter() - started)
         try:
-            out = web.StreamResponse(status=resp.status, headers=self._file_headers(resp, route))
+            out = web.StreamResponse(status=resp.status, headers=self._file_headers(resp, route, grant))
             await out.prepare(request)
             try:
                 async with self._upstream.exchange("packages", request.method, url):
@@ -278,7 +304,7 @@ class Reads:
         finally:
             resp.release()
 
-    def _file_headers(self, resp: aiohttp.ClientResponse, route: FileRequest) -> dict[str, str]:
+    def _file_headers(self, resp: aiohttp.ClientResponse, route: FileRequest, grant: ReadGrant) -> dict[str, str]:
         if resp.status == 404:
             raise _no_file(route)
         if resp.status >= 400 and resp.status not in (412, 416):
@@ -291,8 +317,18 @@ class Reads:
                 raise self._upstream.failed("packages", "GET", route.upstream_url, resp.status)
             headers["Location"] = location
         if resp.status in (200, 206, 304):
-            headers["Cache-Control"] = FILE_CACHE_CONTROL
+            headers["Cache-Control"] = grant.cache_control(FILE_CACHE_CONTROL)
         return headers
+
+
+def read_target(route: ReadRoute) -> ReadTarget:
+    """The allowlist's route as the access decision sees it; a file that names no project is `other` (only a reader
+    of everything may fetch it)."""
+    if isinstance(route, SimpleRoot):
+        return ROOT
+    if isinstance(route, ProjectPage):
+        return ReadTarget("project", route.project)
+    return ReadTarget("file", route.project) if route.project is not None else OTHER
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:

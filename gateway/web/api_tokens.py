@@ -1,5 +1,7 @@
 """API tokens: list, add (shown once, with the .pypirc and twine snippet), revoke after a confirmation.
 
+A token may also read a private index when its form's "may read" box is ticked (the store keeps the grant).
+
 A revocation is dropped from this process's verification cache at once (`Authenticator.forget`); other processes
 re-read token rows within seconds.
 """
@@ -89,15 +91,29 @@ async def new_token(request: web.Request, account: Account) -> web.StreamRespons
         return await _new_form(request, account, error=exc.message, values=fields, status=400)
     store, _, settings = state(request).ready()
     token, row = await create_token(
-        store, settings, account.user, description=description, projects=projects, expires_at=expires_at
+        store,
+        settings,
+        account.user,
+        description=description,
+        projects=projects,
+        expires_at=expires_at,
+        permissions=("read", "upload") if fields.get("read") == "on" else ("upload",),
     )
     context = {
         "section": "tokens",
         "token": token,
         "row": _row(row, account.user, time.time()),
         "upload_url": f"{gateway_of(request).config.server.public_url}/legacy/",
+        "install_url": _install_url(gateway_of(request).config.server.public_url),
+        "may_read": "read" in row.permissions,
     }
     return await render(request, "token_created.html", context, account=account)
+
+
+def _install_url(public_url: str) -> str:
+    """The index URL with the token's credentials in it, as pip, uv and poetry take it (TOKEN is a placeholder)."""
+    scheme, _, rest = public_url.partition("://")
+    return f"{scheme}://__token__:TOKEN@{rest}/simple/"
 
 
 async def _token_request(

@@ -1,0 +1,319 @@
+"""Who may read the index through the gateway (`reads.access`), decided before anything is fetched or served.
+
+With `access = "public"` everyone may read. With `"authenticated"`, every read carries HTTP Basic credentials, as
+pip, uv, poetry and pdm send them (URL credentials, netrc, keyring): a user's password (not for accounts with 2FA,
+as for uploads) or an API token the gateway granted reading (`token create NAME --read`). A project-scoped token
+reads only its projects' pages and files; every other page or file is "not found" to it, and the index root lists
+only its projects. A caveat can narrow what a token may read, never widen it: the grant is the store's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from html import escape
+from typing import Any, Literal
+from urllib.parse import quote, unquote
+
+from aiohttp import web
+from cachetools import TTLCache
+from packaging.utils import (
+    InvalidName,
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+
+from gateway import tokens
+from gateway.auth import (
+    _DUMMY_HASH,
+    Authenticator,
+    Identity,
+    PasswordCredentials,
+    TokenCredentials,
+    challenge,
+    parse_authorization,
+    verify_password,
+)
+from gateway.errors import GatewayError
+from gateway.logs import FIELDS
+from gateway.metrics import Metrics
+from gateway.store import Store, User
+
+# A verified password is remembered this long (per process), so the dozens of requests of one `pip install` cost
+# one argon2 check. The key includes the stored hash: a changed password or a removed user misses at once.
+PASSWORD_TTL = 300.0
+PASSWORD_CACHE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class ReadTarget:
+    """What a read asks for: the index root, a project's page, a distribution file, or anything else.
+
+    `project` is the PEP 503 name for a page or a file; None for the root and for paths that name no project.
+    """
+
+    kind: Literal["root", "project", "file", "other"]
+    project: str | None = None
+
+
+ROOT = ReadTarget("root")
+OTHER = ReadTarget("other")
+
+
+@dataclass(frozen=True)
+class ReadGrant:
+    """What the reader may see: every project (`projects` None) or only these PEP 503 names.
+
+    `authenticated` answers must not be kept by shared caches (`Cache-Control: private`): `cache_control()`.
+    """
+
+    projects: frozenset[str] | None = None
+    authenticated: bool = False
+
+    def may_see(self, project: str) -> bool:
+        """Filter the index root (HTML or JSON) with this: a scoped token lists only its own projects."""
+        return self.projects is None or project in self.projects
+
+    def cache_control(self, public_value: str) -> str:
+        """The Cache-Control for an answer that would be `public_value` on a public index."""
+        return f"private, {public_value.removeprefix('public, ')}" if self.authenticated else public_value
+
+
+EVERYTHING = ReadGrant()
+
+
+def target_of(raw_path: str) -> ReadTarget:
+    """Classify a request path (raw, still percent-encoded, no query) for the access decision.
+
+    Only plain paths name a project: a dot or empty segment, an encoded slash or backslash, or a percent sign left
+    after decoding (double encoding) make the target `other`, which only a reader of everything may fetch.
+    """
+    path = unquote(raw_path)
+    if any(c in path for c in ("\\", "%", "\x00", "//")) or any(c in raw_path.lower() for c in ("%2f", "%5c")):
+        return OTHER
+    segments = path.removeprefix("/").removesuffix("/").split("/")
+    if not path.startswith("/") or any(segment in ("", ".", "..") for segment in segments):
+        return OTHER
+    if segments == ["simple"]:
+        return ROOT
+    if segments[0] == "simple":
+        if len(segments) != 2:
+            return OTHER
+        try:
+            return ReadTarget("project", canonicalize_name(segments[1], validate=True))
+        except InvalidName:
+            return OTHER
+    project = project_of_filename(segments[-1])
+    return ReadTarget("file", project) if project is not None else OTHER
+
+
+def project_of_filename(filename: str) -> str | None:
+    """The PEP 503 name of the project a distribution file (or its PEP 658 `.metadata`) belongs to, parsed as
+    uploads are (packaging); None for anything else."""
+    name = filename.removesuffix(".metadata")
+    try:
+        if name.endswith(".whl"):
+            return str(parse_wheel_filename(name)[0])
+        if name.endswith((".tar.gz", ".zip")):
+            return str(parse_sdist_filename(name)[0])
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidName):
+        return None
+    return None
+
+
+def root_page(names: list[tuple[str, str]], grant: ReadGrant) -> str:
+    """A PEP 503 root listing only what `grant` may see; `names` are (PEP 503 name, name as listed)."""
+    links = "".join(
+        f'    <a href="/simple/{quote(name)}/">{escape(listed)}</a><br>\n'
+        for name, listed in names
+        if grant.may_see(name)
+    )
+    return f"<!DOCTYPE html>\n<html>\n  <head><title>Simple index</title></head>\n  <body>\n{links}  </body>\n</html>\n"
+
+
+def _refusal(metrics: Metrics, status: int, message: str, reason: str) -> GatewayError:
+    metrics.reads_refused.labels(reason).inc()
+    if status == 401:
+        return challenge(message, reason)
+    return GatewayError(status, message, reason)
+
+
+class ReadGuard:
+    """The access decision for reads: `authorize(request)` before a page or a file is fetched or served."""
+
+    def __init__(
+        self,
+        access: Literal["public", "authenticated"],
+        store: Store,
+        authenticator: Authenticator,
+        metrics: Metrics,
+        *,
+        public_url: str,
+    ) -> None:
+        self.access = access
+        self._store = store
+        self._authenticator = authenticator
+        self._metrics = metrics
+        self._tokens_url = f"{public_url}/account/tokens"
+        # Keyed by an HMAC (a per-process random key) of the user id, the stored hash and the password: neither the
+        # password nor anything an offline attack could use stays in memory after the request.
+        self._key = secrets.token_bytes(32)
+        self._passwords: TTLCache[bytes, bool] = TTLCache(maxsize=PASSWORD_CACHE_SIZE, ttl=PASSWORD_TTL)
+        self._checking: dict[bytes, asyncio.Future[bool]] = {}
+
+    async def authorize(self, request: web.Request) -> ReadGrant:
+        """The reader's grant for this request, or the refusal raised (401, 403, or 404 outside a token's scope).
+
+        The read handler calls this first, before any cache lookup or index request; `target_of` classifies the
+        raw path (a handler that normalised the path already can call `authorize_target`).
+        """
+        return await self.authorize_target(request, target_of(request.raw_path.partition("?")[0]))
+
+    async def authorize_target(self, request: web.Request, target: ReadTarget) -> ReadGrant:
+        """`authorize` for a target the handler classified itself; a refusal's reason goes on the access log line."""
+        if self.access == "public":
+            return EVERYTHING
+        fields = request.get(FIELDS)
+        try:
+            return await self._decide(request, target, fields)
+        except GatewayError as exc:
+            if fields is not None:
+                fields.update(reason=exc.reason)
+            raise
+
+    async def _decide(self, request: web.Request, target: ReadTarget, fields: dict[str, Any] | None) -> ReadGrant:
+        header = request.headers.get("Authorization")
+        if not header or not header.strip():
+            raise _refusal(
+                self._metrics,
+                401,
+                "Authentication required: this index is private; send your user name and password, or __token__ "
+                "and an API token that may read",
+                "read_credentials_required",
+            )
+        try:
+            credentials = parse_authorization(header)
+        except GatewayError as exc:
+            raise _refusal(self._metrics, 401, exc.message, exc.reason) from None
+        if isinstance(credentials, PasswordCredentials):
+            user = await self._password_user(credentials)
+            if fields is not None:
+                fields.update(user=user.name)
+            return ReadGrant(authenticated=True)
+        identity = await self._token_identity(credentials)
+        if fields is not None:
+            fields.update(user=identity.user.name, token_id=identity.token_id)
+        return await self._token_grant(identity, target)
+
+    async def _password_user(self, credentials: PasswordCredentials) -> User:
+        user = await self._store.get_user(credentials.username)
+        stored = user.password_hash if user else _DUMMY_HASH
+        ok = await self._password_matches(user.id if user else "", stored, credentials.password)
+        if user is None or not ok:
+            self._metrics.auth_failures.labels("password").inc()
+            raise _refusal(
+                self._metrics,
+                401,
+                "Invalid or non-existent authentication information. Check the user name and password, or read with "
+                "an API token and user name __token__",
+                "invalid_credentials",
+            )
+        if user.has_2fa:
+            raise _refusal(
+                self._metrics,
+                403,
+                "Username/Password authentication is no longer supported for accounts with two-factor authentication. "
+                f"Read with an API token that may read (user name __token__): {self._tokens_url}",
+                "password_with_2fa",
+            )
+        return user
+
+    async def _password_matches(self, user_id: str, stored: str, password: str) -> bool:
+        """argon2, once per (user, stored hash, password) per PASSWORD_TTL; concurrent requests share one check."""
+        key = hmac.digest(self._key, "\0".join((user_id, stored, password)).encode(), hashlib.sha256)
+        if self._passwords.get(key):
+            return True
+        pending = self._checking.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(asyncio.to_thread(verify_password, stored, password))
+            self._checking[key] = pending
+            pending.add_done_callback(lambda _: self._checking.pop(key, None))
+        ok = await asyncio.shield(pending)
+        if ok and user_id:
+            self._passwords[key] = True
+        return ok
+
+    async def _token_identity(self, credentials: TokenCredentials) -> Identity:
+        """The token's owner, from a fresh read of its row: a revocation (or a removed user) counts at once."""
+        try:
+            identity = await self._authenticator.authenticate(credentials)
+        except GatewayError as exc:
+            raise _refusal(self._metrics, 401, exc.message, exc.reason) from None
+        assert identity.token is not None
+        row = await self._store.get_token(identity.token.id)
+        if row is None or row.revoked is not None:
+            self._authenticator.forget(identity.token.id)
+            raise _refusal(
+                self._metrics, 401, "Invalid API Token: token has been revoked; create a new one", "revoked_token"
+            )
+        if tokens.READ not in row.permissions:
+            raise _refusal(
+                self._metrics,
+                403,
+                "Invalid API Token: this token may not read the index (tokens upload only unless created with "
+                f"--read or 'may read'): create one that may read at {self._tokens_url}",
+                "read_not_granted",
+            )
+        return dataclasses.replace(identity, token=row)
+
+    async def _token_grant(self, identity: Identity, target: ReadTarget) -> ReadGrant:
+        """Every caveat but the project ones, then the project: outside the token's scope is 'not found'."""
+        now = time.time()
+        self._check(identity, None, None, now, listing=True)
+        scoped = any(isinstance(c, tokens.ProjectName | tokens.ProjectID) for c in identity.caveats)
+        if not scoped:
+            if target.project is not None:  # no project caveat: the project's id cannot matter
+                self._check(identity, target.project, None, now, listing=False)
+            return ReadGrant(authenticated=True)
+        if target.kind == "root":
+            return ReadGrant(frozenset(await self._visible(identity, now)), authenticated=True)
+        if target.project is not None and await self._in_scope(identity, target.project, now):
+            return ReadGrant(frozenset({target.project}), authenticated=True)
+        raise _refusal(
+            self._metrics,
+            404,
+            "Not Found: no such project or file for this token (it is scoped to other projects)",
+            "read_outside_scope",
+        )
+
+    async def _visible(self, identity: Identity, now: float) -> list[str]:
+        """The projects a scoped token may read: each candidate checked against every caveat."""
+        named = [set(c.normalized_names) for c in identity.caveats if isinstance(c, tokens.ProjectName)]
+        candidates = set.intersection(*named) if named else {p.name for p in await self._store.all_projects()}
+        return [name for name in sorted(candidates) if await self._in_scope(identity, name, now)]
+
+    async def _in_scope(self, identity: Identity, project: str, now: float) -> bool:
+        found, _, _ = await self._store.project_access(project, identity.user.id)
+        try:
+            self._authenticator.check_token(identity, project, found.id if found else None, now, action=tokens.READ)
+        except GatewayError:
+            return False
+        return True
+
+    def _check(
+        self, identity: Identity, project: str | None, project_id: str | None, now: float, *, listing: bool
+    ) -> None:
+        """Signature and caveats for a read; a failure is the token's (403 `invalid_token`), counted as a refusal."""
+        try:
+            self._authenticator.check_token(identity, project, project_id, now, action=tokens.READ, listing=listing)
+        except GatewayError as exc:
+            self._metrics.reads_refused.labels(exc.reason).inc()
+            raise
