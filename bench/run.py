@@ -14,8 +14,6 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -24,15 +22,18 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from bench import reads
+from bench.common import Figure, Report, machine, start_nginx
 from gateway import tokens
 from gateway.auth import Authenticator, TokenCredentials, TokenSettings, create_token
 from gateway.metrics import Metrics
+from gateway.password_checks import PasswordChecks
 from gateway.store import Store
 from tests.conftest import (
     PYTHON,
@@ -70,56 +71,6 @@ class Sizes:
         if quick:
             return cls(48 * MiB, 1, 96 * MiB, 1, 256 * MiB, 20, 8 * MiB, 300, 60, 2_000)
         return cls(200 * MiB, 3, 400 * MiB, 3, 1024 * MiB, 20, 50 * MiB, 2_000, 300, 20_000)
-
-
-@dataclass
-class Figure:
-    name: str
-    value: float
-    unit: str
-    baseline: float | None = None
-    ratio: float | None = None
-    target: str = ""
-    met: bool | None = None
-    note: str = ""
-
-
-@dataclass
-class Report:
-    machine: dict[str, str]
-    quick: bool
-    figures: list[Figure] = field(default_factory=list)
-
-    def add(self, figure: Figure) -> None:
-        self.figures.append(figure)
-        print(_row(figure), flush=True)
-
-
-def _row(f: Figure) -> str:
-    base = f"{f.baseline:10.3f}" if f.baseline is not None else " " * 10
-    ratio = f"{f.ratio:7.3f}" if f.ratio is not None else " " * 7
-    verdict = {True: "ok", False: "MISSED", None: ""}[f.met]
-    return f"{f.name:<44} {f.value:10.3f} {f.unit:<9} {base} {ratio}  {f.target:<12} {verdict:<6} {f.note}"
-
-
-def machine() -> dict[str, str]:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        cpu = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")
-            ),
-            "",
-        )
-    return {
-        "cpu": cpu or platform.processor(),
-        "cores": str(os.cpu_count()),
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
 
 
 # ---------------------------------------------------------------------------------------------------- the stack
@@ -167,36 +118,16 @@ def stack(workdir: Path) -> Iterator[Stack]:
 
 
 def _start_nginx(directory: Path, upstream: str) -> tuple[str | None, subprocess.Popen[bytes] | None]:
-    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if binary is None:
-        return None, None
-    directory.mkdir(parents=True)
-    port = free_port()
-    (directory / "nginx.conf").write_text(
-        f"""worker_processes 1;
-error_log {directory}/error.log;
-pid {directory}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  client_body_temp_path {directory}/body;
-  proxy_temp_path {directory}/proxy;
-  server {{
-    listen 127.0.0.1:{port};
-    client_max_body_size 0;
+    started = start_nginx(
+        directory,
+        f"""    client_max_body_size 0;
     location / {{
       proxy_pass {upstream};
       proxy_request_buffering off;
       proxy_http_version 1.1;
-    }}
-  }}
-}}
-"""
+    }}""",
     )
-    process = subprocess.Popen([binary, "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", "daemon off;"])
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/health", process)
-    return url, process
+    return started if started is not None else (None, None)
 
 
 # ---------------------------------------------------------------------------------------------------- bodies
@@ -288,10 +219,8 @@ def twine_upload(url: str, user: str, password: str, wheel: Path) -> float:
             "upload",
             "--repository-url",
             url,
-            "-u",
-            user,
-            "-p",
-            password,
+            f"--username={user}",
+            f"--password={password}",  # one joined argument: a password may start with "-"
             "--non-interactive",
             "--disable-progress-bar",
             str(wheel),
@@ -461,6 +390,8 @@ async def small_uploads(report: Report, s: Stack, sizes: Sizes) -> None:
             (s.index.packages / body.filename).unlink()
         return count / elapsed, latencies
 
+    for i in range(8):  # uploaded directly first, the projects exist on the index: the gateway wants an owner
+        await asyncio.to_thread(s.gateway.cli, "project", "grant", f"bench-small-{i}", "bench")
     stamp = uuid.uuid4().int % 10**6
     direct_rate, _ = await run(direct, sizes.small_count, 32, f"1.{stamp}")
     gateway_rate, _ = await run(through, sizes.small_count, 32, f"2.{stamp}")
@@ -512,7 +443,7 @@ async def token_verification(report: Report, sizes: Sizes, workdir: Path) -> Non
             parsed = tokens.parse(token, prefix="pypi")
             tokens.verify(parsed, key=tokens.root_key(secret, row.secret), context=context, stored_caveats=stored)
         cold = n / (time.perf_counter() - started)
-        authenticator = Authenticator(store, settings, Metrics())
+        authenticator = Authenticator(store, settings, Metrics(), PasswordChecks(workers=1, queue=0, metrics=Metrics()))
         started = time.perf_counter()
         for _ in range(n // 10):
             identity = await authenticator.authenticate(TokenCredentials(token))
@@ -535,26 +466,30 @@ async def token_verification(report: Report, sizes: Sizes, workdir: Path) -> Non
     report.add(Figure("token verifications, warm (cached)", warm, "per s", target=">= 50000", met=warm >= 50000))
 
 
-async def run_all(report: Report, sizes: Sizes, workdir: Path) -> None:
-    with stack(workdir) as s:
-        await asyncio.to_thread(large_upload, report, s, sizes, workdir)
-        await ceiling(report, s, sizes)
-        await memory(report, s, sizes)
-        await small_uploads(report, s, sizes)
-    await token_verification(report, sizes, workdir)
+async def run_all(report: Report, sizes: Sizes, workdir: Path, only: str | None) -> None:
+    if only in (None, "uploads"):
+        with stack(workdir / "uploads") as s:
+            await asyncio.to_thread(large_upload, report, s, sizes, workdir)
+            await ceiling(report, s, sizes)
+            await memory(report, s, sizes)
+            await small_uploads(report, s, sizes)
+        await token_verification(report, sizes, workdir)
+    if only in (None, "reads"):
+        await reads.run(report, report.quick, workdir / "reads")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=("uploads", "reads"), help="run one half (results go to <name>-<half>.json)")
     args = parser.parse_args()
     report = Report(machine(), args.quick)
     print(f"machine: {report.machine}")
     print(f"{'figure':<44} {'value':>10} {'unit':<9} {'baseline':>10} {'ratio':>7}  {'target':<12} verdict")
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-        asyncio.run(run_all(report, Sizes.of(args.quick), Path(workdir)))
+        asyncio.run(run_all(report, Sizes.of(args.quick), Path(workdir), args.only))
     RESULTS.mkdir(exist_ok=True)
-    name = "quick.json" if args.quick else "latest.json"
+    name = ("quick" if args.quick else "latest") + (f"-{args.only}" if args.only else "") + ".json"
     (RESULTS / name).write_text(json.dumps({**asdict(report)}, indent=2) + "\n")
     missed = [f.name for f in report.figures if f.met is False]
     print(f"wrote bench/results/{name}; targets missed: {len(missed)}")

@@ -19,8 +19,10 @@ from gateway.connections import body_deadline
 from gateway.embedded import EmbeddedIndex
 from gateway.errors import GatewayError, reason_phrase
 from gateway.existing import ExistingFiles
+from gateway.guard import Guard
 from gateway.logs import access_middleware
 from gateway.metrics import Metrics
+from gateway.password_checks import PasswordChecks
 from gateway.proxy import Upstream, UpstreamURLs, aborting_socket
 from gateway.read_access import ReadGuard
 from gateway.reads.cache import PageCache
@@ -28,12 +30,14 @@ from gateway.reads.handler import Reads
 from gateway.reads.paths import IndexLayout
 from gateway.state import GATEWAY, Gateway
 from gateway.store import Store
+from gateway.throttle import Rules
 from gateway.upload.flow import UploadContext, max_body
 from gateway.upload.handler import defer_continue, upload
 from gateway.web import application as account_pages
 
 log = logging.getLogger("gateway")
 PROBE_INTERVAL = 15.0
+READ_CONNECTIONS = 100  # aiohttp's default; the embedded index (waitress) takes 100 connections in all
 
 
 def render_error(exc: GatewayError) -> web.Response:
@@ -140,16 +144,22 @@ def _upstream_auth(config: Config, embedded: EmbeddedIndex | None) -> str | None
 @contextlib.asynccontextmanager
 async def open_index(config: Config, metrics: Metrics) -> AsyncIterator[Upstream]:
     """The index as the gateway talks to it: the embedded pypiserver started (and stopped) with it, or the
-    configured one, behind one HTTP session that aborts with a reset."""
+    configured one, behind HTTP sessions (one for reads, one for uploads) that abort with a reset."""
     embedded = (
         EmbeddedIndex(config.upstream.data_dir, max_body=max_body(config.limits)) if config.upstream.embedded else None
     )
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(socket_factory=aborting_socket),
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=config.upstream.timeout),
-        auto_decompress=False,
-        headers={"User-Agent": f"upload-gateway/{__version__}"},
-    )
+
+    def session(connections: int) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(socket_factory=aborting_socket, limit=connections),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=config.upstream.timeout),
+            auto_decompress=False,
+            headers={"User-Agent": f"upload-gateway/{__version__}"},
+        )
+
+    # Uploads get a pool of their own, no larger than the uploads allowed in flight: however slowly their
+    # clients send, the reads (installs) keep the connections of theirs.
+    reads, uploads = session(READ_CONNECTIONS), session(config.limits.max_uploads)
     try:
         if embedded is not None:
             await embedded.start()
@@ -158,14 +168,16 @@ async def open_index(config: Config, metrics: Metrics) -> AsyncIterator[Upstream
             urls = UpstreamURLs.build(config.upstream.url, config.upstream.upload_url, config.upstream.simple_url)
         yield Upstream(
             urls,
-            session,
+            reads,
+            upload_session=uploads,
             authorization=_upstream_auth(config, embedded),
             public_url=config.server.public_url,
             metrics=metrics,
             max_page_size=config.reads.max_page_size,
         )
     finally:
-        await session.close()
+        await reads.close()
+        await uploads.close()
         if embedded is not None:
             await embedded.stop()
 
@@ -179,11 +191,17 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         location=token_location(config),
         server_secret=server_secret(config),
     )
+    checks = PasswordChecks(
+        workers=config.throttle.password_checks, queue=config.throttle.password_check_queue, metrics=gateway.metrics
+    )
     try:
         async with open_index(config, gateway.metrics) as upstream:
             gateway.store = store
             gateway.token_settings = settings
-            gateway.authenticator = Authenticator(store, settings, gateway.metrics)
+            gateway.authenticator = Authenticator(store, settings, gateway.metrics, checks)
+            gateway.guard = Guard(
+                store, Rules.of(config.throttle), gateway.metrics, server_secret=settings.server_secret
+            )
             gateway.authorizer = Authorizer(
                 store, gateway.authenticator, config.policy, public_url=config.server.public_url
             )
@@ -193,6 +211,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
                 store,
                 gateway.authenticator,
                 gateway.metrics,
+                guard=gateway.guard,
                 public_url=config.server.public_url,
             )
             gateway.reads = _reads(config, upstream, store, gateway.metrics, gateway.read_guard)
@@ -218,6 +237,8 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if gateway.reads is not None:
             gateway.reads.close()
         gateway.upstream = gateway.authenticator = gateway.authorizer = gateway.store = gateway.uploads = None
+        gateway.guard = None
+        checks.close()
         gateway.read_guard = None
         gateway.reads = None
         await store.close()

@@ -2,16 +2,17 @@
 
 Credentials are checked before a byte of the body is read; token caveats and project rights once the form
 has named the project. Policy itself is pure (`gateway.policy`); this module feeds it from the store.
+Password hashes are checked on their own bounded pool (`gateway.password_checks`), never on the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import functools
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -22,6 +23,7 @@ from gateway import policy, tokens
 from gateway.config import PolicyConfig
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
+from gateway.password_checks import PasswordChecks
 from gateway.store import Project, Store, TokenRow, User
 from gateway.validation import Upload
 
@@ -29,7 +31,8 @@ TOKEN_USERNAME = "__token__"  # noqa: S105 - the username twine sends with a tok
 # One of OWASP's equivalent argon2id settings (12 MiB, 3 passes): ~40 ms here, and a small transient
 # allocation per check, so concurrent password uploads do not balloon memory.
 _HASHER = PasswordHasher(memory_cost=12288, time_cost=3, parallelism=1)
-# Verified against when the user does not exist, so a wrong name costs as long as a wrong password.
+# Verified against when the user does not exist, so a wrong name costs as long as a wrong password: the same
+# hasher, so the same parameters (tests/test_password_checks.py checks), on the same pool.
 _DUMMY_HASH = _HASHER.hash("not a real password")
 # NOTE: revocation must hold within 5 s in every process: rows are re-read after at most this long.
 ROW_TTL = 2.0
@@ -137,10 +140,11 @@ def invalid_token(reason: str, code: str = "invalid_token") -> GatewayError:
 
 
 class Authenticator:
-    def __init__(self, store: Store, settings: TokenSettings, metrics: Metrics) -> None:
+    def __init__(self, store: Store, settings: TokenSettings, metrics: Metrics, checks: PasswordChecks) -> None:
         self._store = store
         self._settings = settings
         self._metrics = metrics
+        self._checks = checks
         self._rows: TTLCache[str, tuple[TokenRow, User] | None] = TTLCache(maxsize=8192, ttl=ROW_TTL)
         self._verified: TTLCache[tuple[str, str | None, str | None, str, bool], float] = TTLCache(
             maxsize=8192, ttl=VERIFIED_TTL
@@ -148,18 +152,29 @@ class Authenticator:
         # Parsing is pure (the string decides it), so a parsed token is kept as long as it is in use.
         self._parsed: LRUCache[str, tokens.ParsedToken] = LRUCache(maxsize=8192)
 
-    async def authenticate(self, credentials: Credentials) -> Identity:
-        if isinstance(credentials, TokenCredentials):
-            return await self._token_identity(credentials.token)
-        user = await self._store.get_user(credentials.username)
+    def admit_password(self) -> None:
+        """503 at once when the password pool is full: before the throttle counts anything, or the store is read."""
+        self._checks.admit()
+
+    async def password_user(self, name: str, password: str) -> User | None:
+        """The user when the password is theirs; as slow for an unknown name as for a wrong password."""
+        return await self.verify(await self._store.get_user(name), password)
+
+    async def hash_check(self, check: Callable[[], bool]) -> bool:
+        """`check` (an argon2 verification) on the bounded password pool. Raises 503 when the pool is full."""
+        return await self._checks.run(check)
+
+    async def verify(self, user: User | None, password: str) -> User | None:
+        """`user` (None: no such name) when the password is theirs. Raises 503 when the pool is full."""
         password_hash = user.password_hash if user else _DUMMY_HASH
-        ok = await asyncio.to_thread(verify_password, password_hash, credentials.password)
+        ok = await self._checks.run(functools.partial(verify_password, password_hash, password))
         if user is None or not ok:
             self._metrics.auth_failures.labels("password").inc()
-            raise invalid_auth()
-        return Identity(user=user)
+            return None
+        return user
 
-    async def _token_identity(self, token: str) -> Identity:
+    async def authenticate(self, credentials: TokenCredentials) -> Identity:
+        token = credentials.token
         digest = hashlib.sha256(token.encode()).hexdigest()
         parsed = self._parsed.get(digest) or self._parse(token)
         self._parsed[digest] = parsed
@@ -300,7 +315,8 @@ def project_scoped(identity: Identity) -> bool:
 
 
 class Authorizer:
-    """May this identity upload this file? Token caveats, the password policy, then project roles."""
+    """May this identity upload this file? The password policy (on the headers), token caveats, then project
+    roles."""
 
     def __init__(self, store: Store, authenticator: Authenticator, settings: PolicyConfig, *, public_url: str) -> None:
         self._store = store
@@ -362,22 +378,25 @@ class Authorizer:
         )
 
     async def _credentials(self, identity: Identity, project_name: str) -> tuple[Project | None, str | None, bool]:
-        """Token caveats for this project, or the password policy; the project (if it exists), the role, and
-        whether anyone has a role on it."""
+        """Token caveats for this project (the password policy was applied on the headers); the project (if it
+        exists), the role, and whether anyone has a role on it."""
         project, role, owned = await self._store.project_access(project_name, identity.user.id)
         if identity.token is not None:
             if tokens.UPLOAD not in identity.token.permissions:
                 raise invalid_token("this token may only read: upload with a token that may upload", "read_only_token")
             self._authenticator.check_token(identity, project_name, project.id if project else None, time.time())
-        else:
-            raise_if_denied(
-                policy.password_upload(
-                    self._settings.password_uploads,
-                    has_2fa=identity.user.has_2fa,
-                    tokens_url=f"{self._public_url}/account/tokens",
-                )
-            )
         return project, role, owned
+
+    def allow_password(self, user: User | None) -> None:
+        """`policy.password_uploads`, decided on the headers (does the user exist and have 2FA?) before the
+        password is looked at, so the answer never tells a right password from a wrong one."""
+        raise_if_denied(
+            policy.password_upload(
+                self._settings.password_uploads,
+                has_2fa=user is not None and user.has_2fa,
+                tokens_url=f"{self._public_url}/account/tokens",
+            )
+        )
 
     async def touch(self, identity: Identity) -> None:
         """Keep `last_used` after an accepted upload (to the minute: one write per token per minute, not per upload).

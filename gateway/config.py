@@ -179,7 +179,26 @@ class LimitsConfig:
     max_file_size: int
     max_project_size: int | None
     read_timeout: float
+    max_uploads_per_user: int
+    max_uploads: int
     clients: ClientLimits
+
+
+# ---- [throttle] (issue #13): wrong passwords and codes, and the password-check pool; rules in gateway/throttle.py.
+@dataclass(frozen=True)
+class ThrottleConfig:
+    failures: int  # wrong passwords or codes in a row for one account from one address, then a lock
+    lock: int  # seconds of the first lock; doubled by each further failure
+    max_lock: int
+    account_failures: int  # per account, all addresses, in any account_window
+    account_window: int
+    address_failures: int  # per address, all accounts, in any address_window
+    address_window: int
+    password_checks: int  # threads hashing passwords at once
+    password_check_queue: int  # checks that may wait for one; more are refused with 503
+
+
+# ---- end of [throttle]
 
 
 @dataclass(frozen=True)
@@ -198,6 +217,7 @@ class Config:
     policy: PolicyConfig
     limits: LimitsConfig
     logging: LoggingConfig
+    throttle: ThrottleConfig
     reads: ReadsConfig
 
 
@@ -221,8 +241,26 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "allowed_actions": ["file_upload"],
         "platform_tags": "pypi",
     },
-    "limits": {"max_file_size": "100MiB", "max_project_size": "", "read_timeout": "60s", **CLIENT_LIMIT_DEFAULTS},
+    "limits": {
+        "max_file_size": "100MiB",
+        "max_project_size": "",
+        "read_timeout": "60s",
+        **CLIENT_LIMIT_DEFAULTS,
+        "max_uploads_per_user": 8,
+        "max_uploads": 64,
+    },
     "logging": {"level": "info", "format": "text", "audit_file": ""},
+    "throttle": {
+        "failures": 5,
+        "lock": "1m",
+        "max_lock": "15m",
+        "account_failures": 100,
+        "account_window": "1h",
+        "address_failures": 50,
+        "address_window": "5m",
+        "password_checks": 2,
+        "password_check_queue": 16,
+    },
     "reads": dict(READS_DEFAULTS),
 }
 
@@ -305,6 +343,7 @@ def _build(raw: dict[str, dict[str, Any]]) -> Config:
         policy=_policy(raw["policy"]),
         limits=_limits(raw["limits"]),
         logging=_logging(raw["logging"]),
+        throttle=_throttle(raw["throttle"]),
         reads=_reads(raw["reads"]),
     )
 
@@ -341,7 +380,42 @@ def _limits(raw: dict[str, Any]) -> LimitsConfig:
         max_project_size=parse_size("limits.max_project_size", project_size) if project_size else None,
         read_timeout=float(_duration("limits.read_timeout", raw["read_timeout"])),
         clients=_client_limits(raw),
+        max_uploads_per_user=_count(raw, "limits", "max_uploads_per_user"),
+        max_uploads=_count(raw, "limits", "max_uploads"),
     )
+
+
+# ---- [throttle] and the upload caps of [limits] (issue #13)
+def _throttle(raw: dict[str, Any]) -> ThrottleConfig:
+    lock, max_lock = _duration("throttle.lock", raw["lock"]), _duration("throttle.max_lock", raw["max_lock"])
+    if not lock <= max_lock <= lock * 2**20:
+        raise ConfigError(
+            f"throttle.max_lock: {raw['max_lock']!r} must be at least throttle.lock and at most 2**20 times it"
+        )
+    return ThrottleConfig(
+        failures=_count(raw, "throttle", "failures"),
+        lock=lock,
+        max_lock=max_lock,
+        account_failures=_count(raw, "throttle", "account_failures"),
+        account_window=_duration("throttle.account_window", raw["account_window"]),
+        address_failures=_count(raw, "throttle", "address_failures"),
+        address_window=_duration("throttle.address_window", raw["address_window"]),
+        password_checks=_count(raw, "throttle", "password_checks"),
+        password_check_queue=_count(raw, "throttle", "password_check_queue", minimum=0),
+    )
+
+
+def _count(raw: dict[str, Any], section: str, key: str, *, minimum: int = 1) -> int:
+    """A whole number (from TOML, or the text of an environment variable)."""
+    value = raw[key]
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= 10**9:
+        raise ConfigError(f"{section}.{key}: {value!r} must be a whole number of at least {minimum}")
+    return value
+
+
+# ---- end of [throttle]
 
 
 def _logging(raw: dict[str, Any]) -> LoggingConfig:

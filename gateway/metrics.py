@@ -16,6 +16,10 @@ from gateway import __version__
 PREFIX = "upload_gateway_"
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 SIZE_BUCKETS = tuple(float(2**exp) for exp in range(10, 31, 2))  # 1 KiB … 1 GiB
+# What a throttled check was (`kind`: the sign-in steps, the confirmation page, a password upload) and which
+# counter refused it (`scope`; `in_progress`: another second-factor check of the same sign-in was running).
+CHECK_KINDS = ("password", "totp", "recovery", "webauthn", "confirm", "confirm_totp", "totp_setup", "upload", "read")
+THROTTLE_SCOPES = ("account_address", "account", "address")
 # Why a connection was refused or cut off (gateway.connections): the codes of docs/errors.md.
 CONNECTION_REFUSALS = ("too_many_connections", "header_timeout")
 # Why a read of a private index was refused (gateway.read_access): the codes of docs/errors.md.
@@ -28,6 +32,8 @@ READ_REFUSALS = (
     "password_with_2fa",
     "read_not_granted",
     "read_outside_scope",
+    "throttled",
+    "password_checks_busy",
 )
 
 
@@ -71,6 +77,26 @@ class Metrics:
         self.auth_failures = Counter(PREFIX + "auth_failures", "Failed authentications by kind", ["kind"], registry=reg)
         self.upstream_up = Gauge(
             PREFIX + "upstream_up", "1 when the index answered the last probe (every 15 s), else 0", registry=reg
+        )
+        self.throttled = Counter(
+            PREFIX + "throttled",
+            "Password and code checks refused unchecked (429), by kind of check and the counter that refused",
+            ["kind", "scope"],
+            registry=reg,
+        )
+        self.throttle_locks = Counter(
+            PREFIX + "throttle_locks",
+            "Failures that filled a throttle counter (a lock began), by counter",
+            ["scope"],
+            registry=reg,
+        )
+        self.password_checks_refused = Counter(
+            PREFIX + "password_checks_refused",
+            "Password checks refused with 503 because every hashing thread and queue place was taken",
+            registry=reg,
+        )
+        self.password_checks_pending = Gauge(
+            PREFIX + "password_checks_pending", "Password checks running or waiting for a hashing thread", registry=reg
         )
         self.connections_open = Gauge(
             PREFIX + "connections_open", "Client connections open (admitted by the per-address cap)", registry=reg
@@ -117,6 +143,13 @@ class Metrics:
             self.auth_failures.labels(kind)
         for result in ("valid", "valid_cached", "invalid", "malformed", "unknown", "revoked"):
             self.token_verifications.labels(result)
+        for kind in CHECK_KINDS:
+            for scope in THROTTLE_SCOPES:
+                self.throttled.labels(kind, scope)
+        for kind in ("totp", "recovery", "webauthn"):
+            self.throttled.labels(kind, "in_progress")
+        for scope in THROTTLE_SCOPES:
+            self.throttle_locks.labels(scope)
         for reason in CONNECTION_REFUSALS:
             self.connections_refused.labels(reason)
         for route, representation in (("root", "html"), ("project", "html"), ("project", "json"), ("file", "file")):

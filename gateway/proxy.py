@@ -126,13 +126,17 @@ class Upstream:
         urls: UpstreamURLs,
         session: aiohttp.ClientSession,
         *,
+        upload_session: aiohttp.ClientSession,
         authorization: str | None,
         public_url: str,
         metrics: Metrics,
         max_page_size: int,
     ) -> None:
+        """`session` for reads; `upload_session` for uploads only, so that stalled uploads never take the
+        connections reads need."""
         self.urls = urls
         self.session = session
+        self._upload_session = upload_session
         self._auth = {"Authorization": authorization} if authorization else {}
         self._public_url = public_url
         self._metrics = metrics
@@ -199,7 +203,7 @@ class Upstream:
         started = time.perf_counter()
         async with (
             self.exchange("upload", "POST", url),
-            self.session.post(url, data=body, headers=headers, allow_redirects=False) as resp,
+            self._upload_session.post(url, data=body, headers=headers, allow_redirects=False) as resp,
         ):
             text = await resp.text(errors="replace")
             hide = self.urls.hide

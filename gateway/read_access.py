@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import hmac
 import secrets
@@ -43,9 +44,11 @@ from gateway.auth import (
     verify_password,
 )
 from gateway.errors import GatewayError
-from gateway.logs import FIELDS
+from gateway.guard import Guard
+from gateway.logs import FIELDS, client_of
 from gateway.metrics import Metrics
 from gateway.store import Store, User
+from gateway.throttle import network_of
 
 # A verified password is remembered this long (per process), so the dozens of requests of one `pip install` cost
 # one argon2 check. The key includes the stored hash: a changed password or a removed user misses at once.
@@ -156,15 +159,19 @@ class ReadGuard:
         authenticator: Authenticator,
         metrics: Metrics,
         *,
+        guard: Guard,
         public_url: str,
     ) -> None:
+        """`guard`: the throttle of every password check (`gateway.guard`), which password reads go through too."""
         self.access = access
         self._store = store
         self._authenticator = authenticator
         self._metrics = metrics
+        self._guard = guard
         self._tokens_url = f"{public_url}/account/tokens"
-        # Keyed by an HMAC (a per-process random key) of the user id, the stored hash and the password: neither the
-        # password nor anything an offline attack could use stays in memory after the request.
+        # Keyed by an HMAC (a per-process random key) of the user id, the stored hash, the password and the client's
+        # address: neither the password nor anything an offline attack could use stays in memory after the request,
+        # and a guess from another address never skips the throttle by matching a password the owner just used.
         self._key = secrets.token_bytes(32)
         self._passwords: TTLCache[bytes, bool] = TTLCache(maxsize=PASSWORD_CACHE_SIZE, ttl=PASSWORD_TTL)
         self._checking: dict[bytes, asyncio.Future[bool]] = {}
@@ -204,7 +211,12 @@ class ReadGuard:
         except GatewayError as exc:
             raise _refusal(self._metrics, 401, exc.message, exc.reason) from None
         if isinstance(credentials, PasswordCredentials):
-            user = await self._password_user(credentials)
+            try:
+                user = await self._password_user(request, credentials)
+            except GatewayError as exc:
+                if exc.reason in ("throttled", "password_checks_busy"):
+                    self._metrics.reads_refused.labels(exc.reason).inc()
+                raise
             if fields is not None:
                 fields.update(user=user.name)
             return ReadGrant(authenticated=True)
@@ -213,20 +225,12 @@ class ReadGuard:
             fields.update(user=identity.user.name, token_id=identity.token_id)
         return await self._token_grant(identity, target)
 
-    async def _password_user(self, credentials: PasswordCredentials) -> User:
+    async def _password_user(self, request: web.Request, credentials: PasswordCredentials) -> User:
+        """The user whose password this is. 2FA is decided on the name alone, before the password is looked at, so
+        the answer never tells a right password from a wrong one; the check itself goes through the throttle (429
+        past its limits) on the bounded password pool (503 when full), once per PASSWORD_TTL and client."""
         user = await self._store.get_user(credentials.username)
-        stored = user.password_hash if user else _DUMMY_HASH
-        ok = await self._password_matches(user.id if user else "", stored, credentials.password)
-        if user is None or not ok:
-            self._metrics.auth_failures.labels("password").inc()
-            raise _refusal(
-                self._metrics,
-                401,
-                "Invalid or non-existent authentication information. Check the user name and password, or read with "
-                "an API token and user name __token__",
-                "invalid_credentials",
-            )
-        if user.has_2fa:
+        if user is not None and user.has_2fa:
             raise _refusal(
                 self._metrics,
                 403,
@@ -234,22 +238,39 @@ class ReadGuard:
                 f"Read with an API token that may read (user name __token__): {self._tokens_url}",
                 "password_with_2fa",
             )
-        return user
-
-    async def _password_matches(self, user_id: str, stored: str, password: str) -> bool:
-        """argon2, once per (user, stored hash, password) per PASSWORD_TTL; concurrent requests share one check."""
-        key = hmac.digest(self._key, "\0".join((user_id, stored, password)).encode(), hashlib.sha256)
-        if self._passwords.get(key):
-            return True
+        stored = user.password_hash if user else _DUMMY_HASH
+        parts = (user.id if user else "", stored, credentials.password, network_of(client_of(request)))
+        key = hmac.digest(self._key, "\0".join(parts).encode(), hashlib.sha256)
+        if user is not None and self._passwords.get(key):
+            return user
         pending = self._checking.get(key)
         if pending is None:
-            pending = asyncio.ensure_future(asyncio.to_thread(verify_password, stored, password))
+            pending = asyncio.ensure_future(self._checked(request, credentials.username, stored, credentials.password))
             self._checking[key] = pending
             pending.add_done_callback(lambda _: self._checking.pop(key, None))
         ok = await asyncio.shield(pending)
-        if ok and user_id:
-            self._passwords[key] = True
-        return ok
+        if user is None or not ok:
+            raise _refusal(
+                self._metrics,
+                401,
+                "Invalid or non-existent authentication information. Check the user name and password, or read with "
+                "an API token and user name __token__",
+                "invalid_credentials",
+            )
+        self._passwords[key] = True
+        return user
+
+    async def _checked(self, request: web.Request, name: str, stored: str, password: str) -> bool:
+        """One argon2 check under the throttle; concurrent requests with the same credentials share it."""
+        self._authenticator.admit_password()
+
+        async def check() -> bool:
+            ok = await self._authenticator.hash_check(functools.partial(verify_password, stored, password))
+            if not ok:
+                self._metrics.auth_failures.labels("password").inc()
+            return ok
+
+        return await self._guard.attempt(name, client_of(request), check, kind="read", surface="read", final=True)
 
     async def _token_identity(self, credentials: TokenCredentials) -> Identity:
         """The token's owner, from a fresh read of its row: a revocation (or a removed user) counts at once."""

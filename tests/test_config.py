@@ -51,6 +51,13 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ({"GATEWAY_STORE_URL": "postgres://x"}, "store.url"),
         ({"GATEWAY_SERVER_COLOUR": "blue"}, "server.colour"),
         ({"GATEWAY_POLICY_ALLOWED_ACTIONS": "file_upload,drop_tables"}, "policy.allowed_actions"),
+        ({"GATEWAY_LIMITS_MAX_UPLOADS": "lots"}, "limits.max_uploads"),
+        ({"GATEWAY_LIMITS_MAX_UPLOADS_PER_USER": "0"}, "limits.max_uploads_per_user"),
+        ({"GATEWAY_THROTTLE_FAILURES": "-1"}, "throttle.failures"),
+        ({"GATEWAY_THROTTLE_LOCK": "soon"}, "throttle.lock"),
+        ({"GATEWAY_THROTTLE_LOCK": "10m", "GATEWAY_THROTTLE_MAX_LOCK": "1m"}, "throttle.max_lock"),
+        ({"GATEWAY_THROTTLE_ACCOUNT_WINDOW": "0s"}, "throttle.account_window"),
+        ({"GATEWAY_THROTTLE_PASSWORD_CHECKS": "0"}, "throttle.password_checks"),
         ({"GATEWAY_READS_ACCESS": "private"}, "reads.access"),
         ({"GATEWAY_READS_ACCESS": "Authenticated"}, "reads.access"),
     ],
@@ -60,6 +67,20 @@ def test_bad_values_name_the_key(env: dict[str, str], names: str) -> None:
         load_config(None, env)
     assert names in str(exc.value)
     assert "\n" not in str(exc.value)
+
+
+def test_throttle_and_upload_caps_from_the_environment() -> None:
+    config = load_config(
+        None,
+        {
+            "GATEWAY_THROTTLE_FAILURES": "3",
+            "GATEWAY_THROTTLE_MAX_LOCK": "1h",
+            "GATEWAY_THROTTLE_PASSWORD_CHECK_QUEUE": "0",
+            "GATEWAY_LIMITS_MAX_UPLOADS": "10",
+        },
+    )
+    assert (config.throttle.failures, config.throttle.max_lock, config.throttle.password_check_queue) == (3, 3600, 0)
+    assert config.limits.max_uploads == 10 and config.limits.max_uploads_per_user == 8
 
 
 def test_unknown_section_and_bad_toml(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pymacaroons
 import pytest
@@ -18,10 +18,15 @@ from hypothesis import strategies as st
 
 from gateway import read_access, tokens
 from gateway.auth import Authenticator, TokenSettings, create_token, hash_password
+from gateway.config import load_config
 from gateway.errors import GatewayError
+from gateway.guard import Guard
+from gateway.logs import FIELDS
 from gateway.metrics import Metrics
+from gateway.password_checks import PasswordChecks
 from gateway.read_access import OTHER, ROOT, ReadGrant, ReadGuard, ReadTarget, root_page, target_of
 from gateway.store import MIGRATIONS, Project, Store, User
+from gateway.throttle import Rules
 
 SETTINGS = TokenSettings(prefix="pypi", location="gateway.test", server_secret=b"k" * 32)
 PASSWORD = "correct horse battery"
@@ -79,10 +84,18 @@ class World:
     def __init__(self, store: Store, metrics: Metrics) -> None:
         self.store = store
         self.metrics = metrics
-        self.authenticator = Authenticator(store, SETTINGS, metrics)
-        self.guard = ReadGuard("authenticated", store, self.authenticator, metrics, public_url="http://gw.test")
+        self.authenticator = Authenticator(
+            store, SETTINGS, metrics, PasswordChecks(workers=2, queue=64, metrics=metrics)
+        )
+        self.throttle = Guard(store, Rules.of(load_config(None, {}).throttle), metrics, server_secret=b"k" * 32)
+        self.guard = self.read_guard("authenticated")
         self.alice: User
         self.projects: dict[str, Project] = {}
+
+    def read_guard(self, access: Literal["public", "authenticated"]) -> ReadGuard:
+        return ReadGuard(
+            access, self.store, self.authenticator, self.metrics, guard=self.throttle, public_url="http://gw.test"
+        )
 
     async def token(self, *scope: str, permissions: tuple[str, ...] = ("read", "upload")) -> str:
         token, _ = await create_token(
@@ -96,13 +109,15 @@ class World:
         )
         return token
 
-    async def read(self, authorization: str | None, path: str) -> ReadGrant:
+    async def read(self, authorization: str | None, path: str, address: str = "192.0.2.1") -> ReadGrant:
         headers = {"Authorization": authorization} if authorization is not None else {}
-        return await self.guard.authorize(make_mocked_request("GET", path, headers=headers))
+        request = make_mocked_request("GET", path, headers=headers)
+        request[FIELDS] = {"client": address}  # as the access middleware leaves it
+        return await self.guard.authorize(request)
 
-    async def refusal(self, authorization: str | None, path: str) -> GatewayError:
+    async def refusal(self, authorization: str | None, path: str, address: str = "192.0.2.1") -> GatewayError:
         with pytest.raises(GatewayError) as excinfo:
-            await self.read(authorization, path)
+            await self.read(authorization, path, address)
         return excinfo.value
 
     def refused(self, reason: str) -> float:
@@ -143,7 +158,7 @@ def attenuate(token: str, *predicates: bytes) -> str:
 
 
 async def test_public_reads_need_nothing(world: World) -> None:
-    guard = ReadGuard("public", world.store, world.authenticator, world.metrics, public_url="http://gw.test")
+    guard = world.read_guard("public")
     assert await guard.authorize(make_mocked_request("GET", "/simple/a/")) == ReadGrant()
 
 
@@ -190,6 +205,50 @@ async def test_one_argon2_check_per_password_while_cached(world: World, monkeypa
         await world.refusal(basic("alice", "wrong password"), "/simple/a/")
     assert len(checks) == 4
     assert PASSWORD not in repr(world.guard._passwords.keys())
+
+
+async def test_sixty_concurrent_wrong_read_passwords_run_five_checks(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Password reads go through the sign-in throttle: counted before checked, 429 with Retry-After past it."""
+    checks: list[str] = []
+    real = read_access.verify_password
+
+    def counted(password_hash: str, password: str) -> bool:
+        checks.append(password)
+        return real(password_hash, password)
+
+    monkeypatch.setattr(read_access, "verify_password", counted)
+    answers = await asyncio.gather(
+        *(world.refusal(basic("alice", f"guess {n}"), "/simple/a/") for n in range(60)), return_exceptions=True
+    )
+    reasons = sorted(a.reason for a in answers if isinstance(a, GatewayError))
+    assert reasons == ["invalid_credentials"] * 5 + ["throttled"] * 55 and len(checks) == 5
+    locked = await world.refusal(basic("alice", PASSWORD), "/simple/a/")  # the right one too, from this address
+    assert locked.status == 429 and int(locked.headers["Retry-After"]) > 0 and len(checks) == 5
+    assert world.refused("throttled") == 56
+    assert await world.read(basic("alice", PASSWORD), "/simple/a/", "198.51.100.7") == ReadGrant(authenticated=True)
+
+
+async def test_a_password_cached_for_one_address_does_not_skip_the_lock_of_another(world: World) -> None:
+    """The owner's pip install from 198.51.100.7 leaves its password cached; an attacker locked out at 192.0.2.1
+    who guesses it still gets 429, not a cache hit that would confirm it."""
+    await world.read(basic("alice", PASSWORD), "/simple/a/", "198.51.100.7")
+    for n in range(5):
+        assert (await world.refusal(basic("alice", f"guess {n}"), "/simple/a/")).reason == "invalid_credentials"
+    assert (await world.refusal(basic("alice", PASSWORD), "/simple/a/")).reason == "throttled"
+
+
+async def test_a_2fa_accounts_password_gets_one_answer_right_or_wrong_and_is_never_checked(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[str] = []
+    monkeypatch.setattr(read_access, "verify_password", lambda stored, password: checks.append(password) or False)
+    answers = [await world.refusal(basic("carol", p), "/simple/a/") for p in (PASSWORD, "wrong", "wrong again")]
+    assert {(a.status, a.reason, a.message) for a in answers} == {
+        (answers[0].status, "password_with_2fa", answers[0].message)
+    }
+    assert checks == []
 
 
 async def test_a_changed_password_or_removed_user_counts_at_once(world: World) -> None:

@@ -1,4 +1,5 @@
-"""The account pages' pure security rules: CSRF tokens, origins, redirects, timestamps and the throttle."""
+"""The account pages' pure security rules: CSRF tokens, origins, redirects and timestamps (the throttle's are
+in test_throttle.py)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,14 @@ import pytest
 
 from gateway.web.security import (
     CONTENT_SECURITY_POLICY,
-    Throttle,
     csrf_matches,
     new_csrf_token,
     origin_allowed,
     safe_next,
     still_valid,
-    throttle_keys,
 )
 from gateway.web.sessions import StoreSessionStorage
 from gateway.web.webauthn_flow import RelyingParty, remember_challenge, take_challenge
-
-KEYS = ["account:ann", "address:10.0.0.1"]
 
 
 def test_csrf_tokens_are_random_and_compared_exactly() -> None:
@@ -68,60 +65,6 @@ def test_still_valid() -> None:
     assert not still_valid(None, 60, 100.0)
     assert not still_valid("100", 60, 100.0)
     assert not still_valid(True, 60, 1.0)
-
-
-def test_the_sixth_failure_in_a_row_waits() -> None:
-    throttle = Throttle(limit=5, base_delay=60)
-    for attempt in range(5):
-        assert throttle.retry_after(KEYS, 1000.0 + attempt) is None
-        throttle.failed(KEYS, 1000.0 + attempt)
-    assert throttle.retry_after(KEYS, 1004.5) == 60
-    assert throttle.retry_after(KEYS, 1063.5) == 1
-    assert throttle.retry_after(KEYS, 1064.0) is None
-
-
-def test_each_further_failure_doubles_the_wait_up_to_the_cap() -> None:
-    throttle = Throttle(limit=2, base_delay=10, max_delay=30)
-    throttle.failed(KEYS, 0.0)
-    throttle.failed(KEYS, 0.0)
-    assert throttle.retry_after(KEYS, 0.0) == 10
-    throttle.failed(KEYS, 10.0)
-    assert throttle.retry_after(KEYS, 10.0) == 20
-    throttle.failed(KEYS, 30.0)
-    assert throttle.retry_after(KEYS, 30.0) == 30
-
-
-def test_a_success_clears_only_its_keys() -> None:
-    throttle = Throttle(limit=1)
-    throttle.failed(["account:ann", "address:a"], 0.0)
-    throttle.failed(["account:bob", "address:b"], 0.0)
-    throttle.succeeded(["account:ann", "address:a"])
-    assert throttle.retry_after(["account:ann", "address:a"], 1.0) is None
-    assert throttle.retry_after(["account:bob"], 1.0) is not None
-
-
-def test_one_locked_key_is_enough() -> None:
-    """Guessing passwords of many accounts from one address is stopped by the address key."""
-    throttle = Throttle(limit=3)
-    for number in range(3):
-        throttle.failed(throttle_keys(f"user{number}", "192.0.2.7"), 0.0)
-    assert throttle.retry_after(throttle_keys("someone-else", "192.0.2.7"), 1.0) is not None
-    assert throttle.retry_after(throttle_keys("someone-else", "192.0.2.8"), 1.0) is None
-
-
-def test_old_failures_are_forgotten_and_memory_is_bounded() -> None:
-    throttle = Throttle(limit=2, forget_after=100, max_keys=3)
-    throttle.failed(KEYS, 0.0)
-    throttle.failed(KEYS, 200.0)  # the first is forgotten: one in a row, not two
-    assert throttle.retry_after(KEYS, 200.0) is None
-    for number in range(10):
-        throttle.failed([f"k{number}"], 300.0)
-    assert len(throttle._keys) == 3
-
-
-def test_throttle_keys_fold_case() -> None:
-    assert throttle_keys("Ann", "10.0.0.1") == throttle_keys("ann", "10.0.0.1")
-    assert throttle_keys("ann", None)[1] == "address:unknown"
 
 
 def test_the_policy_allows_nothing_inline_or_foreign() -> None:

@@ -1,4 +1,5 @@
-"""POST /legacy/: header checks, the flow, then the one place that records, counts and audits an upload."""
+"""POST /legacy/: header checks (credentials, throttle, caps on uploads in flight), the flow, then the one place
+that records, counts and audits an upload."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.auth import Identity, PasswordCredentials, parse_authorization
+from gateway.auth import Credentials, Identity, PasswordCredentials, TokenCredentials, invalid_auth, parse_authorization
 from gateway.errors import GatewayError
-from gateway.logs import FIELDS, redact
+from gateway.logs import FIELDS, client_of, redact
 from gateway.state import GATEWAY, Gateway
 from gateway.store import StoredFile
 from gateway.upload.flow import Outcome, UploadFlow, file_too_large, max_body
+
+# Refused before anything was checked, and what floods send: counted and logged, but not written one by one (a
+# throttle's lock is audited once, as `upload.throttled`), so that a flood costs the store nothing.
+UNAUDITED = frozenset({"throttled", "password_checks_busy", "uploads_busy"})
 
 
 async def defer_continue(request: web.Request) -> None:
@@ -37,7 +42,7 @@ async def upload(request: web.Request) -> web.Response:
     except GatewayError as exc:
         outcome, reason = ("failed" if exc.status >= 500 else "rejected"), exc.reason
         trail["error"] = exc.message
-        if gateway.store is not None:
+        if gateway.store is not None and reason not in UNAUDITED:
             await gateway.store.audit(f"upload.{outcome}", **_audit_fields(trail, reason))
         raise
     finally:
@@ -48,7 +53,6 @@ async def upload(request: web.Request) -> web.Response:
 
 
 async def _receive(request: web.Request, gateway: Gateway, trail: dict[str, Any]) -> Outcome:
-    _, _, authenticator, _ = gateway.ready()
     assert gateway.uploads is not None
     limits = gateway.config.limits
     credentials = parse_authorization(request.headers.get("Authorization"))
@@ -59,20 +63,45 @@ async def _receive(request: web.Request, gateway: Gateway, trail: dict[str, Any]
         raise GatewayError(411, "Length Required: send the upload with a Content-Length header", "length_required")
     if length > max_body(limits):
         raise file_too_large(limits.max_file_size)
-    identity = await authenticator.authenticate(credentials)
-    trail.update(user=identity.user.name, token_id=identity.token_id)
-    await _continue(request)
-    flow = UploadFlow(request, identity, gateway.uploads, buffer=gateway.config.upstream.buffer_uploads)
-    try:
-        outcome = await flow.run()
-    finally:
-        decided = flow.decided
-        if decided is not None:
-            trail.update(project=decided.project, file=decided.filename or None)
-            if gateway.reads is not None:  # the index may have changed, whatever the outcome: its pages go
-                gateway.reads.purge(decided.project)
-    await _record(gateway, identity, outcome, trail)
+    slots = gateway.upload_slots
+    with slots.any():
+        identity = await _authenticate(request, gateway, credentials)
+        trail.update(user=identity.user.name, token_id=identity.token_id)
+        with slots.of_user(identity.user.id, identity.user.name):
+            await _continue(request)
+            flow = UploadFlow(request, identity, gateway.uploads, buffer=gateway.config.upstream.buffer_uploads)
+            try:
+                outcome = await flow.run()
+            finally:
+                decided = flow.decided
+                if decided is not None:
+                    trail.update(project=decided.project, file=decided.filename or None)
+                    if gateway.reads is not None:  # the index may have changed, whatever the outcome: its pages go
+                        gateway.reads.purge(decided.project)
+            await _record(gateway, identity, outcome, trail)
     return outcome
+
+
+async def _authenticate(request: web.Request, gateway: Gateway, credentials: Credentials) -> Identity:
+    """A token, or a password: refused on the headers when the policy forbids it for this user, then checked
+    under the throttle (429 past its limits, before any hashing) on the bounded password pool."""
+    store, _, authenticator, authorizer = gateway.ready()
+    if isinstance(credentials, TokenCredentials):
+        return await authenticator.authenticate(credentials)
+    authenticator.admit_password()
+    user = await store.get_user(credentials.username)
+    authorizer.allow_password(user)
+    found = await gateway.throttle().attempt(
+        credentials.username,
+        client_of(request),
+        lambda: authenticator.verify(user, credentials.password),
+        kind="upload",
+        surface="upload",
+        final=True,
+    )
+    if found is None:
+        raise invalid_auth()
+    return Identity(user=found)
 
 
 async def _continue(request: web.Request) -> None:

@@ -19,7 +19,7 @@ from gateway.errors import GatewayError
 from gateway.state import GATEWAY, Gateway
 from gateway.web import api_tokens, factors, views
 from gateway.web.common import WEB, WebState, gateway_of, wants_json, when
-from gateway.web.security import SECURITY_HEADERS, Throttle, csrf_matches, origin_allowed
+from gateway.web.security import SECURITY_HEADERS, csrf_matches, origin_allowed
 from gateway.web.sessions import StoreSessionStorage, expected_csrf, purge_expired
 from gateway.web.webauthn_flow import RelyingParty
 
@@ -35,7 +35,7 @@ def setup(app: web.Application) -> None:
         lambda: gateway.ready()[0], lambda: _server_secret(gateway), secure=public_url.startswith("https://")
     )
     account = web.Application(middlewares=[error_pages, session_middleware(sessions), csrf_check])
-    account[WEB] = WebState(gateway, sessions, Throttle(), RelyingParty.for_public_url(public_url))
+    account[WEB] = WebState(gateway, sessions, RelyingParty.for_public_url(public_url))
     templates = aiohttp_jinja2.setup(account, loader=jinja2.PackageLoader("gateway.web", "templates"), autoescape=True)
     templates.filters["date"] = when
     account.on_response_prepare.append(security_headers)

@@ -15,12 +15,12 @@ from aiohttp import web
 from aiohttp_session import Session, get_session
 
 from gateway import twofactor
-from gateway.auth import Authenticator, PasswordCredentials, TokenSettings
+from gateway.auth import Authenticator, TokenSettings
 from gateway.errors import GatewayError
 from gateway.logs import client_of
 from gateway.state import GATEWAY, Gateway
 from gateway.store import Store, User
-from gateway.web.security import Throttle, still_valid, throttle_keys
+from gateway.web.security import still_valid
 from gateway.web.sessions import SIGNED_IN_AT, SIGNED_IN_LIFETIME, USER_ID, StoreSessionStorage, page
 from gateway.web.webauthn_flow import RelyingParty
 
@@ -31,12 +31,10 @@ T = TypeVar("T")
 
 @dataclass
 class WebState:
-    """What the account pages hold beside the gateway: sessions (and the task purging them), the throttle (per
-    process), the WebAuthn party."""
+    """What the account pages hold beside the gateway: sessions (and the task purging them), the WebAuthn party."""
 
     gateway: Gateway
     sessions: StoreSessionStorage
-    throttle: Throttle
     relying_party: RelyingParty
     purger: asyncio.Task[None] | None = None
 
@@ -155,31 +153,23 @@ async def json_body(request: web.Request) -> dict[str, Any]:
 
 
 async def attempt(
-    request: web.Request, account_name: str, check: Callable[[], Awaitable[T]], *, what: str, final: bool = True
+    request: web.Request,
+    account_name: str,
+    check: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    final: bool = True,
+    hold: str | None = None,
 ) -> T:
-    """Run a password or code check under the throttle.
-
-    A locked account or address gets 429 before anything is checked; a failure counts against both; a success
-    clears them only when `final` (a right password before a second factor proves nothing yet).
-    """
-    web_state = state(request)
-    store, _, _ = web_state.ready()
-    keys = throttle_keys(account_name, client_of(request))
-    wait = web_state.throttle.retry_after(keys, time.time())
-    if wait is not None:
-        await store.audit("web.throttled", user_name=account_name[:60], address=client_of(request), what=what)
-        raise GatewayError(
-            429,
-            f"Too many failed attempts: wait {wait} seconds, then try again",
-            "throttled",
-            headers={"Retry-After": str(wait)},
-        )
-    result = await check()
+    """Run a password or code check under the throttle (`gateway.guard`): counted before it runs, 429 with
+    Retry-After past the limits. A success clears this account's streak from this address only when `final` (a
+    right password before a second factor proves nothing yet); `hold` runs one check at a time per its key."""
+    store, _, _ = state(request).ready()
+    address = client_of(request)
+    guard = gateway_of(request).throttle()
+    result = await guard.attempt(account_name, address, check, kind=what, surface="web", final=final, hold=hold)
     if not result:
-        web_state.throttle.failed(keys, time.time())
-        await store.audit("web.attempt_failed", user_name=account_name[:60], address=client_of(request), what=what)
-    elif final:
-        web_state.throttle.succeeded(keys)
+        await store.audit("web.attempt_failed", user_name=account_name[:60], address=address, what=what)
     return result
 
 
@@ -188,10 +178,7 @@ async def password_user(request: web.Request, name: str, password: str) -> User 
     _, authenticator, _ = state(request).ready()
     if not name or not password:
         return None
-    try:
-        return (await authenticator.authenticate(PasswordCredentials(name, password))).user
-    except GatewayError:
-        return None
+    return await authenticator.password_user(name, password)
 
 
 async def totp_matches(request: web.Request, user: User, code: str) -> bool:

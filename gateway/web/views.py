@@ -5,7 +5,10 @@ API tokens never sign in here: nothing under /account/ reads the Authorization h
 
 from __future__ import annotations
 
+import functools
+import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +24,7 @@ from gateway.web.common import (
     attempt,
     current_account,
     form,
+    gateway_of,
     json_body,
     password_user,
     recovery_code_matches,
@@ -30,7 +34,7 @@ from gateway.web.common import (
     state,
     totp_matches,
 )
-from gateway.web.security import safe_next, still_valid, throttle_keys
+from gateway.web.security import safe_next, still_valid
 from gateway.web.sessions import (
     PENDING_LIFETIME,
     SIGN_IN_EXPIRED,
@@ -42,7 +46,7 @@ from gateway.web.sessions import (
     notify,
 )
 
-PENDING = "pending"  # a right password waiting for its second factor: {"uid", "at", "next"}
+PENDING = "pending"  # a right password waiting for its second factor: {"uid", "at", "next", "id"}
 TWO_FACTOR_PATH = "/account/login/two-factor"
 
 
@@ -59,6 +63,8 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 async def login(request: web.Request) -> web.StreamResponse:
     fields = await form(request)
     name, target = fields.get("username", "").strip()[:100], safe_next(fields.get("next"))
+    _, authenticator, _ = state(request).ready()
+    authenticator.admit_password()  # a full password pool answers 503 before anything is counted
     user = await attempt(
         request, name, lambda: password_user(request, name, fields.get("password", "")), what="password", final=False
     )
@@ -66,19 +72,31 @@ async def login(request: web.Request) -> web.StreamResponse:
         context = {"next": target, "username": name, "error": "Wrong user name or password."}
         return await render(request, "login.html", context, status=401)
     if not user.has_2fa:
+        await gateway_of(request).throttle().completed(name, client_of(request))
         return await _signed_in(request, user, target, method="password")
     session = await get_session(request)
-    session[PENDING] = {"uid": user.id, "at": time.time(), "next": target}
+    session[PENDING] = {"uid": user.id, "at": time.time(), "next": target, "id": secrets.token_urlsafe(16)}
     return redirect(TWO_FACTOR_PATH)
 
 
-async def _pending_user(request: web.Request) -> User | None:
+@dataclass(frozen=True)
+class Pending:
+    """A right password waiting for its second factor; `hold` lets its codes be checked one at a time."""
+
+    user: User
+    hold: str
+
+
+async def _pending_user(request: web.Request) -> Pending | None:
     """Who passed the password step lately in this session, if anyone."""
     pending = (await get_session(request)).get(PENDING)
     if not isinstance(pending, dict) or not still_valid(pending.get("at"), PENDING_LIFETIME, time.time()):
         return None
+    if not isinstance(pending.get("id"), str):
+        return None
     store, _, _ = state(request).ready()
-    return await store.get_user_by_id(str(pending.get("uid")))
+    user = await store.get_user_by_id(str(pending.get("uid")))
+    return Pending(user, f"sign-in:{pending['id']}") if user else None
 
 
 async def _restart(request: web.Request) -> web.Response:
@@ -88,23 +106,25 @@ async def _restart(request: web.Request) -> web.Response:
 
 
 async def second_factor_page(request: web.Request) -> web.StreamResponse:
-    user = await _pending_user(request)
-    if user is None:
+    pending = await _pending_user(request)
+    if pending is None:
         return await _restart(request)
-    return await render(request, "login_two_factor.html", {"pending": user})
+    return await render(request, "login_two_factor.html", {"pending": pending.user})
 
 
 async def second_factor(request: web.Request) -> web.StreamResponse:
     """A code from the authenticator app, or a recovery code (which then is used up)."""
-    user = await _pending_user(request)
-    if user is None:
+    pending = await _pending_user(request)
+    if pending is None:
         return await _restart(request)
+    user = pending.user
     fields = await form(request)
     recovery = fields.get("recovery_code", "").strip()
     if recovery:
-        ok = await attempt(request, user.name, lambda: recovery_code_matches(request, user, recovery), what="recovery")
+        check = functools.partial(recovery_code_matches, request, user, recovery)
     else:
-        ok = await attempt(request, user.name, lambda: totp_matches(request, user, fields.get("code", "")), what="totp")
+        check = functools.partial(totp_matches, request, user, fields.get("code", ""))
+    ok = await attempt(request, user.name, check, what="recovery" if recovery else "totp", hold=pending.hold)
     if not ok:
         error = "That recovery code is wrong or was used already." if recovery else "That code is wrong or was used."
         return await render(request, "login_two_factor.html", {"pending": user, "error": error}, status=401)
@@ -118,11 +138,11 @@ def _pending_next(session: Session) -> str:
 
 
 async def webauthn_login_options(request: web.Request) -> web.StreamResponse:
-    user = await _pending_user(request)
-    if user is None:
+    pending = await _pending_user(request)
+    if pending is None:
         raise GatewayError(401, "Your sign-in took too long: enter your password again", "signed_out")
     store, _, _ = state(request).ready()
-    keys = await store.webauthn_credentials(user.id)
+    keys = await store.webauthn_credentials(pending.user.id)
     if not keys:
         raise GatewayError(400, "This account has no security key", "webauthn_none")
     options, challenge = webauthn_flow.authentication_options(state(request).relying_party, keys)
@@ -131,13 +151,17 @@ async def webauthn_login_options(request: web.Request) -> web.StreamResponse:
 
 
 async def webauthn_login(request: web.Request) -> web.StreamResponse:
-    user = await _pending_user(request)
-    if user is None:
+    pending = await _pending_user(request)
+    if pending is None:
         raise GatewayError(401, "Your sign-in took too long: enter your password again", "signed_out")
+    user = pending.user
     answer = (await json_body(request)).get("credential")
     session = await get_session(request)
     challenge, target = webauthn_flow.take_challenge(session, "sign-in", time.time()), _pending_next(session)
-    if not await attempt(request, user.name, lambda: _key_signed(request, user, answer, challenge), what="webauthn"):
+    signed = await attempt(
+        request, user.name, lambda: _key_signed(request, user, answer, challenge), what="webauthn", hold=pending.hold
+    )
+    if not signed:
         # Answered, not raised: the session must be saved, so the challenge is spent.
         return web.json_response(
             {"error": "The security key was not accepted: try again or use another factor"}, status=401
@@ -163,7 +187,6 @@ async def _signed_in(request: web.Request, user: User, target: str, *, method: s
     """Both factors passed: a new session (a new id, so none from before can ride on it) for this user."""
     web_state = state(request)
     store, _, _ = web_state.ready()
-    web_state.throttle.succeeded(throttle_keys(user.name, client_of(request)))
     session = await fresh_session(request, web_state.sessions)
     session[USER_ID], session[SIGNED_IN_AT] = user.id, time.time()
     await store.audit("web.signed_in", user_name=user.name, address=client_of(request), method=method)

@@ -355,11 +355,13 @@ def test_the_sixth_wrong_code_in_a_row_gets_429(gateway_factory: GatewayFactory,
     status, headers, body = client.post("/account/login/two-factor", {"code": wrong})
     assert status == 429 and 0 < int(headers["Retry-After"]) <= 60 and "Too many failed attempts" in body, body
     assert client.post("/account/login/two-factor", {"code": totp.now()})[0] == 429  # locked, even when right
-    assert Client(gw.url).sign_in("eve")[0] == 429  # the address is locked too
+    assert Client(gw.url).sign_in("dora")[0] == 429  # this account from this address, in any session
+    # Another account from the same address is not: the address's own ceiling is far higher (docs/operations.md).
+    assert Client(gw.url).sign_in("eve")[0] == 303
     assert "web.throttled" in audit_events(gw, "dora")
 
     page.goto(f"{gw.url}/account/login")
-    page.fill("#username", "eve")
+    page.fill("#username", "dora")
     page.fill("#password", PASSWORD)
     page.click("form[action='/account/login'] button")
     assert "Too many failed attempts" in page.inner_text("main")
