@@ -1,4 +1,4 @@
-"""docs/errors.md documents every refusal code the gateway's upload path can give."""
+"""The docs keep up with the code: every refusal code in docs/errors.md, every metric in docs/operations.md."""
 
 from __future__ import annotations
 
@@ -43,3 +43,16 @@ def test_every_reason_code_is_documented() -> None:
     assert {"invalid_token", "digest_mismatch", "file_exists", "read_timeout", "not_allowed"} <= codes
     documented = set(re.findall(r"`([a-z][a-z0-9_]+)`", (ROOT / "docs" / "errors.md").read_text()))
     assert codes - documented == set()
+
+
+def test_every_metric_has_a_row_in_the_operations_metrics_table() -> None:
+    from gateway.metrics import Metrics
+
+    registered = {  # prometheus-client names counters without `_total` and info metrics without `_info`
+        metric.name + ("_info" if metric.type == "info" else "")
+        for metric in Metrics().registry.collect()
+        if metric.name.startswith("upload_gateway_")
+    }
+    table = (ROOT / "docs" / "operations.md").read_text().split("## Metrics", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `(upload_gateway_[a-z_]+)`", table, re.MULTILINE))
+    assert {name.removesuffix("_total") for name in rows} >= registered, registered - rows

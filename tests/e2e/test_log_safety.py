@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import GatewayFactory, GatewayProcess
 from tests.dists import make_wheel
 from tests.e2e.test_upload import basic, raw_post
+from tests.e2e.test_web import Client
 from tests.forms import multipart, twine_fields, upload_body
 from tests.logcheck import CONTINUATION, RECORD, parse_text_line, problems
 
@@ -222,6 +223,9 @@ def test_control_characters_and_credentials_in_every_client_field_reach_the_log_
     for agent in [b"twine\x1b[31m", b"twine\x00", b"twine\x7f", "twine\u2028".encode(), b"twine\x85", b"tw\tine"]:
         raw_upload(gw, basic("lena", WRONG), "log_safety-1.0-py3-none-any.whl", agent)
     assert upload_as(gw, token, WRONG) == 403  # a token pasted as the user name: masked in the audit trail too
+    browser = Client(gw.url)
+    browser.get("/account/login")
+    assert browser.post("/account/login", {"username": token, "password": WRONG})[0] == 401  # the same, signing in
     secret_in_url = quote(PASSWORD)
     requests = [
         f"GET http://lena:{secret_in_url}@gateway/simple/ HTTP/1.1\r\nHost: gateway\r\n\r\n".encode(),
