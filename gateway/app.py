@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import __version__
 from gateway.auth import Authenticator, Authorizer, TokenSettings
-from gateway.config import Config, server_secret, token_location
+from gateway.config import Config, ConfigError, server_secret, token_location
 from gateway.connections import body_deadline
 from gateway.embedded import EmbeddedIndex
 from gateway.errors import GatewayError, reason_phrase
@@ -24,7 +24,10 @@ from gateway.logs import access_middleware
 from gateway.metrics import Metrics
 from gateway.password_checks import PasswordChecks
 from gateway.proxy import Upstream, UpstreamURLs, aborting_socket
-from gateway.read_access import ROOT, ReadGuard, root_page, target_of
+from gateway.read_access import ReadGuard
+from gateway.reads.cache import PageCache
+from gateway.reads.handler import Reads
+from gateway.reads.paths import IndexLayout
 from gateway.state import GATEWAY, Gateway
 from gateway.store import Store
 from gateway.throttle import Rules
@@ -85,18 +88,29 @@ async def identity_bodies_only(
     return await handler(request)
 
 
-async def passthrough(request: web.Request) -> web.StreamResponse:
-    gateway = request.app[GATEWAY]
-    _, upstream, _, _ = gateway.ready()
-    assert gateway.read_guard is not None  # set with the rest by `lifecycle`
-    # Private reads (issue #14): who may read what, decided before anything is fetched.
-    grant = await gateway.read_guard.authorize(request)
-    if grant.projects is not None and target_of(request.raw_path.partition("?")[0]) == ROOT:
-        page = root_page(await upstream.projects(), grant)
-        return web.Response(
-            text=page, content_type="text/html", headers={"Cache-Control": grant.cache_control("no-cache")}
-        )
-    return await upstream.passthrough(request)
+async def read(request: web.Request) -> web.StreamResponse:
+    request.app[GATEWAY].ready()
+    reads = request.app[GATEWAY].reads
+    assert reads is not None  # set with the rest by `lifecycle`
+    return await reads.handle(request)
+
+
+async def landing(request: web.Request) -> web.StreamResponse:
+    reads = request.app[GATEWAY].reads
+    if reads is None:
+        raise GatewayError(503, "The gateway is starting; try again in a moment", "not_ready")
+    return reads.landing(request)
+
+
+async def method_not_allowed(request: web.Request) -> web.StreamResponse:
+    public_url = request.app[GATEWAY].config.server.public_url
+    raise GatewayError(
+        405,
+        f"Method Not Allowed: {request.method} {request.path[:200]} is not an upload URL; "
+        f"upload to {public_url}/legacy/ (twine upload --repository-url {public_url}/legacy/)",
+        "method_not_allowed",
+        headers={"Allow": "GET, HEAD"},
+    )
 
 
 async def metrics_page(request: web.Request) -> web.Response:
@@ -159,6 +173,7 @@ async def open_index(config: Config, metrics: Metrics) -> AsyncIterator[Upstream
             authorization=_upstream_auth(config, embedded),
             public_url=config.server.public_url,
             metrics=metrics,
+            max_page_size=config.reads.max_page_size,
         )
     finally:
         await reads.close()
@@ -199,6 +214,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
                 guard=gateway.guard,
                 public_url=config.server.public_url,
             )
+            gateway.reads = _reads(config, upstream, store, gateway.metrics, gateway.read_guard)
             help_url = f"{config.server.public_url}/account/projects"
             gateway.uploads = UploadContext(
                 upstream=upstream,
@@ -218,11 +234,33 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await probe
     finally:
+        if gateway.reads is not None:
+            gateway.reads.close()
         gateway.upstream = gateway.authenticator = gateway.authorizer = gateway.store = gateway.uploads = None
         gateway.guard = None
         checks.close()
         gateway.read_guard = None
+        gateway.reads = None
         await store.close()
+
+
+def _reads(config: Config, upstream: Upstream, store: Store, metrics: Metrics, guard: ReadGuard) -> Reads:
+    """The read path over the same index session; the embedded index's files are served from its directory."""
+    try:
+        layout = IndexLayout.build(upstream.urls.base, upstream.urls.simple, config.reads.file_roots)
+    except ValueError as exc:
+        raise ConfigError(f"reads.file_roots / upstream.simple_url: {exc}") from None
+    return Reads(
+        layout,
+        upstream,
+        guard,
+        public_url=config.server.public_url,
+        cache=PageCache(config.reads.cache_size, config.reads.cache_ttl),
+        max_page_size=config.reads.max_page_size,
+        known_files=store.delivered_files,
+        metrics=metrics,
+        files_dir=config.upstream.data_dir if config.upstream.embedded and not config.reads.file_roots else None,
+    )
 
 
 async def _probe(upstream: Upstream) -> None:
@@ -253,6 +291,8 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
-    app.router.add_get("/{tail:.*}", passthrough)
+    app.router.add_get("/", landing)
+    app.router.add_get("/{tail:.*}", read)
+    app.router.add_route("*", "/{tail:.*}", method_not_allowed)
     account_pages.setup(app)  # /account/ wins over the catch-all GET: a sub-app's prefix is matched first
     return app

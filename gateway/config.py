@@ -129,23 +129,49 @@ def _bool(raw: dict[str, Any], section: str, key: str) -> bool:
 # --- end of connections, timeouts and slow clients ---
 
 
-# --- Private reads (issue #14; docs/operations.md, "Private indexes") ---
+# --- Reads (issue #14; docs/operations.md, "Reads" and "Private indexes") ---
+# Who may read (`access`), the read path's cache and page limits, and the index's file roots.
 READ_ACCESS = ("public", "authenticated")
+READS_DEFAULTS: dict[str, Any] = {
+    "access": "public",
+    "cache_ttl": "30s",
+    "cache_size": "64MiB",
+    "max_page_size": "8MiB",
+    "file_roots": [],
+}
 
 
 @dataclass(frozen=True)
 class ReadsConfig:
-    """Who may read the index through the gateway: anyone, or Basic credentials (a password or a read token)."""
+    """Who may read the index through the gateway (anyone, or Basic credentials: a password or a read token), what
+    the read path serves, and how long it trusts what it cached."""
 
     access: Literal["public", "authenticated"]
+    cache_ttl: float  # a cached simple page not purged by an upload is revalidated with the index after this
+    cache_size: int  # bytes of rewritten pages held in memory (HTML and JSON)
+    max_page_size: int  # an index page larger than this is refused (502), not rewritten
+    file_roots: tuple[str, ...]  # the index's file URLs (absolute, or relative to upstream.url); () = its default
 
 
 def _reads(raw: dict[str, Any]) -> ReadsConfig:
     access = _choice(raw, "reads", "access", READ_ACCESS)
-    return ReadsConfig(access="authenticated" if access == "authenticated" else "public")
+    max_page = parse_size("reads.max_page_size", raw["max_page_size"])
+    if max_page > 32 * 2**20:
+        raise ConfigError(f"reads.max_page_size: {raw['max_page_size']!r} must be at most 32MiB")
+    roots = tuple(_str_list(raw, "reads", "file_roots"))
+    for root in roots:
+        if "://" in root:
+            _check_http_url("reads.file_roots", root)
+    return ReadsConfig(
+        access="authenticated" if access == "authenticated" else "public",
+        cache_ttl=float(_duration("reads.cache_ttl", raw["cache_ttl"])),
+        cache_size=parse_size("reads.cache_size", raw["cache_size"]),
+        max_page_size=max_page,
+        file_roots=roots,
+    )
 
 
-# --- end of private reads ---
+# --- end of reads ---
 
 
 @dataclass(frozen=True)
@@ -235,7 +261,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "password_checks": 2,
         "password_check_queue": 16,
     },
-    "reads": {"access": "public"},
+    "reads": dict(READS_DEFAULTS),
 }
 
 

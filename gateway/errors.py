@@ -34,6 +34,10 @@ class GatewayError(Exception):
         self.hint = hint
         self.headers = dict(headers or {})
 
+    def __reduce__(self) -> tuple[type[GatewayError], tuple[int, str, str], dict[str, object]]:
+        """Picklable (the read path renders large pages in a worker process), subclasses as the base type."""
+        return GatewayError, (self.status, self.message, self.reason), {"hint": self.hint, "headers": self.headers}
+
 
 def one_line(text: str) -> str:
     """One printable, bounded line: no CR/LF or other control characters can reach a header."""

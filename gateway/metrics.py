@@ -107,6 +107,24 @@ class Metrics:
             ["reason"],
             registry=reg,
         )
+        # Reads (issue #14): requests by route and representation, and the simple-page cache.
+        self.reads = Counter(
+            PREFIX + "reads",
+            "Read requests the allowlist admitted, by route (root, project, file) and representation",
+            ["route", "representation"],
+            registry=reg,
+        )
+        self.read_cache_hits = Counter(
+            PREFIX + "read_cache_hits", "Simple pages served from the cache (or a fetch shared)", ["kind"], registry=reg
+        )
+        self.read_cache_misses = Counter(
+            PREFIX + "read_cache_misses", "Simple pages fetched from the index (absent or due)", ["kind"], registry=reg
+        )
+        self.read_cache_purges = Counter(
+            PREFIX + "read_cache_purges", "Purges of a project's pages by an upload or removal", registry=reg
+        )
+        self.read_cache_bytes = Gauge(PREFIX + "read_cache_bytes", "Bytes the simple-page cache holds", registry=reg)
+        self.read_cache_pages = Gauge(PREFIX + "read_cache_pages", "Pages the simple-page cache holds", registry=reg)
         self.reads_refused = Counter(
             PREFIX + "reads_refused",
             "Reads of a private index (reads.access = authenticated) refused, by reason code",
@@ -134,6 +152,11 @@ class Metrics:
             self.throttle_locks.labels(scope)
         for reason in CONNECTION_REFUSALS:
             self.connections_refused.labels(reason)
+        for route, representation in (("root", "html"), ("project", "html"), ("project", "json"), ("file", "file")):
+            self.reads.labels(route, representation)
+        for kind in ("html", "json"):
+            self.read_cache_hits.labels(kind)
+            self.read_cache_misses.labels(kind)
         for reason in READ_REFUSALS:
             self.reads_refused.labels(reason)
         for route in ("upload", "simple", "packages", "json", "other"):

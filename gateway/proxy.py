@@ -1,49 +1,33 @@
-"""The index behind the gateway: URL mapping, link rewriting, streamed reads and the upload POST.
+"""The index behind the gateway, as the upload path talks to it: the upload POST, project listings, the probe.
 
 The gateway talks to the index with its own service credential; client credentials never pass. Every
 request to the index runs in one boundary, `Upstream.exchange`, where any failure becomes a 502 or 504 whose
-message never names the index; its URL and the cause go to the log.
+message never names the index; its URL and the cause go to the log. The reads clients make are answered by
+`gateway.reads`, through the same boundary.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
 import logging
 import re
 import socket
 import struct
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from html import unescape
-from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp import web
-from packaging.utils import InvalidName, canonicalize_name
 
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
+from gateway.reads.rewrite import links_of, root_projects
 
 CHUNK = 256 * 1024
-MAX_REWRITE_BYTES = 32 * 1024 * 1024
-REQUEST_HEADERS = ("accept", "if-none-match", "if-modified-since", "range", "user-agent")
-RESPONSE_HEADERS = (
-    "content-type",
-    "content-length",
-    "etag",
-    "last-modified",
-    "cache-control",
-    "content-range",
-    "accept-ranges",
-    "content-disposition",
-)
-_HREF = re.compile(r"""(\b(?:href|src)\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
 log = logging.getLogger("gateway.upstream")
-_REWRITABLE = ("text/html", "application/vnd.pypi.simple.v1+json", "application/json")
 
 
 @dataclass(frozen=True)
@@ -58,14 +42,6 @@ class UpstreamURLs:
     def build(cls, base: str, upload: str = "", simple: str = "") -> UpstreamURLs:
         base = _slash(base)
         return cls(base=base, upload=upload or base, simple=_slash(simple) if simple else base + "simple/")
-
-    def for_path(self, path_qs: str) -> str:
-        """The index URL for a gateway path: /simple/… maps onto the index's simple root, the rest onto its base."""
-        if path_qs == "/simple" or path_qs.startswith("/simple?"):
-            return self.simple + path_qs[len("/simple") :]
-        if path_qs.startswith("/simple/"):
-            return self.simple + path_qs[len("/simple/") :]
-        return self.base + path_qs.lstrip("/")
 
     def to_public(self, url: str, public_url: str) -> str | None:
         """The gateway URL for an absolute index URL, or None when it points elsewhere."""
@@ -93,70 +69,6 @@ def _slash(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
-def rewrite_html(text: str, page_url: str, urls: UpstreamURLs, public_url: str) -> str:
-    """Point every link that resolves into the index at the gateway (path-absolute and relative alike)."""
-
-    def replace(match: re.Match[str]) -> str:
-        target = urls.to_public(urljoin(page_url, unescape(match.group(3))), public_url)
-        return match.group(0) if target is None else f"{match.group(1)}{match.group(2)}{target}{match.group(2)}"
-
-    return _HREF.sub(replace, text)
-
-
-def rewrite_json(data: Any, page_url: str, urls: UpstreamURLs, public_url: str) -> Any:
-    """PEP 691 and `/<project>/json` pages: rewrite `url` and `*_url` string values."""
-    if isinstance(data, dict):
-        return {
-            key: _rewrite_value(value, page_url, urls, public_url)
-            if isinstance(value, str) and (key == "url" or key.endswith("_url"))
-            else rewrite_json(value, page_url, urls, public_url)
-            for key, value in data.items()
-        }
-    if isinstance(data, list):
-        return [rewrite_json(item, page_url, urls, public_url) for item in data]
-    return data
-
-
-def _rewrite_value(value: str, page_url: str, urls: UpstreamURLs, public_url: str) -> str:
-    return urls.to_public(urljoin(page_url, value), public_url) or value
-
-
-class _Anchors(HTMLParser):
-    """The text of every <a> on a page."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.texts: list[str] = []
-        self._text: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self._text = []
-
-    def handle_data(self, data: str) -> None:
-        if self._text is not None:
-            self._text.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._text is not None:
-            self.texts.append("".join(self._text).strip())
-            self._text = None
-
-
-def simple_root_projects(page: str) -> list[tuple[str, str]]:
-    """The projects a PEP 503 root page lists (the link text is the name), each once, valid names only."""
-    parser = _Anchors()
-    parser.feed(page)
-    parser.close()
-    projects: dict[str, str] = {}
-    for text in parser.texts:
-        try:
-            projects.setdefault(canonicalize_name(text, validate=True), text)
-        except InvalidName:
-            continue
-    return sorted(projects.items())
-
-
 def aborting_socket(addr_info: tuple[Any, ...]) -> socket.socket:
     """Upstream sockets close with a reset (SO_LINGER 0), never a FIN.
 
@@ -168,15 +80,6 @@ def aborting_socket(addr_info: tuple[Any, ...]) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     return sock
-
-
-def route_of(path: str) -> str:
-    """A bounded label for metrics."""
-    if path.startswith("/simple"):
-        return "simple"
-    if path.startswith("/packages/"):
-        return "packages"
-    return "json" if path.endswith("/json") else "other"
 
 
 class IndexFault(GatewayError):
@@ -227,16 +130,23 @@ class Upstream:
         authorization: str | None,
         public_url: str,
         metrics: Metrics,
+        max_page_size: int,
     ) -> None:
         """`session` for reads; `upload_session` for uploads only, so that stalled uploads never take the
         connections reads need."""
         self.urls = urls
-        self._session = session
+        self.session = session
         self._upload_session = upload_session
         self._auth = {"Authorization": authorization} if authorization else {}
         self._public_url = public_url
         self._metrics = metrics
+        self._max_page = max_page_size
         self._answering: bool | None = None
+
+    @property
+    def service_headers(self) -> dict[str, str]:
+        """The gateway's own credential for the index, for the read path's allowlisted URLs only."""
+        return dict(self._auth)
 
     @contextlib.asynccontextmanager
     async def exchange(self, route: str, method: str, url: str, *, report: bool = True) -> AsyncIterator[None]:
@@ -269,7 +179,7 @@ class Upstream:
         try:
             async with (
                 self.exchange("ping", "GET", url, report=False),
-                self._session.get(url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=10)) as resp,
+                self.session.get(url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=10)) as resp,
             ):
                 problem = f"HTTP {resp.status}" if resp.status >= 500 else ""
         except IndexFault as fault:
@@ -313,95 +223,37 @@ class Upstream:
         started = time.perf_counter()
         async with (
             self.exchange("simple", "GET", url),
-            self._session.get(url, headers=self._auth, allow_redirects=False) as resp,
+            self.session.get(url, headers=self._auth, allow_redirects=False) as resp,
         ):
             self._metrics.upstream_duration.labels("simple").observe(time.perf_counter() - started)
             if resp.status == 404 or 300 <= resp.status < 400:
                 return None
             if resp.status >= 400:
                 raise self.failed("simple", "GET", url, resp.status)
-            return await resp.text(errors="replace")
+            return await self._page_text(resp)
+
+    async def _page_text(self, resp: aiohttp.ClientResponse) -> str:
+        """A page read up to `reads.max_page_size` (a larger one is a 502, as on the read path)."""
+        body = await _read_up_to(resp, self._max_page + 1)
+        if len(body) > self._max_page:
+            raise GatewayError(
+                502,
+                f"The package index sent a page larger than reads.max_page_size ({self._max_page // 2**20} MiB)",
+                "upstream_page_too_large",
+            )
+        return body.decode(resp.charset or "utf-8", "replace")
 
     async def projects(self) -> list[tuple[str, str]]:
         """Every project the index lists on its simple root: (PEP 503 name, the name as listed)."""
         url = self.urls.simple
         async with (
             self.exchange("simple", "GET", url),
-            self._session.get(url, headers=self._auth, allow_redirects=False) as resp,
+            self.session.get(url, headers=self._auth, allow_redirects=False) as resp,
         ):
             if resp.status != 200:
                 raise self.failed("simple", "GET", url, resp.status)
-            page = await resp.text(errors="replace")
-        return simple_root_projects(page)
-
-    async def passthrough(self, request: web.Request) -> web.StreamResponse:
-        """Relay a read. Only the exchange with the index runs inside `exchange`: a client that goes away while
-        the answer is written is not an index fault."""
-        route = route_of(request.path)
-        url = self.urls.for_path(request.path_qs)
-        headers = {name: request.headers[name] for name in REQUEST_HEADERS if name in request.headers}
-        started = time.perf_counter()
-        async with contextlib.AsyncExitStack() as stack:
-            async with self.exchange(route, request.method, url):
-                resp = await stack.enter_async_context(
-                    self._session.request(request.method, url, headers=headers | self._auth, allow_redirects=False)
-                )
-                self._metrics.upstream_duration.labels(route).observe(time.perf_counter() - started)
-                if resp.status >= 500:
-                    self._metrics.upstream_errors.labels(route, "status_5xx").inc()
-                out_headers = self._response_headers(resp, url)
-                rewrite = _rewriter(resp.content_type)
-                first = b""
-                if rewrite is not None and request.method == "GET" and (resp.content_length or 0) <= MAX_REWRITE_BYTES:
-                    first = await _read_up_to(resp, MAX_REWRITE_BYTES + 1)
-                    if len(first) <= MAX_REWRITE_BYTES:
-                        out_headers.pop("content-length", None)
-                        text = rewrite(
-                            first.decode(resp.charset or "utf-8", "replace"), url, self.urls, self._public_url
-                        )
-                        return web.Response(status=resp.status, headers=out_headers, body=text.encode("utf-8"))
-            return await self._stream(request, resp, out_headers, self._chunks(route, request.method, url, resp), first)
-
-    def _response_headers(self, resp: aiohttp.ClientResponse, url: str) -> dict[str, str]:
-        headers = {name: resp.headers[name] for name in RESPONSE_HEADERS if name in resp.headers}
-        if "Location" in resp.headers:
-            location = urljoin(url, resp.headers["Location"])
-            headers["Location"] = self.urls.to_public(location, self._public_url) or location
-        return headers
-
-    async def _chunks(
-        self, route: str, method: str, url: str, resp: aiohttp.ClientResponse
-    ) -> AsyncGenerator[bytes, None]:
-        async with self.exchange(route, method, url):
-            async for chunk in resp.content.iter_chunked(CHUNK):
-                yield chunk
-
-    async def _stream(
-        self,
-        request: web.Request,
-        resp: aiohttp.ClientResponse,
-        headers: dict[str, str],
-        chunks: AsyncGenerator[bytes, None],
-        first: bytes,
-    ) -> web.StreamResponse:
-        out = web.StreamResponse(status=resp.status, headers=headers)
-        if first:
-            out.headers.pop("content-length", None)
-        await out.prepare(request)
-        if first:
-            await out.write(first)
-        try:
-            async with contextlib.aclosing(chunks):
-                async for chunk in chunks:
-                    await out.write(chunk)
-        except IndexFault:
-            # The answer has begun and nothing can replace it: close the connection after what was sent (as nginx
-            # does), so the client sees the answer incomplete (short of its Content-Length, or without its last chunk).
-            if request.transport is not None:
-                request.transport.close()
-            return out
-        await out.write_eof()
-        return out
+            page = await self._page_text(resp)
+        return await asyncio.to_thread(lambda: root_projects(links_of(page)))
 
 
 def log_fault(route: str, reason: str, method: str, url: str, cause: str) -> None:
@@ -420,25 +272,11 @@ def _origin(url: str) -> str:
 
 
 async def _read_up_to(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    body = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in resp.content.iter_chunked(CHUNK):
-        body += chunk
-        if len(body) >= limit:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
             break
-    return bytes(body)
-
-
-def _rewriter(content_type: str) -> Callable[[str, str, UpstreamURLs, str], str] | None:
-    if content_type not in _REWRITABLE:
-        return None
-    if content_type == "text/html":
-        return rewrite_html
-    return _rewrite_json_text
-
-
-def _rewrite_json_text(text: str, page_url: str, urls: UpstreamURLs, public_url: str) -> str:
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text
-    return json.dumps(rewrite_json(data, page_url, urls, public_url))
+    return b"".join(chunks)

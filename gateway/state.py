@@ -13,6 +13,7 @@ from gateway.guard import Guard
 from gateway.metrics import Metrics
 from gateway.proxy import Upstream
 from gateway.read_access import ReadGuard
+from gateway.reads.handler import Reads
 from gateway.store import Store
 from gateway.upload.flow import UploadContext
 from gateway.upload.slots import UploadSlots
@@ -30,6 +31,7 @@ class Gateway:
     authorizer: Authorizer | None = None
     token_settings: TokenSettings | None = None
     uploads: UploadContext | None = None
+    reads: Reads | None = None
     read_guard: ReadGuard | None = None  # private reads (issue #14): the access decision of every read
     guard: Guard | None = None
     upload_slots: UploadSlots = field(init=False)

@@ -673,6 +673,17 @@ class Store:
             row = await cursor.fetchone()
         return str(row[0]) if row else None
 
+    # --- Reads (issue #14): what the JSON simple pages say of files the gateway delivered ---
+    async def delivered_files(self, project: str) -> dict[str, tuple[int, float]]:
+        """{lower-case filename: (size, upload time)} of the project's files recorded here."""
+        async with self._db.execute(
+            "SELECT filename, size, uploaded FROM files WHERE project = ?", (project,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return {str(row[0]).lower(): (int(row[1]), float(row[2])) for row in rows}
+
+    # --- end of reads ---
+
     async def enable_totp(self, user: User, sealed_secret: bytes, step: int, *, address: str | None = None) -> None:
         """Enrol TOTP with the step of the code that proved it, so that code cannot sign in afterwards."""
         await self._db.execute(

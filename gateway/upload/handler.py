@@ -76,6 +76,8 @@ async def _receive(request: web.Request, gateway: Gateway, trail: dict[str, Any]
                 decided = flow.decided
                 if decided is not None:
                     trail.update(project=decided.project, file=decided.filename or None)
+                    if gateway.reads is not None:  # the index may have changed, whatever the outcome: its pages go
+                        gateway.reads.purge(decided.project)
             await _record(gateway, identity, outcome, trail)
     return outcome
 

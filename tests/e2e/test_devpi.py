@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import re
 import urllib.request
 from collections.abc import Iterator
@@ -176,3 +177,21 @@ def test_devpi_refuses_remove_pkg_itself(devpi: Devpi, tmp_path: Path) -> None:
     status, phrase = post(devpi.upload_url, content_type, body, service)
     assert (status, phrase) == (400, "action 'remove_pkg' not supported")
     assert devpi.files("devpi-keep") == {wheel.name: sha256_of(wheel)}
+
+
+def test_pep_691_json_through_devpi(gw: GatewayProcess, devpi: Devpi, tmp_path: Path) -> None:
+    """devpi's own JSON (or its HTML, when it has none) comes back with the gateway's URLs; the file is the one sent."""
+    wheel = make_wheel(tmp_path, "devpi-json", "1.0")
+    assert twine(gw.url, "dana", PASSWORD, wheel).returncode == 0
+    request = urllib.request.Request(
+        f"{gw.url}/simple/devpi-json/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    with urllib.request.urlopen(request) as resp:
+        assert resp.headers["Content-Type"] == "application/vnd.pypi.simple.v1+json"
+        data = json.loads(resp.read())
+    assert data["name"] == "devpi-json" and data["versions"] == ["1.0"]
+    (entry,) = data["files"]
+    assert entry["filename"] == wheel.name and entry["hashes"]["sha256"] == sha256_of(wheel)
+    assert entry["url"].startswith(gw.url + "/") and entry["size"] == wheel.stat().st_size
+    with urllib.request.urlopen(entry["url"]) as resp:
+        assert resp.read() == wheel.read_bytes()
