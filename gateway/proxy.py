@@ -234,7 +234,7 @@ class Upstream:
 
     async def _page_text(self, resp: aiohttp.ClientResponse) -> str:
         """A page read up to `reads.max_page_size` (a larger one is a 502, as on the read path)."""
-        body = await _read_up_to(resp, self._max_page + 1)
+        body = await read_up_to(resp, self._max_page + 1)
         if len(body) > self._max_page:
             raise GatewayError(
                 502,
@@ -271,7 +271,8 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-async def _read_up_to(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+async def read_up_to(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, or its first whole chunks once they reach `limit` bytes: ask for one more than is accepted to tell."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(CHUNK):

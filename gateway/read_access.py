@@ -19,18 +19,10 @@ import time
 from dataclasses import dataclass
 from html import escape
 from typing import Any, Literal
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from aiohttp import web
 from cachetools import TTLCache
-from packaging.utils import (
-    InvalidName,
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
 
 from gateway import tokens
 from gateway.auth import (
@@ -93,45 +85,6 @@ class ReadGrant:
 EVERYTHING = ReadGrant()
 
 
-def target_of(raw_path: str) -> ReadTarget:
-    """Classify a request path (raw, still percent-encoded, no query) for the access decision.
-
-    Only plain paths name a project: a dot or empty segment, an encoded slash or backslash, or a percent sign left
-    after decoding (double encoding) make the target `other`, which only a reader of everything may fetch.
-    """
-    path = unquote(raw_path)
-    if any(c in path for c in ("\\", "%", "\x00", "//")) or any(c in raw_path.lower() for c in ("%2f", "%5c")):
-        return OTHER
-    segments = path.removeprefix("/").removesuffix("/").split("/")
-    if not path.startswith("/") or any(segment in ("", ".", "..") for segment in segments):
-        return OTHER
-    if segments == ["simple"]:
-        return ROOT
-    if segments[0] == "simple":
-        if len(segments) != 2:
-            return OTHER
-        try:
-            return ReadTarget("project", canonicalize_name(segments[1], validate=True))
-        except InvalidName:
-            return OTHER
-    project = project_of_filename(segments[-1])
-    return ReadTarget("file", project) if project is not None else OTHER
-
-
-def project_of_filename(filename: str) -> str | None:
-    """The PEP 503 name of the project a distribution file (or its PEP 658 `.metadata`) belongs to, parsed as
-    uploads are (packaging); None for anything else."""
-    name = filename.removesuffix(".metadata")
-    try:
-        if name.endswith(".whl"):
-            return str(parse_wheel_filename(name)[0])
-        if name.endswith((".tar.gz", ".zip")):
-            return str(parse_sdist_filename(name)[0])
-    except (InvalidWheelFilename, InvalidSdistFilename, InvalidName):
-        return None
-    return None
-
-
 def root_page(names: list[tuple[str, str]], grant: ReadGrant) -> str:
     """A PEP 503 root listing only what `grant` may see; `names` are (PEP 503 name, name as listed)."""
     links = "".join(
@@ -150,7 +103,8 @@ def _refusal(metrics: Metrics, status: int, message: str, reason: str) -> Gatewa
 
 
 class ReadGuard:
-    """The access decision for reads: `authorize(request)` before a page or a file is fetched or served."""
+    """The access decision for reads: `authorize_target(request, target)` before a page or a file is fetched or
+    served, for the target the allowlist (`gateway.reads.paths`) made of the request."""
 
     def __init__(
         self,
@@ -176,16 +130,9 @@ class ReadGuard:
         self._passwords: TTLCache[bytes, bool] = TTLCache(maxsize=PASSWORD_CACHE_SIZE, ttl=PASSWORD_TTL)
         self._checking: dict[bytes, asyncio.Future[bool]] = {}
 
-    async def authorize(self, request: web.Request) -> ReadGrant:
-        """The reader's grant for this request, or the refusal raised (401, 403, or 404 outside a token's scope).
-
-        The read handler calls this first, before any cache lookup or index request; `target_of` classifies the
-        raw path (a handler that normalised the path already can call `authorize_target`).
-        """
-        return await self.authorize_target(request, target_of(request.raw_path.partition("?")[0]))
-
     async def authorize_target(self, request: web.Request, target: ReadTarget) -> ReadGrant:
-        """`authorize` for a target the handler classified itself; a refusal's reason goes on the access log line."""
+        """The reader's grant, or the refusal raised (401, 403, or 404 outside a token's scope); a refusal's reason
+        goes on the access log line."""
         if self.access == "public":
             return EVERYTHING
         fields = request.get(FIELDS)

@@ -24,13 +24,25 @@ from gateway.guard import Guard
 from gateway.logs import FIELDS
 from gateway.metrics import Metrics
 from gateway.password_checks import PasswordChecks
-from gateway.read_access import OTHER, ROOT, ReadGrant, ReadGuard, ReadTarget, root_page, target_of
+from gateway.read_access import OTHER, ROOT, ReadGrant, ReadGuard, ReadTarget, root_page
+from gateway.reads.handler import read_target
+from gateway.reads.paths import IndexLayout, decide
 from gateway.store import MIGRATIONS, Project, Store, User
 from gateway.throttle import Rules
 
 SETTINGS = TokenSettings(prefix="pypi", location="gateway.test", server_secret=b"k" * 32)
 PASSWORD = "correct horse battery"
 WHEEL = "demo_pkg-1.0-py3-none-any.whl"
+LAYOUT = IndexLayout.build("http://index.test/", file_roots=["packages/", "root/pypi/+f/"])
+
+
+def target_of(raw_target: str) -> ReadTarget:
+    """What the read handler asks the guard about: the allowlist's route, or `other` when it refuses the path (a
+    refused path is never read, so `other`, which only a reader of everything may see, is the strict stand-in)."""
+    try:
+        return read_target(decide(raw_target, LAYOUT))
+    except GatewayError:
+        return OTHER
 
 
 @pytest.mark.parametrize(
@@ -113,7 +125,7 @@ class World:
         headers = {"Authorization": authorization} if authorization is not None else {}
         request = make_mocked_request("GET", path, headers=headers)
         request[FIELDS] = {"client": address}  # as the access middleware leaves it
-        return await self.guard.authorize(request)
+        return await self.guard.authorize_target(request, target_of(path))
 
     async def refusal(self, authorization: str | None, path: str, address: str = "192.0.2.1") -> GatewayError:
         with pytest.raises(GatewayError) as excinfo:
@@ -159,7 +171,10 @@ def attenuate(token: str, *predicates: bytes) -> str:
 
 async def test_public_reads_need_nothing(world: World) -> None:
     guard = world.read_guard("public")
-    assert await guard.authorize(make_mocked_request("GET", "/simple/a/")) == ReadGrant()
+    assert (
+        await guard.authorize_target(make_mocked_request("GET", "/simple/a/"), ReadTarget("project", "a"))
+        == ReadGrant()
+    )
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
-from gateway.proxy import Upstream
+from gateway.proxy import Upstream, read_up_to
 from gateway.read_access import OTHER, ROOT, ReadGrant, ReadGuard, ReadTarget, root_page
 from gateway.reads.cache import CacheKey, Page, PageCache, cache_key
 from gateway.reads.landing import landing_page
@@ -217,7 +217,7 @@ class Reads:
                 raise _no_project(route)
             if resp.status != 200:
                 raise self._upstream.failed("simple", "GET", url, resp.status)
-            body = await _read_up_to(resp, self._max_page + 1)
+            body = await read_up_to(resp, self._max_page + 1)
             if len(body) > self._max_page:
                 raise GatewayError(
                     502,
@@ -341,17 +341,6 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
         if candidate == "*" or candidate.removeprefix("W/") == opaque:
             return True
     return False
-
-
-async def _read_up_to(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_chunked(CHUNK):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
-    return b"".join(chunks)
 
 
 def _no_project(route: SimpleRoot | ProjectPage) -> GatewayError:
