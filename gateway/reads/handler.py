@@ -24,7 +24,7 @@ from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.proxy import Upstream
 from gateway.read_access import OTHER, ROOT, ReadGrant, ReadGuard, ReadTarget, root_page
-from gateway.reads.cache import CacheKey, Page, PageCache, cache_key
+from gateway.reads.cache import KINDS, CacheKey, Page, PageCache, cache_key
 from gateway.reads.landing import landing_page
 from gateway.reads.negotiate import HTML, JSON_V1, Kind, Representation, choose
 from gateway.reads.paths import FileRequest, IndexLayout, ProjectPage, ReadRoute, SimpleRoot, decide
@@ -101,6 +101,10 @@ class Reads:
     def purge(self, project: str) -> None:
         """An upload or removal through the gateway changed the project: its pages and the root go at once."""
         dropped = self.cache.purge(project)
+        # A fetch in flight began before the change: readers from now on start their own rather than share it.
+        for name in (project, None):
+            for kind in KINDS:
+                self._fetches.pop(cache_key(name, kind), None)
         self._metrics.read_cache_purges.inc()
         self._metrics.read_cache_bytes.set(self.cache.bytes)
         if dropped:
@@ -179,7 +183,8 @@ class Reads:
         return await asyncio.shield(fetch)  # a client that goes away does not cancel the others' fetch
 
     def _fetched(self, key: CacheKey, done: asyncio.Task[Page]) -> None:
-        self._fetches.pop(key, None)
+        if self._fetches.get(key) is done:  # not the fetch that replaced it after a purge
+            del self._fetches[key]
         if not done.cancelled():
             done.exception()  # retrieved here too, for when every waiter went away
 

@@ -1,0 +1,411 @@
+"""Issue #14 review: the read path attacked end to end, each attack against the real gateway (a subprocess) in front
+of a scripted index (an aiohttp server in this process) that serves what a test tells it and records every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pymacaroons
+import pytest
+from aiohttp import web
+
+from gateway.auth import hash_password
+from tests.conftest import GatewayProcess, start_gateway
+from tests.dists import make_wheel
+from tests.e2e.test_private_reads import basic, get
+from tests.e2e.test_reads import SERVICE_AUTH, raw_get, recording_upstream
+from tests.e2e.test_upload import raw_post
+from tests.forms import upload_body
+from tests.harness import stop
+
+HTML = "text/html"
+JSON = "application/vnd.pypi.simple.v1+json"
+PASSWORD = "a long enough password"
+
+
+@dataclass
+class ScriptedIndex:
+    """Serves `pages` ({path: (content type, body)}), records (method, raw path, Authorization) of every request, and
+    takes uploads (a POST adds its file to `listing[project]`). A GET of a path in `held` waits for the event, with
+    the page as it was when the request came."""
+
+    url: str = ""
+    pages: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    listing: dict[str, list[str]] = field(default_factory=dict)
+    held: dict[str, threading.Event] = field(default_factory=dict)
+    seen: list[tuple[str, str, str | None]] = field(default_factory=list)
+
+    def page(self, path: str) -> tuple[str, bytes] | None:
+        project = path.removeprefix("/simple/").strip("/")
+        if path.startswith("/simple/") and project in self.listing:
+            links = "".join(f'<a href="/packages/{name}">{name}</a>\n' for name in self.listing[project])
+            return HTML, links.encode()
+        return self.pages.get(path)
+
+    def gets(self, path: str) -> int:
+        return sum(1 for method, seen, _ in self.seen if method == "GET" and seen == path)
+
+
+def _scripted_app(index: ScriptedIndex) -> web.Application:
+    async def any_request(request: web.Request) -> web.StreamResponse:
+        index.seen.append((request.method, request.raw_path, request.headers.get("Authorization")))
+        if request.method == "POST":
+            body = await request.read()
+            name = re.search(rb'name="name"\r\n\r\n([^\r]*)', body)
+            filename = re.search(rb'filename="([^"]+)"', body)
+            if name and filename:
+                index.listing.setdefault(name[1].decode(), []).append(filename[1].decode())
+            return web.Response(text="OK")
+        page = index.page(request.path)
+        hold = index.held.pop(request.path, None)
+        if hold is not None:
+            while not hold.is_set():
+                await asyncio.sleep(0.02)
+        if page is None:
+            return web.Response(status=404, text="not here")
+        content_type, body = page
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    app = web.Application(client_max_size=64 * 2**20)
+    app.router.add_route("*", "/{tail:.*}", any_request)
+    return app
+
+
+@pytest.fixture(scope="module")
+def scripted() -> Iterator[ScriptedIndex]:
+    index = ScriptedIndex()
+    started = threading.Event()
+    loop = asyncio.new_event_loop()
+
+    async def serve() -> web.AppRunner:
+        runner = web.AppRunner(_scripted_app(index))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        index.url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+        return runner
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        runner = loop.run_until_complete(serve())
+        started.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    started.wait(10)
+    yield index
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def public(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedIndex) -> Iterator[GatewayProcess]:
+    directory = tmp_path_factory.mktemp("public")
+    gw = start_gateway(directory, recording_upstream(scripted, directory), reads={"cache_ttl": "1h"})
+    gw.add_user("rita", PASSWORD)
+    yield gw
+    stop(gw.process)
+
+
+@pytest.fixture(scope="module")
+def private(tmp_path_factory: pytest.TempPathFactory, scripted: ScriptedIndex) -> Iterator[GatewayProcess]:
+    directory = tmp_path_factory.mktemp("private")
+    gw = start_gateway(
+        directory, recording_upstream(scripted, directory), reads={"access": "authenticated", "cache_ttl": "1h"}
+    )
+    for name in ("alice", "bob", "carl"):
+        gw.add_user(name, PASSWORD)
+    gw.cli("project", "grant", "proj-a", "alice")
+    scripted.listing.setdefault("proj-a", ["proj_a-1.0-py3-none-any.whl"])
+    scripted.listing.setdefault("proj-b", ["proj_b-1.0-py3-none-any.whl", "proj_b-1.0.tar.gz"])
+    scripted.pages["/simple/"] = (HTML, b'<a href="proj-a/">proj-a</a>\n<a href="proj-b/">proj-b</a>\n')
+    for name in ("proj_a-1.0-py3-none-any.whl", "proj_b-1.0-py3-none-any.whl", "proj_b-1.0.tar.gz"):
+        scripted.pages[f"/packages/{name}"] = ("application/octet-stream", name.encode())
+        scripted.pages[f"/packages/{name}.metadata"] = ("text/plain", b"Metadata-Version: 2.1\n")
+    yield gw
+    stop(gw.process)
+
+
+def upload(gw: GatewayProcess, wheel: Path, authorization: str) -> tuple[int, str]:
+    content_type, body = upload_body(wheel)
+    resp = raw_post(gw.url, "/legacy/", {"Content-Type": content_type, "Authorization": authorization}, body)
+    return resp.status, resp.read().decode(errors="replace")
+
+
+def attenuate(token: str, caveat: object) -> str:
+    """What any holder can do offline: add a caveat to the token's macaroon."""
+    prefix, _, body = token.partition("-")
+    macaroon = pymacaroons.Macaroon.deserialize(body)
+    macaroon.add_first_party_caveat(json.dumps(caveat, sort_keys=True, separators=(",", ":")))
+    return f"{prefix}-{macaroon.serialize()}"
+
+
+# ---------------------------------------------------------------------------------------------------------- the cache
+
+
+def test_a_page_fetched_before_an_upload_is_not_served_after_it(
+    public: GatewayProcess, scripted: ScriptedIndex, tmp_path: Path
+) -> None:
+    """The purge race: a read that started before an upload (its fetch still in flight at the index) must not be
+    what a read made after the upload's answer gets: "a page reflects an upload on the very next request"."""
+    scripted.listing["race"] = ["race-1.0-py3-none-any.whl"]
+    public.cli("project", "grant", "race", "rita")
+    release = threading.Event()
+    scripted.held["/simple/race/"] = release
+    page = f"{public.url}/simple/race/"
+    results: dict[str, bytes] = {}
+
+    def read(name: str) -> None:
+        results[name] = get(page)[2]
+
+    before = threading.Thread(target=read, args=("before",))
+    before.start()
+    try:
+        deadline = time.monotonic() + 10
+        while scripted.gets("/simple/race/") < 1:
+            assert time.monotonic() < deadline, "the first read never reached the index"
+            time.sleep(0.02)
+        wheel = make_wheel(tmp_path, "race", "2.0")
+        status, body = upload(public, wheel, basic("rita", PASSWORD))
+        assert status == 200, body
+        assert wheel.name in scripted.listing["race"]
+        after = threading.Thread(target=read, args=("after",))
+        after.start()
+        after.join(10)  # with the old fetch shared, this read waits for it (held until released below)
+    finally:
+        release.set()
+    before.join(10)
+    after.join(10)
+    assert wheel.name.encode() in results["after"], "a read made after the upload got the page from before it"
+    assert wheel.name.encode() in get(page)[2], "the page from before the upload was cached after the purge"
+
+
+def test_no_request_header_changes_what_is_cached(public: GatewayProcess, scripted: ScriptedIndex) -> None:
+    """Cache poisoning: the first reader's Host, X-Forwarded-*, Accept-Encoding or Authorization never shape the page
+    later readers get; the page links to the public URL whatever the request said."""
+    scripted.listing["poison"] = ["poison-1.0-py3-none-any.whl"]
+    headers = (
+        "X-Forwarded-Host: evil.example\r\nX-Forwarded-Proto: https\r\n"
+        "Forwarded: host=evil.example\r\nAccept-Encoding: gzip\r\nAuthorization: Basic Zm9vOmJhcg==\r\n"
+    )
+    status, head, body = raw_get(public.url, "/simple/poison/", headers)
+    assert status == 200 and b"evil" not in body and f"{public.url}/packages/".encode() in body
+    assert b"content-encoding" not in head.lower()
+    status, _, again = raw_get(public.url, "/simple/poison/")
+    assert status == 200 and again == body
+    assert scripted.gets("/simple/poison/") == 1
+    assert all(auth == SERVICE_AUTH for method, path, auth in scripted.seen if path == "/simple/poison/")
+
+
+# ------------------------------------------------------------------------------------------------ the index's pages
+
+
+def test_a_deeply_nested_json_page_is_a_502_not_a_500(public: GatewayProcess, scripted: ScriptedIndex) -> None:
+    """A hostile (or broken) JSON index: nesting past the JSON parser's recursion limit is the index's fault."""
+    deep = b'{"meta":{"api-version":"1.0"},"name":"deep","files":[{"filename":"deep-1.0.tar.gz","url":"/packages/x",'
+    deep += b'"core-metadata":' + b"[" * 200_000 + b"]" * 200_000 + b"}]}"
+    scripted.pages["/simple/deep/"] = (JSON, deep)
+    status, _, body = raw_get(public.url, "/simple/deep/", f"Accept: {JSON}\r\n")
+    assert status == 502, body
+    assert b"upstream" in body.lower() or b"package index" in body
+    assert "Traceback" not in public.log_text()
+
+
+def test_pep_714_attributes_stay_escaped_in_html_and_json(public: GatewayProcess, scripted: ScriptedIndex) -> None:
+    attack = (
+        b'<a href="/packages/esc-1.0.tar.gz#sha256=ab" data-requires-python="&gt;=3&quot; onmouseover=&quot;x()"'
+        b' data-core-metadata=\'sha256="><script>x()</script>\' data-yanked="&lt;img src=x onerror=x()&gt;"'
+        b' data-dist-info-metadata=true data-x"onclick=x() onclick="x()">esc-1.0.tar.gz</a>'
+    )
+    scripted.pages["/simple/esc/"] = (HTML, attack)
+    status, _, body = raw_get(public.url, "/simple/esc/")
+    assert status == 200
+    assert b"<script" not in body and b"<img" not in body
+    assert attributes_of(body.decode()) == [
+        ["href", "data-requires-python", "data-core-metadata", "data-yanked", "data-dist-info-metadata"]
+    ]
+    assert b'data-requires-python="&gt;=3&quot; onmouseover=&quot;x()"' in body
+    status, _, data = raw_get(public.url, "/simple/esc/", f"Accept: {JSON}\r\n")
+    (entry,) = json.loads(data)["files"]
+    assert entry["requires-python"] == '>=3" onmouseover="x()'
+    assert entry["yanked"] == "<img src=x onerror=x()>"
+    assert "core-metadata" not in entry, "a malformed hash is no metadata"
+
+
+def test_json_from_the_index_where_html_was_asked_and_html_where_json(
+    public: GatewayProcess, scripted: ScriptedIndex
+) -> None:
+    scripted.pages["/simple/swap-json/"] = (JSON, b'{"files":[],"name":"swap-json","meta":{"api-version":"1.0"}}')
+    assert raw_get(public.url, "/simple/swap-json/")[0] == 502
+    scripted.pages["/simple/swap-html/"] = (JSON, b"<script>alert(1)</script>")
+    assert raw_get(public.url, "/simple/swap-html/", f"Accept: {JSON}\r\n")[0] == 502
+    relayed = {
+        "name": "relay",
+        "meta": {"api-version": "1.0"},
+        "files": [
+            {"filename": "relay-1.0.tar.gz", "url": "javascript:alert(1)", "hashes": {}},
+            {"filename": "relay-1.1.tar.gz", "url": f"{scripted.url}+login", "hashes": {}},
+            {"filename": "relay-1.2.tar.gz", "url": "/packages/relay-1.2.tar.gz", "hashes": {}},
+        ],
+    }
+    scripted.pages["/simple/relay/"] = (JSON, json.dumps(relayed).encode())
+    status, _, body = raw_get(public.url, "/simple/relay/", f"Accept: {JSON}\r\n")
+    assert status == 200, body
+    assert [entry["url"] for entry in json.loads(body)["files"]] == [f"{public.url}/packages/relay-1.2.tar.gz"]
+    assert scripted.url.rstrip("/").encode() not in body
+
+
+# ------------------------------------------------------------------------------------------------ private indexes
+
+
+def test_a_scoped_reader_never_gets_the_cached_full_root(private: GatewayProcess, scripted: ScriptedIndex) -> None:
+    everyone = basic("alice", PASSWORD)
+    scoped = basic("__token__", private.cli("token", "create", "alice", "--read-only", "--project", "proj-a").stdout)
+    for accept in (HTML, JSON):
+        status, headers, full = get_with(f"{private.url}/simple/", everyone, accept)
+        assert status == 200 and b"proj-b" in full
+        etag = headers.get("ETag", '"none"')
+        for method in ("GET", "HEAD"):
+            status, headers, body = get_with(f"{private.url}/simple/", scoped, accept, method=method)
+            assert status == 200 and b"proj-b" not in body, (accept, method)
+            assert headers["Cache-Control"].startswith("private") and "Authorization" in headers["Vary"]
+        status, _, body = get_with(f"{private.url}/simple/", scoped, accept, etag=etag)
+        assert status == 200 and b"proj-b" not in body, "the full root's ETag does not make a 304 for a scoped reader"
+
+
+def test_a_scoped_reader_reaches_no_file_of_another_project(private: GatewayProcess, scripted: ScriptedIndex) -> None:
+    token = private.cli("token", "create", "alice", "--read-only", "--project", "proj-a").stdout.strip()
+    auth = basic("__token__", token)
+    assert get_with(f"{private.url}/packages/proj_a-1.0-py3-none-any.whl", auth)[0] == 200
+    scripted.seen.clear()
+    for target in (
+        "/packages/proj_b-1.0-py3-none-any.whl",
+        "/packages/PROJ_B-1.0-py3-none-any.whl",
+        "/packages/proj.b-1.0.tar.gz",
+        "/packages/proj_b-1.0.tar.gz.metadata",
+        "/packages/proj_b-1.0-py3-none-any.whl.metadata",
+        "/packages/proj_b-1.0.tar.gz.asc",
+        "/packages/proj_b-1.0.tar.gz.provenance",
+        "/packages/proj_a-1.0-py3-none-any.whl/../proj_b-1.0.tar.gz",
+        "/packages/proj_a-1.0-py3-none-any.whl%2f..%2fproj_b-1.0.tar.gz",
+        "/packages/proj_a-1.0-py3-none-any.whl;/proj_b-1.0.tar.gz",
+        "/packages/proj_b-1.0.tar.gz?proj_a-1.0.tar.gz",
+        "/packages/proj_b-1.0.tar.gz#proj_a-1.0.tar.gz",
+        "/packages/proj_b-1.0.tar.gz%23proj_a-1.0.tar.gz",
+        "/packages/proj_b-1.0.tar.gz%00proj_a-1.0.tar.gz",
+        "/packages/proj_b-1.0.tar.gz%3fproj_a-1.0.tar.gz",
+        "/packages/proj_b/proj_a-1.0.tar.gz",
+        "/packages/proj_b-1.0.tar.gz/proj_a-1.0.tar.gz",
+        "/packages/proj_b-1.0.tar.gz\\proj_a-1.0.tar.gz",
+        "/packages/proj_b-1.0.zip",
+        "/packages/README",
+        "/simple/proj-b/",
+        "/simple/PROJ_B/",
+        "/simple/proj.b",
+        "/simple/proj-b/?format=" + JSON,
+    ):
+        status, _, body = raw_get(private.url, target, f"Authorization: {auth}\r\n")
+        assert status in (400, 404), (target, status, body)
+    # Only a file that is proj-a's by its name may be asked for (an index may keep files in subdirectories).
+    asked = [path for _, path, _ in scripted.seen]
+    assert all(path.rsplit("/", 1)[-1] == "proj_a-1.0.tar.gz" for path in asked), asked
+
+
+def test_a_password_read_is_not_remembered_past_what_changed(private: GatewayProcess, tmp_path: Path) -> None:
+    page = f"{private.url}/simple/proj-a/"
+    for name in ("bob", "carl"):
+        assert get_with(page, basic(name, PASSWORD))[0] == 200
+    assert get_with(page, basic("bob", PASSWORD + "x"))[0] == 401
+
+    private.cli("user", "2fa", "enable", "bob")
+    status, _, body = get_with(page, basic("bob", PASSWORD))
+    assert status == 403 and b"two-factor" in body, "2FA enabled after a cached password read"
+
+    store = Path(private.config.parent / "gateway.db")
+    with sqlite3.connect(store) as db:
+        db.execute("UPDATE users SET password_hash = ? WHERE name = 'carl'", (hash_password("a new long password"),))
+    assert get_with(page, basic("carl", PASSWORD))[0] == 401, "an old password still reads after it changed"
+    assert get_with(page, basic("carl", "a new long password"))[0] == 200
+    with sqlite3.connect(store) as db:
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("DELETE FROM users WHERE name = 'carl'")
+    assert get_with(page, basic("carl", "a new long password"))[0] == 401, "a removed user still reads"
+
+
+def test_no_caveat_lets_a_token_do_what_the_gateway_did_not_grant(
+    private: GatewayProcess, scripted: ScriptedIndex, tmp_path: Path
+) -> None:
+    page = f"{private.url}/simple/proj-a/"
+    upload_only = private.cli("token", "create", "alice").stdout.strip()
+    read_only = private.cli("token", "create", "alice", "--read-only").stdout.strip()
+    both = private.cli("token", "create", "alice", "--read").stdout.strip()
+    widening = (
+        ["upload-gateway:permissions", ["read"]],
+        ["upload-gateway:permissions", ["read", "upload"]],
+        ["upload-gateway:permissions", ["upload", "read"]],
+        [1, ["proj-a"]],
+        ["upload-gateway:permissions", ["read", "admin"]],
+        ["upload-gateway:permissions", "read"],
+        ["upload-gateway:permissions", ["read"], "extra"],
+        [True, ["proj-a"]],
+    )
+    for caveat in widening:
+        status, _, body = get_with(page, basic("__token__", attenuate(upload_only, caveat)))
+        assert status in (401, 403), (caveat, status, body)
+    wheel = make_wheel(tmp_path, "proj-a", "9.0")
+    for caveat in widening:
+        status, body = upload(private, wheel, basic("__token__", attenuate(read_only, caveat)))
+        assert status in (401, 403), (caveat, status, body)
+    narrowed = attenuate(both, ["upload-gateway:permissions", ["read"]])
+    assert get_with(page, basic("__token__", narrowed))[0] == 200
+    status, body = upload(private, wheel, basic("__token__", narrowed))
+    assert status == 403 and "not valid for upload" in body, body
+    upload_narrowed = attenuate(both, ["upload-gateway:permissions", ["upload"]])
+    assert get_with(page, basic("__token__", upload_narrowed))[0] == 403
+    assert not any(method == "POST" for method, _, _ in scripted.seen), "no refused upload reached the index"
+
+
+def attributes_of(page: str) -> list[list[str]]:
+    """The attribute names of each start tag, as a browser's parser (the stdlib's) reads the page."""
+    found: list[list[str]] = []
+
+    class Reader(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            found.append([name for name, _ in attrs])
+
+    Reader().feed(page)
+    return found
+
+
+def get_with(
+    url: str,
+    authorization: str | None = None,
+    accept: str | None = None,
+    *,
+    etag: str | None = None,
+    method: str = "GET",
+) -> tuple[int, dict[str, str], bytes]:
+    headers = {"Authorization": authorization} if authorization else {}
+    if accept:
+        headers["Accept"] = accept
+    if etag:
+        headers["If-None-Match"] = etag
+    request = urllib.request.Request(url, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
