@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -376,6 +377,87 @@ def test_no_caveat_lets_a_token_do_what_the_gateway_did_not_grant(
     upload_narrowed = attenuate(both, ["upload-gateway:permissions", ["upload"]])
     assert get_with(page, basic("__token__", upload_narrowed))[0] == 403
     assert not any(method == "POST" for method, _, _ in scripted.seen), "no refused upload reached the index"
+
+
+def test_a_holder_narrows_a_read_token_offline(private: GatewayProcess, scripted: ScriptedIndex) -> None:
+    """Caveats a holder adds to an account-wide read token scope it as the gateway's own would: the root lists only
+    the projects left, the others' pages and files are not found; an expiry added offline ends it."""
+    token = private.cli("token", "create", "alice", "--read-only").stdout.strip()
+    with sqlite3.connect(private.config.parent / "gateway.db") as db:
+        (project_id,) = db.execute("SELECT id FROM projects WHERE name = 'proj-a'").fetchone()
+    for caveat in ([1, ["proj-a"]], [2, [project_id]], {"version": 1, "permissions": {"projects": ["proj-a"]}}):
+        auth = basic("__token__", attenuate(token, caveat))
+        for accept in (HTML, JSON):
+            status, _, root = get_with(f"{private.url}/simple/", auth, accept)
+            assert status == 200 and b"proj-a" in root and b"proj-b" not in root, (caveat, accept)
+        assert get_with(f"{private.url}/simple/proj-a/", auth)[0] == 200, caveat
+        for path in ("/simple/proj-b/", "/packages/proj_b-1.0.tar.gz", "/packages/README"):
+            assert get_with(private.url + path, auth)[0] == 404, (caveat, path)
+    now = int(time.time())
+    assert (
+        get_with(f"{private.url}/simple/proj-a/", basic("__token__", attenuate(token, [0, now - 1, now - 60])))[0]
+        == 403
+    )
+    assert get_with(f"{private.url}/simple/", basic("__token__", attenuate(token, [3, "someone-else"])))[0] == 403
+
+
+# Request targets in every form HTTP has, and path spellings other parsers read differently; (method, target).
+TARGETS = [
+    ("GET", "http://127.0.0.1:1/simple/"),
+    ("GET", "http://127.0.0.1:1/+login"),
+    ("GET", "HTTP://127.0.0.1:1/../+login"),
+    ("GET", "//127.0.0.1:1/+login"),
+    ("GET", "*"),
+    ("OPTIONS", "*"),
+    ("CONNECT", "127.0.0.1:1"),
+    ("GET", "127.0.0.1:1"),
+    ("GET", "simple/"),
+    ("GET", "/simple/%C0%AE%C0%AE/%C0%AE%C0%AE/+login"),
+    ("GET", "/simple/%E0%80%AE%E0%80%AE/+login"),
+    ("GET", "/simple/%E2%80%A4%E2%80%A4/+login"),
+    ("GET", "/simple/%EF%BC%8E%EF%BC%8E/+login"),
+    ("GET", "/simple/..;/+login"),
+    ("GET", "/simple/demo;x=1/"),
+    ("GET", "/packages/demo-1.0.tar.gz;.whl"),
+    ("GET", "/packages/%2e%2e%5c%2e%2e%5c+login"),
+    ("GET", "/packages/.%2e/+login"),
+    ("GET", "/packages/%2E./+login"),
+    ("GET", "/packages/demo%00.whl"),
+    ("GET", "/packages/demo%0d%0aX-Injected:%201.whl"),
+    ("GET", "/packages/%ff.whl"),
+    ("GET", "/packages/%u002e%u002e/+login"),
+    ("GET", "/packages/~/../+login"),
+    ("GET", "/packages/%7e%2f..%2f+login"),
+    ("GET", "/simple/./"),
+    ("GET", "/./simple/"),
+    ("GET", "/simple/%2fdemo/"),
+    ("GET", "/simple/demo%2f/"),
+    ("GET", "/simple/%20demo/"),
+    ("GET", "/packages/?../+login"),
+    ("GET", "/account/../simple/"),
+    ("GET", "/metrics/../simple/%2e%2e/+login"),
+]
+
+
+def test_request_target_forms_never_leave_the_roots(public: GatewayProcess, scripted: ScriptedIndex) -> None:
+    scripted.seen.clear()
+    for method, target in TARGETS:
+        status, body = raw_request(public.url, method, target)
+        assert 400 <= status < 500, (method, target, status, body)
+        assert b"X-Injected" not in body.split(b"\r\n\r\n")[0] or status == 400
+    assert [path for _, path, _ in scripted.seen if "+login" in path or ".." in path] == []
+    assert all(path.startswith(("/simple/", "/packages/")) for _, path, _ in scripted.seen), scripted.seen
+
+
+def raw_request(url: str, method: str, target: str) -> tuple[int, bytes]:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(f"{method} {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+        data = bytearray()
+        while chunk := sock.recv(65536):
+            data += chunk
+    head = bytes(data).split(b"\r\n", 1)[0]
+    return int(head.split(b" ", 2)[1]), bytes(data)
 
 
 def attributes_of(page: str) -> list[list[str]]:
