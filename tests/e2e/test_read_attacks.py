@@ -46,6 +46,8 @@ class ScriptedIndex:
     pages: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     listing: dict[str, list[str]] = field(default_factory=dict)
     held: dict[str, threading.Event] = field(default_factory=dict)
+    redirects: dict[str, tuple[int, str]] = field(default_factory=dict)  # path -> (status, Location)
+    extra_headers: dict[str, dict[str, str]] = field(default_factory=dict)  # path -> headers sent with it
     seen: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     def page(self, path: str) -> tuple[str, bytes] | None:
@@ -69,6 +71,9 @@ def _scripted_app(index: ScriptedIndex) -> web.Application:
             if name and filename:
                 index.listing.setdefault(name[1].decode(), []).append(filename[1].decode())
             return web.Response(text="OK")
+        if request.path in index.redirects:
+            status, location = index.redirects[request.path]
+            return web.Response(status=status, headers={"Location": location})
         page = index.page(request.path)
         hold = index.held.pop(request.path, None)
         if hold is not None:
@@ -77,7 +82,8 @@ def _scripted_app(index: ScriptedIndex) -> web.Application:
         if page is None:
             return web.Response(status=404, text="not here")
         content_type, body = page
-        return web.Response(body=body, headers={"Content-Type": content_type})
+        headers = {"Content-Type": content_type, **index.extra_headers.get(request.path, {})}
+        return web.Response(body=body, headers=headers)
 
     app = web.Application(client_max_size=64 * 2**20)
     app.router.add_route("*", "/{tail:.*}", any_request)
@@ -267,6 +273,61 @@ def test_json_from_the_index_where_html_was_asked_and_html_where_json(
     assert status == 200, body
     assert [entry["url"] for entry in json.loads(body)["files"]] == [f"{public.url}/packages/relay-1.2.tar.gz"]
     assert scripted.url.rstrip("/").encode() not in body
+
+
+def test_no_answer_gives_the_index_address_away(public: GatewayProcess, scripted: ScriptedIndex) -> None:
+    """Redirects, Link and other headers of the index, error answers: the index's address never reaches a client."""
+    internal = scripted.url.rstrip("/").removeprefix("http://")
+    scripted.redirects["/packages/away-1.0.tar.gz"] = (302, f"{scripted.url}+login")
+    scripted.redirects["/packages/inside-1.0.tar.gz"] = (302, "/packages/inside-1.1.tar.gz")
+    scripted.redirects["/packages/abs-1.0.tar.gz"] = (301, f"{scripted.url}packages/abs-1.1.tar.gz")
+    scripted.redirects["/simple/moved/"] = (301, f"{scripted.url}simple/elsewhere/")
+    scripted.pages["/packages/link-1.0.tar.gz"] = ("application/octet-stream", b"file")
+    scripted.extra_headers["/packages/link-1.0.tar.gz"] = {
+        "Link": f"<{scripted.url}+login>; rel=alternate",
+        "Content-Location": f"{scripted.url}packages/link-1.0.tar.gz",
+        "Set-Cookie": "session=index",
+        "Server": "index-internal",
+        "Refresh": f"0; url={scripted.url}",
+    }
+    scripted.pages["/simple/linked/"] = (HTML, b'<a href="/packages/link-1.0.tar.gz">link-1.0.tar.gz</a>')
+    scripted.extra_headers["/simple/linked/"] = {"Link": f"<{scripted.url}>; rel=canonical", "Set-Cookie": "a=b"}
+    answers = {
+        target: raw_get(public.url, target)
+        for target in (
+            "/packages/away-1.0.tar.gz",
+            "/packages/inside-1.0.tar.gz",
+            "/packages/abs-1.0.tar.gz",
+            "/simple/moved/",
+            "/packages/link-1.0.tar.gz",
+            "/simple/linked/",
+            "/simple/nothing-here/",
+            "/simple/Linked/",
+            "/",
+        )
+    }
+    for target, (status, head, body) in answers.items():
+        assert internal.encode() not in head + body, (target, status, head)
+        assert b"set-cookie" not in head.lower() and b"\r\nlink:" not in head.lower(), (target, head)
+    assert answers["/packages/away-1.0.tar.gz"][0] == 502
+    assert (
+        f"location: {public.url}/packages/inside-1.1.tar.gz".encode()
+        in answers["/packages/inside-1.0.tar.gz"][1].lower()
+    )
+    assert f"location: {public.url}/packages/abs-1.1.tar.gz".encode() in answers["/packages/abs-1.0.tar.gz"][1].lower()
+    assert answers["/simple/moved/"][0] == 404
+
+
+def test_an_etag_of_one_representation_is_no_304_for_another(public: GatewayProcess, scripted: ScriptedIndex) -> None:
+    scripted.listing["tagged"] = ["tagged-1.0-py3-none-any.whl"]
+    scripted.pages.setdefault("/simple/", (HTML, b'<a href="tagged/">tagged</a>'))
+    html = get_with(f"{public.url}/simple/tagged/", accept=HTML)
+    json_page = get_with(f"{public.url}/simple/tagged/", accept=JSON)
+    assert html[1]["ETag"] != json_page[1]["ETag"]
+    assert get_with(f"{public.url}/simple/tagged/", accept=JSON, etag=html[1]["ETag"])[0] == 200
+    assert get_with(f"{public.url}/simple/tagged/", accept=HTML, etag=json_page[1]["ETag"])[0] == 200
+    assert get_with(f"{public.url}/simple/", accept=HTML, etag=html[1]["ETag"])[0] == 200
+    assert get_with(f"{public.url}/simple/tagged/", accept=HTML, etag="W/" + html[1]["ETag"])[0] == 304
 
 
 # ------------------------------------------------------------------------------------------------ private indexes
