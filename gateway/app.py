@@ -154,7 +154,8 @@ async def open_index(config: Config, metrics: Metrics) -> AsyncIterator[Upstream
             connector=aiohttp.TCPConnector(socket_factory=aborting_socket, limit=connections),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=config.upstream.timeout),
             auto_decompress=False,
-            headers={"User-Agent": f"upload-gateway/{__version__}"},
+            # Pages are read and files relayed as the index's bytes: never offer to take them compressed.
+            headers={"User-Agent": f"upload-gateway/{__version__}", "Accept-Encoding": "identity"},
         )
 
     # Uploads get a pool of their own, no larger than the uploads allowed in flight: however slowly their

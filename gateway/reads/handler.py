@@ -222,6 +222,7 @@ class Reads:
                 raise _no_project(route)
             if resp.status != 200:
                 raise self._upstream.failed("simple", "GET", url, resp.status)
+            _refuse_encoded(resp, "page")
             body = await _read_up_to(resp, self._max_page + 1)
             if len(body) > self._max_page:
                 raise GatewayError(
@@ -314,6 +315,7 @@ class Reads:
             raise _no_file(route)
         if resp.status >= 400 and resp.status not in (412, 416):
             raise self._upstream.failed("packages", "GET", route.upstream_url, resp.status)
+        _refuse_encoded(resp, "file")
         headers = {name: resp.headers[name] for name in FILE_RESPONSE_HEADERS if name in resp.headers}
         headers |= {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": FILE_CSP}
         if 300 <= resp.status < 400 and resp.status != 304:
@@ -357,6 +359,19 @@ async def _read_up_to(resp: aiohttp.ClientResponse, limit: int) -> bytes:
         if size >= limit:
             break
     return b"".join(chunks)
+
+
+def _refuse_encoded(resp: aiohttp.ClientResponse, what: str) -> None:
+    """The gateway asks for identity: a page or file still sent compressed would be read, or relayed without its
+    Content-Encoding, as other bytes than the index meant."""
+    encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise GatewayError(
+            502,
+            f"The package index sent a {what} compressed ({encoding[:20]}) though asked for it uncompressed; "
+            "it is not served",
+            "upstream_bad_page",
+        )
 
 
 def _no_project(route: SimpleRoot | ProjectPage) -> GatewayError:

@@ -5,6 +5,7 @@ of a scripted index (an aiohttp server in this process) that serves what a test 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import re
 import socket
@@ -48,6 +49,8 @@ class ScriptedIndex:
     held: dict[str, threading.Event] = field(default_factory=dict)
     redirects: dict[str, tuple[int, str]] = field(default_factory=dict)  # path -> (status, Location)
     extra_headers: dict[str, dict[str, str]] = field(default_factory=dict)  # path -> headers sent with it
+    # "offered": gzip what a request accepts gzip for, as nginx with `gzip on` does; "always": whatever it accepts
+    compress: str = ""
     seen: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     def page(self, path: str) -> tuple[str, bytes] | None:
@@ -83,6 +86,9 @@ def _scripted_app(index: ScriptedIndex) -> web.Application:
             return web.Response(status=404, text="not here")
         content_type, body = page
         headers = {"Content-Type": content_type, **index.extra_headers.get(request.path, {})}
+        offered = "gzip" in request.headers.get("Accept-Encoding", "")
+        if index.compress == "always" or (index.compress == "offered" and offered):
+            body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
         return web.Response(body=body, headers=headers)
 
     app = web.Application(client_max_size=64 * 2**20)
@@ -328,6 +334,25 @@ def test_an_etag_of_one_representation_is_no_304_for_another(public: GatewayProc
     assert get_with(f"{public.url}/simple/tagged/", accept=HTML, etag=json_page[1]["ETag"])[0] == 200
     assert get_with(f"{public.url}/simple/", accept=HTML, etag=html[1]["ETag"])[0] == 200
     assert get_with(f"{public.url}/simple/tagged/", accept=HTML, etag="W/" + html[1]["ETag"])[0] == 304
+
+
+def test_an_index_that_compresses_what_it_is_offered_to(public: GatewayProcess, scripted: ScriptedIndex) -> None:
+    """A different parser: an index behind a compressing proxy answers gzip to a request that accepts it; the
+    gateway reads pages and relays files as bytes, so it must not offer to take what it does not decode."""
+    scripted.listing["squeezed"] = ["squeezed-1.0-py3-none-any.whl"]
+    scripted.pages["/packages/squeezed-1.0-py3-none-any.whl"] = ("application/octet-stream", b"wheel bytes " * 100)
+    scripted.compress = "offered"
+    try:
+        status, _, page = raw_get(public.url, "/simple/squeezed/")
+        assert status == 200 and b'href="' + f"{public.url}/packages/squeezed-1.0".encode() in page, page[:200]
+        status, head, body = raw_get(public.url, "/packages/squeezed-1.0-py3-none-any.whl")
+        assert status == 200 and body == b"wheel bytes " * 100, head
+        scripted.compress = "always"  # a broken proxy: what it sends compressed anyway is refused, not garbled
+        scripted.listing["squeezed-too"] = ["squeezed_too-1.0-py3-none-any.whl"]
+        assert raw_get(public.url, "/simple/squeezed-too/")[0] == 502
+        assert raw_get(public.url, "/packages/squeezed-1.0-py3-none-any.whl")[0] == 502
+    finally:
+        scripted.compress = ""
 
 
 # ------------------------------------------------------------------------------------------------ private indexes
