@@ -117,7 +117,7 @@ class Reads:
         grant = await self._guard.authorize_target(request, read_target(route))
         if isinstance(route, FileRequest):
             self._metrics.reads.labels("file", "file").inc()
-            if self._files_dir is not None:
+            if self._files_dir is not None and route.project is not None:
                 return self._local_file(route, self._files_dir, grant)
             return await self._upstream_file(request, route, grant)
         if route.needs_redirect:
@@ -263,7 +263,10 @@ class Reads:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _local_file(self, route: FileRequest, files_dir: Path, grant: ReadGrant) -> web.FileResponse:
-        """A file of the embedded index, from its data directory (the kernel's sendfile), never outside it."""
+        """A file of the embedded index, from its data directory (the kernel's sendfile), never outside it.
+
+        Only a distribution's name (or its sidecar's) is looked up here; any other name goes to pypiserver, which
+        serves only packages: the directory may hold the gateway's own state (`data_dir = "data"`)."""
         relative = route.path[len(self.layout.file_paths[0]) :]
         root = files_dir.resolve()
         path = (root / relative).resolve()

@@ -355,6 +355,26 @@ def test_an_index_that_compresses_what_it_is_offered_to(public: GatewayProcess, 
         scripted.compress = ""
 
 
+def test_the_embedded_index_serves_only_its_packages(tmp_path: Path) -> None:
+    """Files of the embedded index are served from its data directory, not through pypiserver: nothing there that
+    pypiserver would not serve (not a package) may come out, even when the operator put the gateway's own state
+    beside the packages (`data_dir = "data"`: the store, the server secret, the configuration, the log)."""
+    directory = tmp_path / "gw"
+    gw = start_gateway(directory, {"url": "embedded", "data_dir": str(directory)})
+    try:
+        gw.add_user("emma", PASSWORD)
+        wheel = make_wheel(tmp_path, "embedded-only", "1.0")
+        assert upload(gw, wheel, basic("emma", PASSWORD))[0] == 200
+        status, _, body = raw_get(gw.url, f"/packages/{wheel.name}")
+        assert status == 200 and body == wheel.read_bytes()
+        for name in ("gateway.db", "secret.key", "gateway.toml", "gateway.log"):
+            assert (directory / name).exists(), name
+            status, _, body = raw_get(gw.url, f"/packages/{name}")
+            assert status == 404, (name, status, body[:100])
+    finally:
+        stop(gw.process)
+
+
 # ------------------------------------------------------------------------------------------------ private indexes
 
 
