@@ -418,6 +418,11 @@ def test_a_scoped_reader_reaches_no_file_of_another_project(private: GatewayProc
         "/packages/proj_b-1.0.tar.gz/proj_a-1.0.tar.gz",
         "/packages/proj_b-1.0.tar.gz\\proj_a-1.0.tar.gz",
         "/packages/proj_b-1.0.zip",
+        "/packages/",
+        "/packages",
+        "/packages/proj_b/",
+        "/simple/proj-a/../proj-b/",
+        "/simple/proj-a/%2e%2e/proj-b/",
         "/packages/README",
         "/simple/proj-b/",
         "/simple/PROJ_B/",
@@ -450,6 +455,17 @@ def test_a_password_read_is_not_remembered_past_what_changed(private: GatewayPro
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("DELETE FROM users WHERE name = 'carl'")
     assert get_with(page, basic("carl", "a new long password"))[0] == 401, "a removed user still reads"
+
+
+def test_a_removed_users_read_token_stops_at_once(private: GatewayProcess) -> None:
+    private.add_user("dora", PASSWORD)
+    auth = basic("__token__", private.cli("token", "create", "dora", "--read-only").stdout.strip())
+    page = f"{private.url}/simple/proj-a/"
+    assert get_with(page, auth)[0] == 200
+    with sqlite3.connect(private.config.parent / "gateway.db") as db:
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("DELETE FROM users WHERE name = 'dora'")
+    assert get_with(page, auth)[0] == 401, "a removed user's token still reads"
 
 
 def test_no_caveat_lets_a_token_do_what_the_gateway_did_not_grant(
