@@ -44,7 +44,9 @@ def render_error(exc: GatewayError) -> web.Response:
     body = f"{exc.status} {exc.message}\n"
     if exc.hint:
         body += f"\n{exc.hint}\n"
-    return web.Response(status=exc.status, reason=reason_phrase(exc.message), text=body, headers=exc.headers)
+    # Messages may name what the request said (a path): plain text that no browser may take for a page.
+    headers = {"X-Content-Type-Options": "nosniff", **exc.headers}
+    return web.Response(status=exc.status, reason=reason_phrase(exc.message), text=body, headers=headers)
 
 
 @web.middleware

@@ -571,6 +571,24 @@ def test_request_target_forms_never_leave_the_roots(public: GatewayProcess, scri
     assert all(path.startswith(("/simple/", "/packages/")) for _, path, _ in scripted.seen), scripted.seen
 
 
+def test_refusals_reflect_no_markup_and_no_header(public: GatewayProcess) -> None:
+    """The 405 for a POST off the upload path names the path: a reflected path is inert text, and no control
+    character in it reaches the status line or the headers."""
+    for target in (
+        "/%3Cscript%3Ealert(1)%3C/script%3E",
+        "/simple/%0d%0aX-Injected:%201",
+        "/simple/%0aX-Injected:%201",
+        "/simple/%0dX-Injected:%201",
+        "/simple/%00",
+    ):
+        status, answer = raw_request(public.url, "POST", target)
+        head = answer.split(b"\r\n\r\n")[0].lower()
+        assert status in (400, 404, 405), (target, answer[:300])
+        lines = head.split(b"\r\n")
+        assert not any(line.startswith(b"x-injected") or b"\r" in line or b"\n" in line for line in lines), lines
+        assert b"\r\nx-content-type-options: nosniff" in head and b"content-type: text/plain" in head, head
+
+
 def raw_request(url: str, method: str, target: str) -> tuple[int, bytes]:
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as sock:
