@@ -44,7 +44,9 @@ def render_error(exc: GatewayError) -> web.Response:
     body = f"{exc.status} {exc.message}\n"
     if exc.hint:
         body += f"\n{exc.hint}\n"
-    return web.Response(status=exc.status, reason=reason_phrase(exc.message), text=body, headers=exc.headers)
+    # Messages may name what the request said (a path): plain text that no browser may take for a page.
+    headers = {"X-Content-Type-Options": "nosniff", **exc.headers}
+    return web.Response(status=exc.status, reason=reason_phrase(exc.message), text=body, headers=headers)
 
 
 @web.middleware
@@ -154,7 +156,8 @@ async def open_index(config: Config, metrics: Metrics) -> AsyncIterator[Upstream
             connector=aiohttp.TCPConnector(socket_factory=aborting_socket, limit=connections),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=config.upstream.timeout),
             auto_decompress=False,
-            headers={"User-Agent": f"upload-gateway/{__version__}"},
+            # Pages are read and files relayed as the index's bytes: never offer to take them compressed.
+            headers={"User-Agent": f"upload-gateway/{__version__}", "Accept-Encoding": "identity"},
         )
 
     # Uploads get a pool of their own, no larger than the uploads allowed in flight: however slowly their

@@ -265,7 +265,11 @@ class ReadGuard:
     async def _visible(self, identity: Identity, now: float) -> list[str]:
         """The projects a scoped token may read: each candidate checked against every caveat."""
         named = [set(c.normalized_names) for c in identity.caveats if isinstance(c, tokens.ProjectName)]
-        candidates = set.intersection(*named) if named else {p.name for p in await self._store.all_projects()}
+        ids = [set(c.project_ids) for c in identity.caveats if isinstance(c, tokens.ProjectID)]
+        if named:
+            candidates = set.intersection(*named)
+        else:  # scoped by id alone: only the projects with those ids, not one check per project the store has
+            candidates = {p.name for p in await self._store.all_projects() if all(p.id in some for some in ids)}
         return [name for name in sorted(candidates) if await self._in_scope(identity, name, now)]
 
     async def _in_scope(self, identity: Identity, project: str, now: float) -> bool:

@@ -323,6 +323,26 @@ async def test_a_holder_narrows_scope_and_permission_offline(world: World) -> No
     assert (await world.read(token_auth(by_id_only), "/simple/")).projects == frozenset({"a"})
 
 
+async def test_a_root_scoped_by_project_id_costs_no_check_per_project_of_the_store(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #14 review: a holder narrows a token by id alone ([2, [id]]); its root must not look up every project the
+    store has (one query each, on every request of that root)."""
+    for index in range(200):
+        await world.store.grant(f"p{index}", f"P{index}", world.alice, "owner", by="test")
+    lookups: list[str] = []
+    project_access = world.store.project_access
+
+    async def counted(name: str, user_id: str) -> Any:
+        lookups.append(name)
+        return await project_access(name, user_id)
+
+    monkeypatch.setattr(world.store, "project_access", counted)
+    by_id_only = attenuate(await world.token(), json.dumps([2, [world.projects["a"].id]]).encode())
+    assert (await world.read(token_auth(by_id_only), "/simple/")).projects == frozenset({"a"})
+    assert lookups == ["a"]
+
+
 async def test_a_read_only_copy_still_reads(world: World) -> None:
     token = attenuate(await world.token(), b'["upload-gateway:permissions",["read"]]')
     assert await world.read(token_auth(token), "/simple/a/") == ReadGrant(authenticated=True)

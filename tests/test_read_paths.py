@@ -257,6 +257,11 @@ def test_layout_defaults_and_checks() -> None:
     ]:
         with pytest.raises(ValueError):
             IndexLayout.build(base, file_roots=roots)
+    # Issue #14 review: a directory-style root that holds devpi's simple index would relay its pages unrewritten
+    # and everything beside them (+api, +e/) with the service credential.
+    for roots in (("root/dev/",), ("root/",), ("http://index/root/dev/+simple/",)):
+        with pytest.raises(ValueError, match="holds the simple index"):
+            IndexLayout.build("http://index/", "http://index/root/dev/+simple/", file_roots=roots)
 
 
 def test_index_urls_map_to_the_gateway() -> None:

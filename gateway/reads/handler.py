@@ -24,7 +24,7 @@ from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.proxy import Upstream, read_up_to
 from gateway.read_access import OTHER, ROOT, ReadGrant, ReadGuard, ReadTarget, root_page
-from gateway.reads.cache import CacheKey, Page, PageCache, cache_key
+from gateway.reads.cache import KINDS, CacheKey, Page, PageCache, cache_key
 from gateway.reads.landing import landing_page
 from gateway.reads.negotiate import HTML, JSON_V1, Kind, Representation, choose
 from gateway.reads.paths import FileRequest, IndexLayout, ProjectPage, ReadRoute, SimpleRoot, decide
@@ -101,6 +101,10 @@ class Reads:
     def purge(self, project: str) -> None:
         """An upload or removal through the gateway changed the project: its pages and the root go at once."""
         dropped = self.cache.purge(project)
+        # A fetch in flight began before the change: readers from now on start their own rather than share it.
+        for name in (project, None):
+            for kind in KINDS:
+                self._fetches.pop(cache_key(name, kind), None)
         self._metrics.read_cache_purges.inc()
         self._metrics.read_cache_bytes.set(self.cache.bytes)
         if dropped:
@@ -113,7 +117,7 @@ class Reads:
         grant = await self._guard.authorize_target(request, read_target(route))
         if isinstance(route, FileRequest):
             self._metrics.reads.labels("file", "file").inc()
-            if self._files_dir is not None:
+            if self._files_dir is not None and route.project is not None:
                 return self._local_file(route, self._files_dir, grant)
             return await self._upstream_file(request, route, grant)
         if route.needs_redirect:
@@ -179,7 +183,8 @@ class Reads:
         return await asyncio.shield(fetch)  # a client that goes away does not cancel the others' fetch
 
     def _fetched(self, key: CacheKey, done: asyncio.Task[Page]) -> None:
-        self._fetches.pop(key, None)
+        if self._fetches.get(key) is done:  # not the fetch that replaced it after a purge
+            del self._fetches[key]
         if not done.cancelled():
             done.exception()  # retrieved here too, for when every waiter went away
 
@@ -217,6 +222,7 @@ class Reads:
                 raise _no_project(route)
             if resp.status != 200:
                 raise self._upstream.failed("simple", "GET", url, resp.status)
+            _refuse_encoded(resp, "page")
             body = await read_up_to(resp, self._max_page + 1)
             if len(body) > self._max_page:
                 raise GatewayError(
@@ -257,7 +263,10 @@ class Reads:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _local_file(self, route: FileRequest, files_dir: Path, grant: ReadGrant) -> web.FileResponse:
-        """A file of the embedded index, from its data directory (the kernel's sendfile), never outside it."""
+        """A file of the embedded index, from its data directory (the kernel's sendfile), never outside it.
+
+        Only a distribution's name (or its sidecar's) is looked up here; any other name goes to pypiserver, which
+        serves only packages: the directory may hold the gateway's own state (`data_dir = "data"`)."""
         relative = route.path[len(self.layout.file_paths[0]) :]
         root = files_dir.resolve()
         path = (root / relative).resolve()
@@ -309,6 +318,7 @@ class Reads:
             raise _no_file(route)
         if resp.status >= 400 and resp.status not in (412, 416):
             raise self._upstream.failed("packages", "GET", route.upstream_url, resp.status)
+        _refuse_encoded(resp, "file")
         headers = {name: resp.headers[name] for name in FILE_RESPONSE_HEADERS if name in resp.headers}
         headers |= {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": FILE_CSP}
         if 300 <= resp.status < 400 and resp.status != 304:
@@ -341,6 +351,19 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
         if candidate == "*" or candidate.removeprefix("W/") == opaque:
             return True
     return False
+
+
+def _refuse_encoded(resp: aiohttp.ClientResponse, what: str) -> None:
+    """The gateway asks for identity: a page or file still sent compressed would be read, or relayed without its
+    Content-Encoding, as other bytes than the index meant."""
+    encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise GatewayError(
+            502,
+            f"The package index sent a {what} compressed ({encoding[:20]}) though asked for it uncompressed; "
+            "it is not served",
+            "upstream_bad_page",
+        )
 
 
 def _no_project(route: SimpleRoot | ProjectPage) -> GatewayError:

@@ -128,6 +128,8 @@ class IndexLayout:
                 raise ValueError(f"the file root {root} must lie under the index's base URL {base}")
             if ("/" + root[len(base) :]).startswith(SIMPLE_PATH):
                 raise ValueError(f"the file root {root} would be served under /simple/, where project pages are")
+            if simple.startswith(root):  # its pages (and whatever lies beside them: devpi's +api) would pass as files
+                raise ValueError(f"the file root {root} holds the simple index {simple}: give the files' own root")
             if any(other != root and other.startswith(root) for other in roots):
                 raise ValueError(f"the file roots overlap: {root} holds another root")
         return cls(base=base, simple=simple, file_roots=roots)

@@ -62,7 +62,7 @@ def _body(source: Source, layout: IndexLayout, public_url: str) -> bytes:
             if source.project is None:
                 return root_json(relay_root_json(source.body))
             return relay_project_json(source.project, source.body, source.url, layout, public_url, records)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting past the parser's limit
             raise _bad_page("a JSON page that is not PEP 691") from None
     if is_json:
         raise _bad_page("JSON where HTML was asked for")
