@@ -261,6 +261,7 @@ class UploadFlow:
         self.source = BodySource(request, length=request.content_length or 0, limits=context.limits)
         self.buffer = buffer
         self.decided: Upload | None = None  # what the request was found to be, once validated
+        self.index_touched = False  # the index got the whole request, so it may have changed (its pages go stale)
         self._hashing: Hashing | None = None
         self._digests: dict[str, str] | None = None
         self._claimed: str | None = None
@@ -543,9 +544,11 @@ class UploadFlow:
         except GatewayError:
             if failure:
                 raise failure[0] from None
+            self.index_touched = sent == length  # a fault after the whole request: it may have been stored
             raise
         if failure:
             raise failure[0]
+        self.index_touched = True
         if sent < length:
             answers.raise_for(answer)
             log_fault("upload", "upstream_error", "POST", self.upstream.urls.upload, f"HTTP {answer.status} early")

@@ -71,14 +71,17 @@ async def _receive(request: web.Request, gateway: Gateway, trail: dict[str, Any]
             await _continue(request)
             flow = UploadFlow(request, identity, gateway.uploads, buffer=gateway.config.upstream.buffer_uploads)
             try:
-                outcome = await flow.run()
+                try:
+                    outcome = await flow.run()
+                finally:
+                    if flow.decided is not None:
+                        trail.update(project=flow.decided.project, file=flow.decided.filename or None)
+                await _record(gateway, identity, outcome, trail)
             finally:
-                decided = flow.decided
-                if decided is not None:
-                    trail.update(project=decided.project, file=decided.filename or None)
-                    if gateway.reads is not None:  # the index may have changed, whatever the outcome: its pages go
-                        gateway.reads.purge(decided.project)
-            await _record(gateway, identity, outcome, trail)
+                # After the record, so that a page read meanwhile cannot keep the file without its size and time;
+                # only when the index got the whole request, so that a refusal cannot empty the cache.
+                if flow.decided is not None and flow.index_touched and gateway.reads is not None:
+                    gateway.reads.purge(flow.decided.project)
     return outcome
 
 

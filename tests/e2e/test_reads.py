@@ -40,7 +40,8 @@ from tests.conftest import (
 from tests.dists import make_wheel, sha256_of
 from tests.e2e.test_actions import PASSWORD as REMOVER_PASSWORD
 from tests.e2e.test_actions import remove
-from tests.e2e.test_upload import basic
+from tests.e2e.test_upload import basic, raw_post
+from tests.forms import upload_body
 from tests.test_rewrite import HOSTILE
 
 SERVICE_USER, SERVICE_PASSWORD = "svc", "service-secret"
@@ -441,3 +442,19 @@ def test_head_and_redirects(front: GatewayProcess) -> None:
     resp.read()
     assert resp.status == 301
     assert resp.getheader("Location") == f"{front.url}/simple/demo/?format=application/vnd.pypi.simple.v1%2Bjson"
+
+
+def test_an_upload_refused_before_the_index_purges_nothing(cached: GatewayProcess, tmp_path: Path) -> None:
+    """A refusal the index never saw changed nothing on it: it must not empty the cache (any signed-in user could
+    otherwise make the index rebuild every page, one refused upload each)."""
+    wheel = make_wheel(tmp_path, "no-purge-demo", "1.0")
+    assert twine(cached.url, "rita", PASSWORD, wheel).returncode == 0
+    purges = metric(cached, "upload_gateway_read_cache_purges_total")
+    assert purges >= 1
+    broken = make_wheel(tmp_path, "no-purge-demo", "2.0")
+    broken.write_bytes(b"not a zip, refused once the index has all but its last bytes" * 1000)
+    content_type, body = upload_body(broken)
+    headers = {"Content-Type": content_type, "Authorization": basic("rita", PASSWORD)}
+    answer = raw_post(cached.url, "/legacy/", headers, body)
+    assert answer.status == 400 and "zip" in answer.reason.lower(), answer.reason
+    assert metric(cached, "upload_gateway_read_cache_purges_total") == purges
