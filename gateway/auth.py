@@ -186,6 +186,11 @@ class Authenticator:
         if row.revoked is not None:
             self._fail("revoked")
             raise invalid_token("token has been revoked; create a new one", "revoked_token")
+        # The signature needs no form: a forged token is refused on the headers and never invited to send a body.
+        # Its caveats (expiry, project, …) wait for the form's project, in check_token.
+        if not tokens.signature_matches(parsed, tokens.root_key(self._settings.server_secret, row.secret)):
+            self._fail("invalid")
+            raise invalid_token("signatures do not match")
         return Identity(user=user, token=row, parsed=parsed, token_hash=digest)
 
     def _parse(self, token: str) -> tokens.ParsedToken:

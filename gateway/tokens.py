@@ -333,7 +333,7 @@ def verify(parsed: ParsedToken, *, key: bytes, context: VerifyContext, stored_ca
     errors = [reason for caveat in (*embedded, *stored) if (reason := _failure(caveat, context)) is not None]
     if errors:
         raise InvalidTokenError(", ".join(errors))
-    if not _signature_matches(parsed, key):
+    if not signature_matches(parsed, key):
         raise InvalidTokenError("signatures do not match")
 
 
@@ -349,7 +349,7 @@ def _failure(caveat: Caveat | InvalidTokenError, context: VerifyContext) -> str 
     return str(caveat) if isinstance(caveat, InvalidTokenError) else caveat.failure(context)
 
 
-def _signature_matches(parsed: ParsedToken, key: bytes) -> bool:
+def signature_matches(parsed: ParsedToken, key: bytes) -> bool:
     """Recompute the macaroon's HMAC chain, over the identifier and then each embedded caveat in turn.
 
     This is pymacaroons' Verifier (libmacaroons' scheme, first-party caveats only) without its per-caveat overhead;

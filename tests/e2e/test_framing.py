@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from gateway import tokens
 from tests.conftest import GatewayProcess
 from tests.dists import make_wheel
 from tests.e2e.test_upload import basic
@@ -47,6 +48,19 @@ def test_a_bad_credential_is_refused_before_any_body(gw: GatewayProcess, tmp_pat
         )
         status = sock.makefile("rb").readline()
     assert status.startswith(b"HTTP/1.1 403 "), status
+
+
+def test_a_forged_token_is_refused_before_any_body(gw: GatewayProcess, tmp_path: Path) -> None:
+    """A real token's id with another signature is no credential: no 100 Continue for it, only the 403."""
+    token = gw.cli("token", "create", "ida").stdout.strip()
+    forged = tokens.parse(token, prefix="pypi").macaroon.copy()
+    forged.signature = "0" * 64
+    content_type, body = upload_body(make_wheel(tmp_path, "expecting-forged", "1.0"))
+    authorization = basic("__token__", "pypi-" + forged.serialize())
+    with connect(gw) as sock:
+        sock.sendall(head("/legacy/", content_type, len(body), Authorization=authorization, Expect="100-continue"))
+        status = sock.makefile("rb").readline()
+    assert status == b"HTTP/1.1 403 Invalid API Token: signatures do not match\r\n", status
 
 
 def test_good_headers_get_100_continue_then_the_upload(gw: GatewayProcess, tmp_path: Path) -> None:
