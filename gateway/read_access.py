@@ -2,9 +2,10 @@
 
 With `access = "public"` everyone may read. With `"authenticated"`, every read carries HTTP Basic credentials, as
 pip, uv, poetry and pdm send them (URL credentials, netrc, keyring): a user's password (not for accounts with 2FA,
-as for uploads) or an API token the gateway granted reading (`token create NAME --read`). A project-scoped token
-reads only its projects' pages and files; every other page or file is "not found" to it, and the index root lists
-only its projects. A caveat can narrow what a token may read, never widen it: the grant is the store's.
+as for uploads under the default `policy.password_uploads`) or an API token the gateway granted reading (`token
+create NAME --read`). A project-scoped token reads only its projects' pages and files; every other page or file is
+"not found" to it, and the index root lists only its projects. A caveat can narrow what a token may read, never
+widen it: the grant is the store's.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""SQLite store (aiosqlite): users, 2FA, tokens, projects and roles, and the audit trail.
+"""SQLite store (aiosqlite): users, 2FA factors, tokens, projects and roles, files, claims and size reservations,
+web sessions, throttle counters, and the audit trail.
 
 The schema is versioned and migrated at open.
 
@@ -287,9 +288,9 @@ class Store:
         """A multi-statement change, one at a time.
 
         NOTE: the connection is shared by every coroutine; the lock keeps two transactions apart, and the
-        upload path (single statements only) never opens one. A statement another coroutine issues meanwhile
-        joins the transaction, which is harmless unless it rolls back, on an error; the throttle's statements,
-        whose counts must not be lost so, wait for the lock instead (`_outside`).
+        upload path opens one only to record an accepted upload (`record_upload`). A statement another coroutine
+        issues meanwhile joins the transaction, which is harmless unless it rolls back, on an error; the throttle's
+        statements, whose counts must not be lost so, wait for the lock instead (`_outside`).
         """
         async with self._transaction_lock:
             await self._db.execute("BEGIN IMMEDIATE")

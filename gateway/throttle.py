@@ -1,7 +1,8 @@
 """Pure throttle rules for password and code checks: which counters an attempt is charged to, when each one
 locks, for how long, and what the refusal says. No I/O and no clock: times are passed in.
 
-Three counters take every attempt, on the account pages and on password uploads alike:
+Three counters take every attempt, on the account pages, on password uploads and on
+password reads of a private index alike:
 
 - the account from this address (`Streak`): a few failures in a row lock it, with a capped backoff. Only the
   one guessing waits: the owner, from their own address, is not locked by someone else's failures;

@@ -13,7 +13,8 @@ The handler has authenticated the request on its headers. The flow then:
    request opened, and the body re-encoded from the spool;
 4. settles the index's answer: stored, already there, or refused.
 
-The handler records what was accepted; until then nothing of the upload is in the store.
+The handler records what was accepted; until then the store holds only the upload's claim on a new project and
+its size reservation (`Holds`), released whatever the outcome.
 """
 
 from __future__ import annotations

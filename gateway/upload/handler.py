@@ -22,7 +22,8 @@ UNAUDITED = frozenset({"throttled", "password_checks_busy", "uploads_busy"})
 
 async def defer_continue(request: web.Request) -> None:
     """aiohttp's expect handler for the upload routes: say nothing yet; `upload` answers 100 Continue itself
-    once the headers alone could not refuse the request, so a bad credential never invites a body."""
+    once the headers alone could not refuse the request, so a wrong password or an unknown, revoked or forged
+    token never invites a body (a genuine token's caveats need the form's project, and are checked on it)."""
 
 
 async def upload(request: web.Request) -> web.Response:
