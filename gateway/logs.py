@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import json
 import logging
@@ -181,21 +182,21 @@ class TextFormatter(logging.Formatter):
         return "\n".join([head, *(CONTINUATION + printable(line) for line in tail.split("\n"))])
 
 
-_redactor = Redactor("pypi")
-
-
-def redact(text: str) -> str:
+def redact(text: str, token_prefix: str) -> str:
     """`text` with credentials masked as in the logs: for client input that is also kept elsewhere (the
     audit trail), such as a Basic user name that is in fact a token."""
-    return _redactor.scrub(text)
+    return _redactor(token_prefix).scrub(text)
+
+
+@functools.cache
+def _redactor(token_prefix: str) -> Redactor:
+    return Redactor(token_prefix)
 
 
 def setup(config: LoggingConfig, token_prefix: str) -> None:
-    global _redactor
-    _redactor = Redactor(token_prefix)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if config.format == "json" else TextFormatter())
-    handler.addFilter(_redactor)
+    handler.addFilter(_redactor(token_prefix))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.level.upper())

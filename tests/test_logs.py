@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from gateway import logs
 from gateway.logs import CONTINUATION, JsonFormatter, Redactor, TextFormatter, client_address, printable
 from tests.logcheck import parse_text_line
 
@@ -187,3 +188,12 @@ def test_digests_and_ids_are_not_taken_for_credentials() -> None:
     ]
     text = " ".join(values)
     assert Redactor("pypi").scrub(text) == text
+
+
+def test_redact_masks_tokens_of_the_configured_prefix_without_logging_set_up() -> None:
+    """The audit trail's masking of a token typed as a user name knows the gateway's own prefix, whatever
+    logging a process (the CLI, a test) configured."""
+    token = "acme-" + "A" * 40
+    assert token not in logs.redact(f"user {token}", "acme")
+    assert "pypi-" + "B" * 40 not in logs.redact("pypi-" + "B" * 40, "acme")
+    assert logs.redact("alice", "acme") == "alice"

@@ -58,7 +58,8 @@ async def _receive(request: web.Request, gateway: Gateway, trail: dict[str, Any]
     limits = gateway.config.limits
     credentials = parse_authorization(request.headers.get("Authorization"))
     if isinstance(credentials, PasswordCredentials):
-        trail["user"] = redact(credentials.username)  # a token pasted as the user name stays out of the audit trail
+        # A token pasted as the user name stays out of the audit trail.
+        trail["user"] = redact(credentials.username, gateway.config.tokens.prefix)
     length = request.content_length
     if length is None:
         raise GatewayError(411, "Length Required: send the upload with a Content-Length header", "length_required")

@@ -170,7 +170,8 @@ async def attempt(
     result = await guard.attempt(account_name, address, check, kind=what, surface="web", final=final, hold=hold)
     if not result:
         # A token pasted as the account name stays out of the trail, as on uploads.
-        await store.audit("web.attempt_failed", user_name=redact(account_name)[:60], address=address, what=what)
+        name = redact(account_name, gateway_of(request).config.tokens.prefix)[:60]
+        await store.audit("web.attempt_failed", user_name=name, address=address, what=what)
     return result
 
 
