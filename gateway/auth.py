@@ -151,6 +151,8 @@ class Authenticator:
         )
         # Parsing is pure (the string decides it), so a parsed token is kept as long as it is in use.
         self._parsed: LRUCache[str, tokens.ParsedToken] = LRUCache(maxsize=8192)
+        # So is a signature, for the token's secret: a token whose signature matched once is not re-hashed.
+        self._signed: LRUCache[tuple[str, bytes], bool] = LRUCache(maxsize=8192)
 
     def admit_password(self) -> None:
         """503 at once when the password pool is full: before the throttle counts anything, or the store is read."""
@@ -188,9 +190,11 @@ class Authenticator:
             raise invalid_token("token has been revoked; create a new one", "revoked_token")
         # The signature needs no form: a forged token is refused on the headers and never invited to send a body.
         # Its caveats (expiry, project, …) wait for the form's project, in check_token.
-        if not tokens.signature_matches(parsed, tokens.root_key(self._settings.server_secret, row.secret)):
-            self._fail("invalid")
-            raise invalid_token("signatures do not match")
+        if (digest, row.secret) not in self._signed:
+            if not tokens.signature_matches(parsed, tokens.root_key(self._settings.server_secret, row.secret)):
+                self._fail("invalid")
+                raise invalid_token("signatures do not match")
+            self._signed[digest, row.secret] = True
         return Identity(user=user, token=row, parsed=parsed, token_hash=digest)
 
     def _parse(self, token: str) -> tokens.ParsedToken:
