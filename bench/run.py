@@ -102,7 +102,10 @@ def stack(workdir: Path) -> Iterator[Stack]:
     processes.append(discard)
     discard_url = f"http://127.0.0.1:{discard_port}/"
     wait_http(discard_url + "health", discard)
-    quiet = {"logging": {"level": "warning"}, "limits": {"max_file_size": "2GiB", "read_timeout": "120s"}}
+    # One bench user sends 20 large and 32 small uploads at once: past the default per-user cap (8), which the
+    # bench is not measuring.
+    limits = {"max_file_size": "2GiB", "read_timeout": "120s", "max_uploads_per_user": "64"}
+    quiet = {"logging": {"level": "warning"}, "limits": limits}
     gw = start_gateway(workdir / "gw", index_upstream(index, workdir / "gw"), **quiet)
     processes.append(gw.process)
     gw_discard = start_gateway(workdir / "gw-discard", {"url": discard_url}, **quiet)
