@@ -46,15 +46,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-@dataclass(frozen=True)
-class SimpleRoot:
-    """`/simple/`. `needs_redirect`: the target was not written as `path` (e.g. `/simple`): answer with a redirect
-    to `location` instead of asking the index."""
+class _Page:
+    """What a page route answers with: its canonical `location` (for a redirect) and the `?format=` it asks for."""
 
-    upstream_url: str
     path: str
     query: str
-    needs_redirect: bool
 
     @property
     def location(self) -> str:
@@ -66,7 +62,18 @@ class SimpleRoot:
 
 
 @dataclass(frozen=True)
-class ProjectPage:
+class SimpleRoot(_Page):
+    """`/simple/`. `needs_redirect`: the target was not written as `path` (e.g. `/simple`): answer with a redirect
+    to `location` instead of asking the index."""
+
+    upstream_url: str
+    path: str
+    query: str
+    needs_redirect: bool
+
+
+@dataclass(frozen=True)
+class ProjectPage(_Page):
     """`/simple/<project>/`. `project` is the PEP 503 normalized name; `normalized` says whether the name arrived
     normalized. `needs_redirect`: the target was not written as `path` (another spelling of the name, an escape, a
     missing slash), so answer with a redirect to `location`, as indexes do, instead of asking the index."""
@@ -77,14 +84,6 @@ class ProjectPage:
     path: str
     query: str
     needs_redirect: bool
-
-    @property
-    def location(self) -> str:
-        return self.path + (f"?{self.query}" if self.query else "")
-
-    @property
-    def format(self) -> str | None:
-        return format_parameter(self.query)
 
 
 @dataclass(frozen=True)
