@@ -31,6 +31,7 @@ from tests.e2e.test_reads import SERVICE_AUTH, raw_get, recording_upstream
 from tests.e2e.test_upload import raw_post
 from tests.forms import upload_body
 from tests.harness import stop
+from tests.harness.threaded_app import serve_in_thread
 
 HTML = "text/html"
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -99,29 +100,9 @@ def _scripted_app(index: ScriptedIndex) -> web.Application:
 @pytest.fixture(scope="module")
 def scripted() -> Iterator[ScriptedIndex]:
     index = ScriptedIndex()
-    started = threading.Event()
-    loop = asyncio.new_event_loop()
-
-    async def serve() -> web.AppRunner:
-        runner = web.AppRunner(_scripted_app(index))
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        index.url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
-        return runner
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        runner = loop.run_until_complete(serve())
-        started.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    started.wait(10)
-    yield index
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with serve_in_thread(_scripted_app(index)) as url:
+        index.url = url
+        yield index
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ Authorization header that came with it; the real gateway runs as a subprocess in
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import http.client
 import json
@@ -15,7 +14,6 @@ import re
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +40,7 @@ from tests.e2e.test_actions import PASSWORD as REMOVER_PASSWORD
 from tests.e2e.test_actions import remove
 from tests.e2e.test_upload import basic, raw_post
 from tests.forms import upload_body
+from tests.harness.threaded_app import serve_in_thread
 from tests.test_rewrite import HOSTILE
 
 SERVICE_USER, SERVICE_PASSWORD = "svc", "service-secret"
@@ -90,31 +89,9 @@ def _recording_app(record: RecordingIndex) -> web.Application:
 @pytest.fixture(scope="module")
 def recording() -> Iterator[RecordingIndex]:
     record = RecordingIndex()
-    started = threading.Event()
-    loop = asyncio.new_event_loop()
-
-    async def serve() -> web.AppRunner:
-        runner = web.AppRunner(_recording_app(record))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        record.url = f"http://127.0.0.1:{port}/"
-        return runner
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        runner = loop.run_until_complete(serve())
-        started.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    started.wait(10)
-    yield record
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with serve_in_thread(_recording_app(record)) as url:
+        record.url = url
+        yield record
 
 
 def recording_upstream(record: RecordingIndex, directory: Path) -> dict[str, object]:
