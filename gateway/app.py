@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
@@ -33,6 +34,7 @@ from gateway.store import Store
 from gateway.throttle import Rules
 from gateway.upload.flow import UploadContext, max_body
 from gateway.upload.handler import defer_continue, upload
+from gateway.upload.pump import ends_connection
 from gateway.web import application as account_pages
 
 log = logging.getLogger("gateway")
@@ -69,7 +71,7 @@ async def error_middleware(
 
 def _unread_body_closes(request: web.Request, response: web.Response) -> web.Response:
     """A refusal before the body was read ends the connection: the rest of a refused upload is not read."""
-    if not request.content.is_eof():
+    if ends_connection(request):
         response.force_close()
     return response
 
@@ -197,6 +199,8 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     checks = PasswordChecks(
         workers=config.throttle.password_checks, queue=config.throttle.password_check_queue, metrics=gateway.metrics
     )
+    # One thread per upload in flight at most: a pump waits on its client for most of its life.
+    pumps = ThreadPoolExecutor(max_workers=config.limits.max_uploads, thread_name_prefix="pump")
     try:
         async with open_index(config, gateway.metrics) as upstream:
             gateway.store = store
@@ -228,6 +232,8 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
                 allowed_actions=config.policy.allowed_actions,
                 platform_tags=config.policy.platform_tags,
                 help_url=help_url,
+                pumps=pumps,
+                upstream_timeout=config.upstream.timeout,
             )
             probe = asyncio.create_task(_probe(upstream), name="upstream-probe")
             try:
@@ -242,6 +248,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         gateway.upstream = gateway.authenticator = gateway.authorizer = gateway.store = gateway.uploads = None
         gateway.guard = None
         checks.close()
+        pumps.shutdown(wait=False, cancel_futures=True)
         gateway.read_guard = None
         gateway.reads = None
         await store.close()

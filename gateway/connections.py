@@ -11,7 +11,9 @@ descriptors. Here, with the `limits.*` keys of docs/operations.md ("Connections,
   at once and is closed. Connections from `server.trusted_proxies` are exempt: behind a proxy every client has
   the proxy's address;
 - a request body other than an upload's (the account pages' forms) must arrive within `header_timeout` of its
-  headers (`body_deadline`); an upload's pace is `gateway.upload.pace`'s.
+  headers (`body_deadline`); an upload's pace is `gateway.upload.pace`'s;
+- a large upload's body may be read past aiohttp, from the socket itself (`gateway.upload.pump.detach`); that
+  connection then ends with its answer.
 
 The hooks are aiohttp's: a `web.Server` whose protocol factory makes `GuardedHandler`s (its `RequestHandler`)
 and whose request factory tells the handler that a request's headers are complete.

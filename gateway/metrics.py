@@ -47,6 +47,11 @@ class Metrics:
             PREFIX + "uploads", "Upload requests by outcome and reason code", ["outcome", "reason"], registry=reg
         )
         self.upload_bytes = Counter(PREFIX + "upload_bytes", "File bytes of accepted uploads", registry=reg)
+        self.upload_pumped_bytes = Counter(
+            PREFIX + "upload_pumped_bytes",
+            "Upload body bytes read by a pump thread from the client's socket itself, not the event loop",
+            registry=reg,
+        )
         self.upload_duration = Histogram(
             PREFIX + "upload_duration_seconds",
             "Time from request to answer for uploads",

@@ -15,7 +15,7 @@ import re
 import socket
 import struct
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +25,7 @@ import aiohttp
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.reads.rewrite import links_of, root_projects
+from gateway.upload.pump import UploadBody
 
 CHUNK = 256 * 1024
 log = logging.getLogger("gateway.upstream")
@@ -194,11 +195,9 @@ class Upstream:
         self._metrics.upstream_up.set(1 if up else 0)
         return up
 
-    async def post_upload(
-        self, body: AsyncIterable[bytes | memoryview], *, content_type: str, length: int
-    ) -> UpstreamAnswer:
+    async def post_upload(self, body: UploadBody, *, length: int) -> UpstreamAnswer:
         """POST the gateway's own multipart body with its Content-Length (never chunked)."""
-        headers = {"Content-Type": content_type, "Content-Length": str(length), **self._auth}
+        headers = {"Content-Type": body.content_type, "Content-Length": str(length), **self._auth}
         url = self.urls.upload
         started = time.perf_counter()
         async with (

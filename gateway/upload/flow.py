@@ -23,10 +23,14 @@ import asyncio
 import hashlib
 import hmac
 import re
+import select
+import socket
+import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
@@ -47,12 +51,15 @@ from gateway.upload.filecopy import FileCopy
 from gateway.upload.form import MAX_FORM_BYTES, FormReader, boundary_of
 from gateway.upload.multipart import Segment
 from gateway.upload.pace import Pace
+from gateway.upload.pump import POLL, Handoff, IndexGone, Pump, UploadBody, detach, detachable
 from gateway.validation import Upload, action_version, check_action, project_of, validate_upload
 
 CHUNK = 256 * 1024
 # Below this, hashing on the event loop is cheaper than a hop to a worker thread.
 THREAD_FEED_MIN = 64 * 1024
 MAX_OUTSTANDING = 8
+# A remainder of at least this much goes through a pump's thread (below it, the hop costs more than it saves).
+PUMP_MIN = 2**20
 MAX_HEAD_BYTES = 2 * MAX_FORM_BYTES
 DIGEST_FIELDS = {"md5_digest": "md5", "sha256_digest": "sha256", "blake2_256_digest": "blake2_256"}
 _DOCS_ARCHIVE = re.compile(r"[A-Za-z0-9._+-]{1,200}\.zip")
@@ -91,6 +98,8 @@ class UploadContext:
     allowed_actions: frozenset[str]
     platform_tags: PlatformPolicy
     help_url: str
+    pumps: Executor | None  # threads that move large files (`pump`); None keeps every upload on the loop
+    upstream_timeout: float  # how long the index may take no bytes of an upload
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,8 @@ def _grouped(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
 
 class BodySource:
     """The client's body, chunk by chunk: refused with a 408 when nothing comes for `limits.read_timeout`, or when
-    it comes too slowly or for too long (`pace`)."""
+    it comes too slowly or for too long (`pace`). Read on the event loop (`read`), or, once `detach`ed, from the
+    connection's socket in a pump's thread (`recv_into`)."""
 
     def __init__(self, request: web.Request, *, length: int, limits: LimitsConfig) -> None:
         self._request = request
@@ -150,15 +160,9 @@ class BodySource:
             return b""
         started = self._loop.time()
         while True:
-            now = self._loop.time()
-            waiting = now - started
-            self._pace.check(now, waiting)
-            if waiting >= self._timeout:
-                raise GatewayError(
-                    408, "Request timeout: the client stopped sending the upload; try again", "read_timeout"
-                )
+            patience = self._patience(self._loop.time(), started)
             try:
-                async with asyncio.timeout(min(self._timeout - waiting, self._pace.patience(now, waiting))):
+                async with asyncio.timeout(patience):
                     chunk = await self._request.content.readany()
                 break
             except TimeoutError:
@@ -166,13 +170,53 @@ class BodySource:
             except (ConnectionError, aiohttp.ClientError, asyncio.IncompleteReadError):
                 chunk = b""
                 break
-        self._pace.arrived(self._loop.time() - started, len(chunk))
-        if not chunk:
+        self._arrived(self._loop.time() - started, len(chunk))
+        return chunk
+
+    def detachable(self) -> bool:
+        return detachable(self._request)
+
+    def detach(self) -> tuple[socket.socket, bytes]:
+        """The connection's socket for a pump's thread (`connections.detach`), and what aiohttp had read."""
+        sock, buffered = detach(self._request)
+        self.received += len(buffered)
+        return sock, buffered
+
+    def recv_into(self, sock: socket.socket, buffer: bytearray, want: int, stopped: threading.Event) -> int:
+        """Like `read`, into `buffer` from the socket itself, in a pump's thread; the number of bytes."""
+        started = time.monotonic()  # the event loop's clock (`loop.time()`), which the pace was started on
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        while True:
+            patience = self._patience(time.monotonic(), started)
+            if stopped.is_set():
+                raise GatewayError(503, "The gateway is stopping; try the upload again", "shutting_down")
+            try:
+                size = sock.recv_into(buffer, want)
+                break
+            except BlockingIOError:
+                poller.poll(min(patience, POLL) * 1000)
+            except OSError:
+                size = 0
+                break
+        self._arrived(time.monotonic() - started, size)
+        return size
+
+    def _patience(self, now: float, started: float) -> float:
+        """How long a read begun at `started` may still wait; a 408 once it may not."""
+        waiting = now - started
+        self._pace.check(now, waiting)
+        if waiting >= self._timeout:
+            raise GatewayError(408, "Request timeout: the client stopped sending the upload; try again", "read_timeout")
+        return min(self._timeout - waiting, self._pace.patience(now, waiting))
+
+    def _arrived(self, waited: float, size: int) -> None:
+        self._pace.arrived(waited, size)
+        if not size:
             raise GatewayError(
                 400, "Truncated upload: the body ended before Content-Length bytes arrived", "truncated_body"
             )
-        self.received += len(chunk)
-        return chunk
+        self.received += size
 
 
 class Hashing:
@@ -208,6 +252,12 @@ class Hashing:
         self._outstanding.append(asyncio.gather(*jobs))
         while len(self._outstanding) > MAX_OUTSTANDING:
             await self._outstanding.popleft()
+
+    async def settled(self) -> list[Any]:
+        """The hash states, once every segment fed so far is in them, for a pump to update directly."""
+        while self._outstanding:
+            await self._outstanding.popleft()
+        return list(self._hashers.values())
 
     async def hexdigests(self) -> dict[str, str]:
         """The digests, once every segment fed so far is hashed."""
@@ -263,11 +313,13 @@ class UploadFlow:
         self.buffer = buffer
         self.decided: Upload | None = None  # what the request was found to be, once validated
         self.index_touched = False  # the index got the whole request, so it may have changed (its pages go stale)
+        self.pumped = 0  # body bytes a pump's thread read
         self._hashing: Hashing | None = None
         self._digests: dict[str, str] | None = None
         self._claimed: str | None = None
         self._reserved = False
         self._copy: FileCopy | None = None  # what the archive checks read (and a spooled upload is sent from)
+        self._pumping: tuple[Pump, asyncio.Future[list[Segment]]] | None = None
         self.upload_id = str(uuid.uuid4())
 
     async def run(self) -> Outcome:
@@ -278,6 +330,7 @@ class UploadFlow:
             await self._release()
             raise
         finally:
+            await self._stop_pump()
             if self._hashing is not None:
                 self._hashing.close()
             if self._copy is not None:
@@ -458,7 +511,9 @@ class UploadFlow:
         )
         return Outcome(upload=upload, size=self.form.file_size, digests=digests, reason="already_present")
 
-    def _stream(self, early: list[Segment], decided: Decided) -> tuple[AsyncIterator[Segment], CanonicalBody, int]:
+    def _stream(
+        self, early: list[Segment], decided: Decided
+    ) -> tuple[AsyncIterator[Segment | Handoff], CanonicalBody, int]:
         """The index's body while the client's arrives; its length is known before the first byte goes.
 
         The file's length follows from the request's Content-Length: what came before the file's bytes, then
@@ -473,11 +528,12 @@ class UploadFlow:
 
     async def _stream_file(
         self, early: list[Segment], body: CanonicalBody, decided: Decided, predicted: int
-    ) -> AsyncIterator[Segment]:
+    ) -> AsyncIterator[Segment | Handoff]:
         """Nothing goes before the second chunk of the file arrives, so a body that came whole is checked whole;
         then always one chunk behind, the last held back until every check has passed."""
         self._check_size(predicted)
         pending: list[Segment] = [body.head, *early]
+        pumped = False
         while chunk := await self.source.read():
             segments = await self._feed(chunk, self._copy)
             self._check_size(predicted)
@@ -485,6 +541,15 @@ class UploadFlow:
                 for segment in pending:
                     yield segment
                 pending = segments
+                if not pumped and self._pumpable():
+                    pumped = True
+                    handoff = Handoff()
+                    yield handoff
+                    if handoff.socket is not None:
+                        try:
+                            pending = await self._pump(handoff, pending, predicted)
+                        except IndexGone:
+                            return  # the index stopped reading: its answer (read next) tells why
         self.form.finish()
         trailer = self._trailer(decided, body, predicted)
         await self._check_file(decided.upload)
@@ -522,35 +587,25 @@ class UploadFlow:
         if self._validated() != decided.upload:
             raise fields_after_file()
 
-    async def _forward(self, body: AsyncIterator[Segment], encoded: CanonicalBody, file_size: int) -> UpstreamAnswer:
+    async def _forward(
+        self, body: AsyncIterator[Segment | Handoff], encoded: CanonicalBody, file_size: int
+    ) -> UpstreamAnswer:
         """POST the gateway's body. A refusal that stops it before its end aborts the index's request with a
         reset, and is what the caller sees. So is an answer the index gives before it has the whole body (gunicorn
         answers 500 when it kills a worker that took too long): the index's fault, not the client's."""
-        failure: list[GatewayError] = []
         length = encoded.length(file_size)
-        sent = 0
-
-        async def guarded() -> AsyncIterator[Segment]:
-            nonlocal sent
-            try:
-                async for chunk in body:
-                    sent += len(chunk)
-                    yield chunk
-            except GatewayError as exc:
-                failure.append(exc)
-                raise
-
+        payload = UploadBody(body, content_type=encoded.content_type)
         try:
-            answer = await self.upstream.post_upload(guarded(), content_type=encoded.content_type, length=length)
+            answer = await self.upstream.post_upload(payload, length=length)
         except GatewayError:
-            if failure:
-                raise failure[0] from None
-            self.index_touched = sent == length  # a fault after the whole request: it may have been stored
+            if payload.failure is not None:
+                raise payload.failure from None
+            self.index_touched = payload.sent == length  # a fault after the whole request: it may have been stored
             raise
-        if failure:
-            raise failure[0]
+        if payload.failure is not None:
+            raise payload.failure
         self.index_touched = True
-        if sent < length:
+        if payload.sent < length:
             answers.raise_for(answer)
             log_fault("upload", "upstream_error", "POST", self.upstream.urls.upload, f"HTTP {answer.status} early")
             raise GatewayError(
@@ -559,6 +614,70 @@ class UploadFlow:
                 "upstream_error",
             )
         return answer
+
+    def _pumpable(self) -> bool:
+        """Whether the rest of the body is worth a pump's thread: a large remainder, over plain sockets."""
+        return (
+            self.context.pumps is not None
+            and self.source.length - self.source.received >= PUMP_MIN
+            and self.source.detachable()
+        )
+
+    async def _pump(self, handoff: Handoff, pending: list[Segment], predicted: int) -> list[Segment]:
+        """The rest of the body through a pump's thread (`pump`); what is not sent yet (the last chunk)."""
+        assert handoff.socket is not None and self.context.pumps is not None and self._hashing is not None
+        index = handoff.socket
+        try:
+            client, buffered = self.source.detach()
+        except BaseException:
+            index.close()
+            raise
+        pump = Pump(
+            client=client,
+            index=index,
+            source=self.source,
+            form=self.form,
+            hashers=[],
+            copy=self._copy,
+            check=lambda: self._check_size(predicted),
+            write_timeout=self.context.upstream_timeout,
+        )
+        try:
+            segments = self.form.feed(buffered) if buffered else []
+            self._check_size(predicted)
+            pump.hashers = await self._hashing.settled()
+            if segments:
+                for hasher in pump.hashers:
+                    _update(hasher, segments)
+                if self._copy is not None:
+                    self._copy.write(segments)
+                pending = [*pending, *segments]
+        except BaseException:
+            client.close()
+            index.close()
+            raise
+        job = asyncio.get_running_loop().run_in_executor(self.context.pumps, pump.run, pending)
+        self._pumping = (pump, job)
+        started = self.source.received
+        try:
+            return await asyncio.shield(job)
+        finally:
+            await self._stop_pump()
+            handoff.sent = pump.sent
+            self.pumped = self.source.received - started
+
+    async def _stop_pump(self) -> None:
+        """Wait for the pump's thread to end, telling it to stop if it still runs (the gateway stopping, or the
+        index's request given up while its body was sent): nothing it uses may be closed under it."""
+        if self._pumping is None:
+            return
+        pump, job = self._pumping
+        if not job.done():
+            pump.stopped.set()  # seen within POLL seconds
+            await asyncio.shield(asyncio.wait([job]))
+        if not job.cancelled():
+            job.exception()  # retrieved here, raised (if it is still wanted) where the job was awaited
+        self._pumping = None
 
     async def _settle(self, answer: UpstreamAnswer, decided: Decided) -> Outcome:
         upload = decided.upload
@@ -619,7 +738,7 @@ def _document_name(filename: str | None) -> str:
     return filename
 
 
-async def _from_spool(body: CanonicalBody, spool: IO[bytes]) -> AsyncIterator[Segment]:
+async def _from_spool(body: CanonicalBody, spool: IO[bytes]) -> AsyncIterator[Segment | Handoff]:
     yield body.head
     if body.tail:
         while chunk := await asyncio.to_thread(spool.read, CHUNK):

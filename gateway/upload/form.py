@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from gateway.errors import GatewayError
-from gateway.upload.multipart import End, MultipartReader, PartEnd, PartStart, Segment, malformed
+from gateway.upload.multipart import Chunk, End, MultipartReader, PartEnd, PartStart, Segment, malformed
 
 FILE_FIELD = "content"
 # File parts a client may send besides the distribution; their bytes are dropped (PyPI ignores them too).
@@ -98,10 +98,11 @@ class FormReader:
     def position(self) -> int:
         return self._parser.position
 
-    def feed(self, chunk: bytes) -> list[Segment]:
-        """Read `chunk`; return the file's bytes in it (for the caller to hash and pass on)."""
+    def feed(self, chunk: Chunk, end: int | None = None) -> list[Segment]:
+        """Read `chunk` (its first `end` bytes); return the file's bytes in it (for the caller to hash and pass
+        on before it reuses the chunk's buffer)."""
         file_data: list[Segment] = []
-        for event in self._parser.feed(chunk):
+        for event in self._parser.feed(chunk, end):
             if isinstance(event, bytes | memoryview):
                 if self._kind == "content":
                     self.file_size += len(event)

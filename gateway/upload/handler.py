@@ -14,6 +14,7 @@ from gateway.logs import FIELDS, client_of, redact
 from gateway.state import GATEWAY, Gateway
 from gateway.store import StoredFile
 from gateway.upload.flow import Outcome, UploadFlow, file_too_large, max_body
+from gateway.upload.pump import ends_connection
 
 # Refused before anything was checked, and what floods send: counted and logged, but not written one by one (a
 # throttle's lock is audited once, as `upload.throttled`), so that a flood costs the store nothing.
@@ -39,7 +40,10 @@ async def upload(request: web.Request) -> web.Response:
         metrics.upload_bytes.inc(accepted.size)
         metrics.upload_size.observe(accepted.size)
         trail["size"] = accepted.size
-        return web.Response(text="OK\n")
+        response = web.Response(text="OK\n")
+        if ends_connection(request):
+            response.force_close()  # a pump read the body past aiohttp: the connection cannot carry another request
+        return response
     except GatewayError as exc:
         outcome, reason = ("failed" if exc.status >= 500 else "rejected"), exc.reason
         trail["error"] = exc.message
@@ -76,6 +80,7 @@ async def _receive(request: web.Request, gateway: Gateway, trail: dict[str, Any]
                 try:
                     outcome = await flow.run()
                 finally:
+                    gateway.metrics.upload_pumped_bytes.inc(flow.pumped)
                     if flow.decided is not None:
                         trail.update(project=flow.decided.project, file=flow.decided.filename or None)
                 await _record(gateway, identity, outcome, trail)

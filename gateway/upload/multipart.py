@@ -20,6 +20,7 @@ MAX_PART_HEADERS = 16
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 Segment = bytes | memoryview
+Chunk = bytes | bytearray
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,8 @@ class MultipartReader:
     """Feed it the body in chunks of any size; each call returns the events that chunk completed, in order.
 
     Data events are slices of the fed chunks (memoryviews, or small bytes for what straddles two chunks).
-    `position` counts the bytes fed so far.
+    `position` counts the bytes fed so far. A chunk may be the first `end` bytes of a buffer the caller reuses
+    once it has consumed the events (`gateway.upload.pump` reads into two such buffers in turn).
     """
 
     def __init__(self, boundary: bytes) -> None:
@@ -72,22 +74,23 @@ class MultipartReader:
     def finished(self) -> bool:
         return self._state == "end"
 
-    def feed(self, chunk: bytes) -> list[Event]:
+    def feed(self, chunk: Chunk, end: int | None = None) -> list[Event]:
+        size = len(chunk) if end is None else end
         events: list[Event] = []
-        self.position += len(chunk)
-        base = self.position - len(chunk)
-        window = _Window(chunk)
+        self.position += size
+        base = self.position - size
+        window = _Window(chunk, size)
         pos = 0
-        while pos < len(chunk):
+        while pos < size:
             if self._state == "body":
                 pos = self._body(window, pos, events)
             elif self._state == "headers":
                 pos = self._headers(window, pos, base, events)
             elif self._state == "start":
-                pos = self._start(chunk, pos)
+                pos = self._start(window, pos)
             else:
-                self._after_end(chunk[pos:])
-                pos = len(chunk)
+                self._after_end(bytes(chunk[pos:size]))
+                pos = size
         return events
 
     def finish(self) -> None:
@@ -95,28 +98,27 @@ class MultipartReader:
         if self._state != "end":
             raise malformed("the body ended before the closing boundary", "truncated_body")
 
-    def _start(self, chunk: bytes, pos: int) -> int:
+    def _start(self, window: _Window, pos: int) -> int:
         """The body must begin with the first delimiter line itself: no preamble."""
         need = len(self._open) - len(self._buffer)
-        self._buffer += chunk[pos : pos + need]
+        self._buffer += window.chunk[pos : min(pos + need, window.end)]
         if not self._open.startswith(self._buffer):
             raise malformed("the body must begin with the boundary delimiter (no preamble, CRLF line ends)")
         if len(self._buffer) < len(self._open):
-            return len(chunk)
+            return window.end
         self._buffer = b""
         self._state = "headers"
         return pos + need
 
     def _headers(self, window: _Window, pos: int, base: int, events: list[Event]) -> int:
-        chunk = window.chunk
-        block = self._buffer + chunk[pos : pos + MAX_HEADER_BLOCK + 4]
+        block = self._buffer + window.chunk[pos : min(pos + MAX_HEADER_BLOCK + 4, window.end)]
         end = block.find(b"\r\n\r\n")
         if end == -1:
             if len(block) > MAX_HEADER_BLOCK:
                 raise malformed("a part's headers are too long", "too_many_headers")
             _check_line_ends(block[:-1] if block.endswith(b"\r") else block)  # a CRLF may be half here
             self._buffer = block
-            return len(chunk)
+            return window.end
         next_pos = pos + end + 4 - len(self._buffer)
         self._buffer = b""
         events.append(self._part_start(block[:end], base + next_pos))
@@ -150,11 +152,11 @@ class MultipartReader:
         hit = window.find(self._boundary)
         if hit is None:
             self._release(window, window.length - self._keep, events)
-            return len(window.chunk)
+            return window.end
         after = hit + len(self._boundary)
         if window.length < after + 2:
             self._release(window, hit - 4, events)
-            return len(window.chunk)
+            return window.end
         if hit < 4 or window.slice(hit - 4, hit) != b"\r\n--":
             raise malformed("the boundary appears without a CRLF before its delimiter", "bad_delimiter")
         follow = window.slice(after, after + 2)
@@ -198,19 +200,20 @@ def _header_value(raw: bytes) -> str:
 
 
 class _Window:
-    """The carry (a few bytes kept from earlier chunks) followed by chunk[pos:], read as one without copying."""
+    """The carry (a few bytes kept from earlier chunks) followed by chunk[pos:end], read as one without copying."""
 
-    __slots__ = ("carry", "chunk", "pos", "view")
+    __slots__ = ("carry", "chunk", "end", "pos", "view")
 
-    def __init__(self, chunk: bytes) -> None:
+    def __init__(self, chunk: Chunk, end: int) -> None:
         self.chunk = chunk
+        self.end = end
         self.view = memoryview(chunk)
         self.carry = b""
         self.pos = 0
 
     @property
     def length(self) -> int:
-        return len(self.carry) + len(self.chunk) - self.pos
+        return len(self.carry) + self.end - self.pos
 
     def chunk_index(self, at: int) -> int:
         """The chunk index of window position `at` (at or after the carry's end)."""
@@ -219,17 +222,18 @@ class _Window:
     def find(self, needle: bytes) -> int | None:
         split = len(self.carry)
         if split:
-            found = (self.carry + self.chunk[self.pos : self.pos + len(needle)]).find(needle)
+            found = (self.carry + self.chunk[self.pos : min(self.pos + len(needle), self.end)]).find(needle)
             if found != -1:
                 return found
-        found = self.chunk.find(needle, self.pos)
+        found = self.chunk.find(needle, self.pos, self.end)
         return None if found == -1 else split + found - self.pos
 
     def slice(self, start: int, stop: int) -> bytes:
+        """A copy: it outlives the chunk's buffer."""
         split = len(self.carry)
         if stop <= split:
             return self.carry[start:stop]
-        tail = self.chunk[self.pos + max(start - split, 0) : self.pos + stop - split]
+        tail = bytes(self.chunk[self.pos + max(start - split, 0) : self.pos + stop - split])
         return self.carry[start:] + tail if start < split else tail
 
     def segments(self, start: int, stop: int) -> list[Segment]:
