@@ -43,8 +43,11 @@ READ_CONNECTIONS = 100  # aiohttp's default; the embedded index (waitress) takes
 def render_error(exc: GatewayError, accept: str | None = None) -> web.Response:
     """The refusal with its message as the reason phrase (what twine prints) and in a body of the format the
     client accepts (`gateway.error_pages`): PyPI's HTML page, JSON, or one line of text."""
-    # Messages may name what the request said (a path): no body may be taken for another type.
+    # Messages may name what the request said (a path): no body may be taken for another type. The body depends
+    # on Accept, so a cache in front must not serve one client's page to another that asked for JSON.
     headers = {"X-Content-Type-Options": "nosniff", **exc.headers}
+    varies = [name.strip() for name in headers.get("Vary", "").split(",") if name.strip()]
+    headers["Vary"] = ", ".join(varies if "accept" in map(str.lower, varies) else [*varies, "Accept"])
     reason = reason_phrase(exc.message)
     chosen = error_pages.choose(accept)
     if chosen == "json":

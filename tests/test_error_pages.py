@@ -5,7 +5,9 @@ import re
 
 import pytest
 
+from gateway.app import render_error
 from gateway.error_pages import Format, choose, html_page, json_body, text_body
+from gateway.errors import GatewayError
 
 
 @pytest.mark.parametrize(
@@ -73,3 +75,24 @@ def test_json_and_text_bodies() -> None:
     assert json_body(400, "Ünïcode €", "x").isascii()
     assert text_body(405, "Method Not Allowed") == "405 Method Not Allowed\n"
     assert text_body(400, "Bad", hint="Fix it") == "400 Bad\n\nFix it\n"
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        (None, "text/plain; charset=utf-8"),
+        ("*/*", "text/html; charset=utf-8"),
+        ("application/json", "application/json"),
+    ],
+)
+def test_render_error_keeps_the_reason_phrase_and_varies_on_accept(accept: str | None, content_type: str) -> None:
+    response = render_error(GatewayError(403, "Zugriff für 'x' <b>", "not_allowed", hint="Frag"), accept)
+    assert (response.status, response.reason) == (403, "Zugriff f?r 'x' <b>")
+    assert response.headers["Content-Type"] == content_type
+    assert response.headers["Vary"] == "Accept" and response.headers["X-Content-Type-Options"] == "nosniff"
+    assert ("Content-Security-Policy" in response.headers) == (accept == "*/*")
+    varied = render_error(GatewayError(404, "No", "r", headers={"Vary": "Accept, Authorization"}), accept)
+    assert varied.headers["Vary"] == "Accept, Authorization"
+    assert render_error(GatewayError(401, "Who", "r", headers={"Vary": "Authorization"})).headers["Vary"] == (
+        "Authorization, Accept"
+    )

@@ -186,6 +186,7 @@ def test_without_an_accept_header_the_body_is_the_one_line_message(gw: GatewayPr
     answer = request(gw, "POST", "/simple/", {}, accept=accept)
     assert answer.status == 405 and answer.content_type == "text/plain"
     assert answer.body == f"405 {answer.reason}\n"
+    assert answer.headers["Vary"] == "Accept"  # the body depends on it
 
 
 def test_a_message_naming_the_request_is_escaped_in_the_page(gw: GatewayProcess, tmp_path: Path) -> None:
