@@ -6,9 +6,10 @@ otherwise (no Accept header at all). Clients rely on that: maturin prints only t
 one it says "Username and/or password are wrong"), browsers show the page, and twine prints the reason phrase,
 which carries the same one-line message whatever the body is (`app.render_error`).
 
-The gateway negotiates the same way, and counts `+json` types (PEP 691's `application/vnd.pypi.simple.v1+json`) as
-asking for JSON, so a client of the JSON simple API gets JSON errors. Messages may quote what the request said (a
-path, a filename): the page escapes every character of them and is served with a CSP that runs nothing.
+The gateway negotiates the same way, with two additions: `+json` types (PEP 691's
+`application/vnd.pypi.simple.v1+json`) ask for JSON, so a client of the JSON simple API gets JSON errors, and a
+client that prefers `text/plain` gets text. Messages may quote what the request said (a path, a filename): the
+page escapes them, and is served with a CSP that runs nothing.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ def choose(accept: str | None) -> Format:
     """
     if not accept or not accept.strip():
         return "text"
+    ranges = _ranges(accept)
     best: tuple[float, Format] = (0.0, "text")
     for offer in _OFFERS:
-        quality = _quality(offer, _ranges(accept))
+        quality = _quality(offer, ranges)
         if quality > best[0]:
             best = (quality, offer)
     return best[1]
