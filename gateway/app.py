@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import __version__
+from gateway import __version__, error_pages
 from gateway.auth import Authenticator, Authorizer, TokenSettings
 from gateway.config import Config, ConfigError, server_secret, token_location
 from gateway.connections import body_deadline
@@ -42,31 +42,46 @@ PROBE_INTERVAL = 15.0
 READ_CONNECTIONS = 100  # aiohttp's default; the embedded index (waitress) takes 100 connections in all
 
 
-def render_error(exc: GatewayError) -> web.Response:
-    body = f"{exc.status} {exc.message}\n"
-    if exc.hint:
-        body += f"\n{exc.hint}\n"
-    # Messages may name what the request said (a path): plain text that no browser may take for a page.
+def render_error(exc: GatewayError, accept: str | None = None) -> web.Response:
+    """The refusal with its message as the reason phrase (what twine prints) and in a body of the format the
+    client accepts (`gateway.error_pages`): PyPI's HTML page, JSON, or one line of text."""
+    # Messages may name what the request said (a path): no body may be taken for another type. The body depends
+    # on Accept, so a cache in front must not serve one client's page to another that asked for JSON.
     headers = {"X-Content-Type-Options": "nosniff", **exc.headers}
-    return web.Response(status=exc.status, reason=reason_phrase(exc.message), text=body, headers=headers)
+    varies = [name.strip() for name in headers.get("Vary", "").split(",") if name.strip()]
+    headers["Vary"] = ", ".join(varies if "accept" in map(str.lower, varies) else [*varies, "Accept"])
+    reason = reason_phrase(exc.message)
+    chosen = error_pages.choose(accept)
+    if chosen == "json":
+        # Exactly `application/json`, no charset: uv shows the error's `code` only then.
+        headers["Content-Type"] = error_pages.JSON_TYPE
+        body = error_pages.json_body(exc.status, exc.message, exc.reason, hint=exc.hint)
+        return web.Response(status=exc.status, reason=reason, body=body, headers=headers)
+    if chosen == "html":
+        headers["Content-Security-Policy"] = error_pages.PAGE_POLICY
+        text, content_type = error_pages.html_page(exc.status, exc.message, hint=exc.hint), "text/html"
+    else:
+        text, content_type = error_pages.text_body(exc.status, exc.message, hint=exc.hint), "text/plain"
+    return web.Response(status=exc.status, reason=reason, text=text, content_type=content_type, headers=headers)
 
 
 @web.middleware
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    accept = request.headers.get("Accept")
     try:
         return await handler(request)
     except GatewayError as exc:
-        return _unread_body_closes(request, render_error(exc))
+        return _unread_body_closes(request, render_error(exc, accept))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _unread_body_closes(request, render_error(GatewayError(exc.status, exc.reason, "http_error")))
+        return _unread_body_closes(request, render_error(GatewayError(exc.status, exc.reason, "http_error"), accept))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         error = GatewayError(500, "Internal error in the upload gateway", "internal_error")
-        return _unread_body_closes(request, render_error(error))
+        return _unread_body_closes(request, render_error(error, accept))
 
 
 def _unread_body_closes(request: web.Request, response: web.Response) -> web.Response:

@@ -393,6 +393,11 @@ class Authorizer:
         if identity.token is not None:
             if tokens.UPLOAD not in identity.token.permissions:
                 raise invalid_token("this token may only read: upload with a token that may upload", "read_only_token")
+            if project is None and project_scoped(identity):
+                # Refused for certain by the caller's policy (no role on a project that does not exist), in words
+                # that say what to do ("isn't allowed to create project … use an account-wide token"); its
+                # caveats would only say "not valid for project". The signature was checked on the headers.
+                return project, role, owned
             self._authenticator.check_token(identity, project_name, project.id if project else None, time.time())
         return project, role, owned
 

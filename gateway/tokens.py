@@ -326,13 +326,15 @@ def verify(parsed: ParsedToken, *, key: bytes, context: VerifyContext, stored_ca
     token embeds them. Warehouse appends the stored caveats to the presented macaroon and has pymacaroons verify the
     whole chain; since appending only extends the chain from the presented signature, checking the stored caveats
     beside the embedded ones and the presented chain as it stands gives the same answer, several times faster.
-    A stored caveat equal to an embedded one is checked once (Warehouse says "token is expired, token is expired").
+    A stored caveat equal to an embedded one is checked once (Warehouse says "token is expired, token is expired"),
+    and a failure two caveats share is said once: a project-scoped token carries the project's names and ids, and
+    both refuse another project in the same words.
     """
     embedded = [_read(data, context.user_id) for data in parsed.caveats]
     stored = [caveat for caveat in stored_caveats if caveat not in embedded]
     errors = [reason for caveat in (*embedded, *stored) if (reason := _failure(caveat, context)) is not None]
     if errors:
-        raise InvalidTokenError(", ".join(errors))
+        raise InvalidTokenError(", ".join(dict.fromkeys(errors)))
     if not signature_matches(parsed, key):
         raise InvalidTokenError("signatures do not match")
 

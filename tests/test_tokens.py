@@ -365,6 +365,14 @@ class TestVerify:
     def test_stored_and_embedded_copies_report_once(self) -> None:
         assert outcome(make_token(Expiration(NOW, 0)), stored=(Expiration(NOW, 0),)) == "token is expired"
 
+    def test_a_project_scoped_token_on_another_project_says_so_once(self) -> None:
+        """Before: "… not valid for project: 'other', project-scoped token is not valid for project: 'other'" (the
+        names caveat and the ids caveat both refused, in the same words)."""
+        scoped = (ProjectName(("demo",)), ProjectID((PROJECT_ID,)))
+        for token, stored in ((make_token(*scoped), ()), (make_token(), scoped), (make_token(*scoped), scoped)):
+            message = outcome(token, stored=stored, project="other", project_id="other-id")
+            assert message == "project-scoped token is not valid for project: 'other'"
+
     @pytest.mark.parametrize(
         "key",
         [root_key(b"another-server-secret".ljust(32, b"!"), TOKEN_SECRET), root_key(SERVER_SECRET, bytes(32)), b""],
@@ -590,7 +598,6 @@ class TestListing:
         token = make_token(ProjectName(("demo",)), ProjectID((PROJECT_ID,)))
         assert outcome(token, project=None, project_id=None, action="read", listing=True) is None
         assert outcome(token, project=None, project_id=None, action="read") == (
-            "project-scoped token used outside of a project context, "
             "project-scoped token used outside of a project context"
         )
 

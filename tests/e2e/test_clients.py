@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PYTHON, ROOT, GatewayProcess, Index, pip_download
-from tests.dists import sha256_of
+from tests.dists import make_wheel, sha256_of
 
 pytestmark = pytest.mark.clients
 
@@ -375,3 +375,31 @@ def test_identical_reupload_of_the_wheel_succeeds(release: Release, index: Index
     assert outcomes(log, release.sdist.name) == [], log
     assert stored.stat().st_mtime_ns == stamp, "the index was written to again"
     assert sha256_of(stored) == release.digests[release.wheel.name]
+
+
+@pytest.mark.parametrize("tool", ["maturin", "uv", "twine"])
+def test_the_client_shows_the_gateways_message(gateway: GatewayProcess, tmp_path: Path, tool: str) -> None:
+    """Each reads a refusal its own way: maturin prints only the <title> of a 403's HTML page ("Username and/or
+    password are wrong" when there is none, issue #16), uv asks for JSON and prints its `code`, twine prints the
+    reason phrase. Each must show the gateway's message, once. No build needed: they upload a wheel built here."""
+    (tmp_path / "home").mkdir()
+    client = Client(tool, install(tool), tmp_path / "home")
+    owner, stranger = f"{tool}-owner-{secrets.token_hex(3)}", f"{tool}-other-{secrets.token_hex(3)}"
+    project = f"{tool}-refused-{secrets.token_hex(3)}"
+    for user in (owner, stranger):
+        gateway.add_user(user, secrets.token_urlsafe(16))
+    gateway.cli("project", "grant", project, owner)
+    token = gateway.cli("token", "create", stranger).stdout.strip()
+    wheel = make_wheel(tmp_path, project, "1.0")
+    refused = upload(client, tmp_path, f"{gateway.url}/legacy/", token, wheel)
+    shown = f"The user '{stranger}' isn't allowed to upload to project '{project}'."
+    said = " ".join((refused.stdout + refused.stderr).split())  # twine and uv wrap long lines
+    assert refused.returncode != 0, output(refused)
+    assert shown in said and said.count(shown) == 1, output(refused)
+    assert "<title>" not in said and '"code"' not in said, output(refused)  # the message, not the body's markup
+
+    revoked = gateway.cli("token", "create", stranger).stdout.strip()
+    gateway.cli("token", "revoke", "--all", stranger)
+    refused = upload(client, tmp_path, f"{gateway.url}/legacy/", revoked, wheel)
+    said = " ".join((refused.stdout + refused.stderr).split())
+    assert "Invalid API Token: token has been revoked; create a new one" in said, output(refused)

@@ -254,6 +254,32 @@ async def test_the_owner_signs_in_from_another_real_address_while_one_address_gu
     assert [row["address"] for row in locks] == ["127.0.0.2"]
 
 
+async def test_one_users_typos_do_not_lock_out_another_user_at_the_same_address(
+    gateway_factory: GatewayFactory,
+) -> None:
+    """Issue #16: two colleagues behind one address (real peers, no proxy). The first mistypes until locked out of
+    their account; the second signs in from the same address at once, and so does the first from another one.
+    (The address as a whole is capped far higher: the spraying tests below.)"""
+    gw = gateway_factory()
+    gw.add_user("typo", PASSWORD)
+    gw.add_user("colleague", PASSWORD)
+    async with client_from("127.0.0.4") as office, client_from("127.0.0.5") as home:
+        first = Visitor(office, gw.url)
+        await first.open_form()
+        answers = [await first.sign_in("typo", f"typo {n}") for n in range(7)]
+        assert [a.status for a in answers] == [401] * 5 + [429] * 2
+        assert "for this account from your address" in answers[-1].text
+        assert (await first.sign_in("typo")).status == 429  # locked: even the right password waits
+        second = Visitor(office, gw.url)
+        await second.open_form()
+        answer = await second.sign_in("colleague")
+        assert answer.status == 303 and answer.headers["Location"] == "/account/"
+        elsewhere = Visitor(home, gw.url)
+        await elsewhere.open_form()
+        assert (await elsewhere.sign_in("typo")).status == 303
+    assert [row["address"] for row in audit(gw, "web.throttled")] == ["127.0.0.4"]
+
+
 async def test_x_forwarded_for_from_an_untrusted_peer_does_not_give_fresh_counters(
     gateway_factory: GatewayFactory, client: aiohttp.ClientSession
 ) -> None:

@@ -79,7 +79,7 @@ def test_project_scoped_token(gw: GatewayProcess, tmp_path: Path) -> None:
     assert code != 0
     assert "403" in out and "project-scoped token is not valid for project: 'scoped-two'" in out
     status, reason, _ = post(gw, tmp_path, "brand-new-by-scoped", scoped)
-    assert status == 403 and "project-scoped token is not valid" in reason
+    assert status == 403 and "The given token isn't allowed to create project 'brand-new-by-scoped'" in reason
     listed = json.loads(gw.cli("token", "list", "uma", "--json").stdout)
     assert listed[0]["scope"] == "projects: scoped-one"
     refused = gw.cli("token", "create", "uma", "--project", "tina-lib", check=False)
