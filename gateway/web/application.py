@@ -1,6 +1,7 @@
 """The account pages as a sub-application mounted at /account/.
 
-Its sessions (and the purge of expired ones), CSRF checks, HTML error pages and security headers apply there only.
+Its sessions (and the purge of expired ones), the one address it answers at, CSRF checks, HTML error pages and
+security headers apply there only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from gateway.errors import GatewayError
 from gateway.state import GATEWAY, Gateway
 from gateway.web import api_tokens, factors, views
 from gateway.web.common import WEB, WebState, gateway_of, wants_json, when
-from gateway.web.security import SECURITY_HEADERS, csrf_matches, origin_allowed
+from gateway.web.security import ACCOUNT_ROOT, SECURITY_HEADERS, csrf_matches, loopback_alias, origin_allowed
 from gateway.web.sessions import StoreSessionStorage, expected_csrf, purge_expired
 from gateway.web.webauthn_flow import RelyingParty
 
@@ -34,7 +35,7 @@ def setup(app: web.Application) -> None:
     sessions = StoreSessionStorage(
         lambda: gateway.ready()[0], lambda: _server_secret(gateway), secure=public_url.startswith("https://")
     )
-    account = web.Application(middlewares=[error_pages, session_middleware(sessions), csrf_check])
+    account = web.Application(middlewares=[error_pages, one_address, session_middleware(sessions), csrf_check])
     account[WEB] = WebState(gateway, sessions, RelyingParty.for_public_url(public_url))
     templates = aiohttp_jinja2.setup(account, loader=jinja2.PackageLoader("gateway.web", "templates"), autoescape=True)
     templates.filters["date"] = when
@@ -100,13 +101,34 @@ def _routes(router: web.UrlDispatcher) -> None:
 
 
 @web.middleware
+async def one_address(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The pages live at the public URL only: its cookies and security keys belong to that host name. A page asked
+    for at another loopback spelling of it (127.0.0.1 when it says localhost) is sent there; a form posted there
+    is told where to go, before anything in it is read."""
+    public_url = gateway_of(request).config.server.public_url
+    if loopback_alias(f"{request.scheme}://{request.host}", public_url):
+        if request.method in ("GET", "HEAD"):
+            path = request.raw_path if request.raw_path.startswith("/") else ACCOUNT_ROOT  # not an absolute-form URL
+            raise web.HTTPTemporaryRedirect(public_url + path)
+        raise GatewayError(403, wrong_address(public_url, f"{request.scheme}://{request.host}"), "wrong_address")
+    return await handler(request)
+
+
+def wrong_address(public_url: str, used: str) -> str:
+    return f"Open the account pages at {public_url}/account/ (not {used}): sign-in and security keys work there only"
+
+
+@web.middleware
 async def csrf_check(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every POST carries the CSRF token (a form field, or a header from our script) and no foreign Origin.
 
     The token is the stored session's; a visitor with none (the sign-in form) sends back the one in their cookie.
     """
     if request.method == "POST":
-        if not origin_allowed(request.headers.get("Origin"), gateway_of(request).config.server.public_url):
+        origin, public_url = request.headers.get("Origin"), gateway_of(request).config.server.public_url
+        if not origin_allowed(origin, public_url):
+            if origin is not None and loopback_alias(origin, public_url):
+                raise GatewayError(403, wrong_address(public_url, origin), "wrong_address")
             raise GatewayError(403, "This request came from another site", "csrf")
         given: object = request.headers.get("X-CSRF-Token")
         if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):

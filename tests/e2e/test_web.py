@@ -11,7 +11,6 @@ import http.client
 import os
 import re
 import sqlite3
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import pyotp
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.conftest import PYTHON, ROOT, GatewayFactory, GatewayProcess, stop, twine, wait_http
+from tests.conftest import ROOT, GatewayFactory, GatewayProcess, twine
 from tests.dists import make_wheel
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -78,8 +77,8 @@ def shoot(page: Page, name: str) -> None:
     assert overflow <= 0, f"{name} scrolls sideways at {NARROW} px"
 
 
-def sign_in(page: Page, gw: GatewayProcess, user: str, password: str = PASSWORD) -> None:
-    page.goto(f"{gw.url}/account/login")
+def sign_in(page: Page, gw: GatewayProcess | str, user: str, password: str = PASSWORD) -> None:
+    page.goto(f"{gw if isinstance(gw, str) else gw.url}/account/login")
     page.fill("#username", user)
     page.fill("#password", password)
     page.click("form[action='/account/login'] button")
@@ -194,37 +193,30 @@ def test_totp_and_a_project_token_from_sign_in_to_revocation(
     assert "web.signed_out" in events and "user.2fa.recovery_codes_replaced" in events
 
 
-def localhost_gateway(gateway_factory: GatewayFactory) -> GatewayProcess:
-    """A gateway whose public URL is http://localhost:PORT: IP addresses cannot be WebAuthn relying parties."""
-    gw = gateway_factory()
-    stop(gw.process)
-    url = gw.url.replace("127.0.0.1", "localhost")
-    gw.config.write_text(gw.config.read_text().replace(f'public_url = "{gw.url}"', f'public_url = "{url}"'))
-    gw.process = subprocess.Popen(
-        [PYTHON, "-m", "gateway", "--config", str(gw.config), "serve"],
-        stdout=gw.log.open("ab"),
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        env=gw.env,
-    )
-    wait_http(gw.url + "/-/ready", gw.process)
-    gw.url = url
-    return gw
+def loopback_urls(gw: GatewayProcess) -> tuple[str, str]:
+    """The gateway's public URL under the default configuration, and the other loopback spelling of it."""
+    return gw.url.replace("127.0.0.1", "localhost"), gw.url
 
 
-def test_a_security_key_registers_signs_in_and_is_removed(gateway_factory: GatewayFactory, page: Page) -> None:
-    gw = localhost_gateway(gateway_factory)
+def test_a_security_key_works_out_of_the_box_from_either_loopback_name(
+    gateway_factory: GatewayFactory, page: Page
+) -> None:
+    """The default public URL is http://localhost:PORT (WebAuthn refuses IP addresses); 127.0.0.1 is sent there."""
+    gw = gateway_factory(server={"public_url": ""})  # as shipped: derived from server.listen
+    public, other = loopback_urls(gw)
     gw.add_user("kim", PASSWORD)
     cdp = page.context.new_cdp_session(page)
     cdp.send("WebAuthn.enable")
     options = {"protocol": "ctap2", "transport": "usb", "hasResidentKey": False, "hasUserVerification": False}
     cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {**options, "automaticPresenceSimulation": True}})
 
-    sign_in(page, gw, "kim")
-    page.wait_for_url("**/account/tokens")
-    page.goto(f"{gw.url}/account/two-factor/webauthn")
+    page.goto(f"{other}/account/login")
+    assert page.url == f"{public}/account/login"
+    sign_in(page, public, "kim")
+    page.wait_for_url(f"{public}/account/tokens")
+    page.goto(f"{other}/account/two-factor/webauthn")
     confirm_password(page)
-    page.wait_for_url("**/account/two-factor/webauthn")
+    page.wait_for_url(f"{public}/account/two-factor/webauthn")
     page.fill("#key-name", "blue key")
     shoot(page, "webauthn-setup")
     page.click("#register-key")
@@ -232,17 +224,18 @@ def test_a_security_key_registers_signs_in_and_is_removed(gateway_factory: Gatew
     shoot(page, "recovery-codes-offer")
     page.click("#confirm-action")
     assert len(page.inner_text("#recovery-codes").split()) == 8
-    page.goto(f"{gw.url}/account/two-factor")
+    page.goto(f"{public}/account/two-factor")
     assert "blue key" in page.inner_text(".keys")
 
-    sign_out(page)
-    sign_in(page, gw, "kim")
-    page.wait_for_url("**/account/login/two-factor")
-    assert page.locator("#code").count() == 0  # no app: the key or a recovery code
-    shoot(page, "login-security-key")
-    page.click("#use-key")
-    page.wait_for_url("**/account/tokens")
-    page.goto(f"{gw.url}/account/two-factor")
+    for url in (public, other):
+        sign_out(page)
+        sign_in(page, url, "kim")
+        page.wait_for_url(f"{public}/account/login/two-factor")
+        assert page.locator("#code").count() == 0  # no app: the key or a recovery code
+        shoot(page, "login-security-key")
+        page.click("#use-key")
+        page.wait_for_url(f"{public}/account/tokens")
+    page.goto(f"{public}/account/two-factor")
     assert "last used never" not in page.inner_text(".keys")
     assert "web.signed_in" in audit_events(gw, "kim") and "user.2fa.webauthn_added" in audit_events(gw, "kim")
 
@@ -251,11 +244,40 @@ def test_a_security_key_registers_signs_in_and_is_removed(gateway_factory: Gatew
     page.wait_for_url("**/remove")
     shoot(page, "webauthn-remove-confirm")
     page.click("#confirm-action")
-    page.wait_for_url("**/account/two-factor")
+    page.wait_for_url(f"{public}/account/two-factor")
     assert "No security key yet" in page.inner_text("main")
     sign_out(page)
-    sign_in(page, gw, "kim")
-    page.wait_for_url("**/account/tokens")  # no factor left: the password alone signs in
+    sign_in(page, public, "kim")
+    page.wait_for_url(f"{public}/account/tokens")  # no factor left: the password alone signs in
+
+
+def test_the_other_loopback_name_is_sent_to_the_public_url_and_never_let_in(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory(server={"public_url": ""})
+    public, other = loopback_urls(gw)
+    gw.add_user("lou", PASSWORD)
+    status, headers, _ = Client(other).get("/account/login?next=/account/projects")
+    assert status == 307 and headers["Location"] == f"{public}/account/login?next=/account/projects"
+    status, headers, _ = Client(other).get("/account/")
+    assert status == 307 and headers["Location"] == f"{public}/account/"
+    assert Client(other).get("/-/ready")[0] == 200  # the account pages only
+
+    told = f"Open the account pages at {public}/account/ (not {other})"
+    client = Client(public)
+    client.get("/account/login")
+    fields = {"username": "lou", "password": PASSWORD, "csrf_token": client.last_csrf}
+    # Posted at the other name (its cookies are that name's): told where to go, nothing read.
+    status, _, body = Client(other, jar=dict(client.jar)).request("POST", "/account/login", fields)
+    assert status == 403 and told in body, body
+    # Posted from a page of the other name: the same, not the bare "another site".
+    status, _, body = client.request("POST", "/account/login", fields, headers={"Origin": other})
+    assert status == 403 and told in body, body
+    # Any other origin, loopback on another port included, is another site, with or without the token.
+    for origin in (other.rsplit(":", 1)[0] + ":1", "http://localhost", "http://evil.example", "null"):
+        status, _, body = client.request("POST", "/account/login", fields, headers={"Origin": origin})
+        assert status == 403 and "another site" in body and told not in body, (origin, body)
+    status, headers, _ = client.request("POST", "/account/login", fields, headers={"Origin": public})
+    assert status == 303 and headers["Location"] == "/account/"
+    assert "web.signed_in" in audit_events(gw, "lou")
 
 
 @dataclass
