@@ -95,6 +95,7 @@ def _routes(router: web.UrlDispatcher) -> None:
     get("/tokens", api_tokens.tokens_page)
     get("/tokens/new", api_tokens.new_token_page)
     post("/tokens/new", api_tokens.new_token)
+    get("/tokens/created", api_tokens.created_page)
     get("/tokens/{token_id}/revoke", api_tokens.revoke_page)
     post("/tokens/{token_id}/revoke", api_tokens.revoke)
     router.add_static("/static/", STATIC, append_version=False)
