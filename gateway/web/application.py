@@ -1,7 +1,8 @@
 """The account pages as a sub-application mounted at /account/.
 
-Its sessions (and the purge of expired ones), the one address it answers at, CSRF checks, HTML error pages and
-security headers apply there only.
+Its sessions (and the purge of expired ones), the one address it answers at, CSRF checks, HTML error pages (with
+the navigation for whoever is signed in) and security headers apply there only. Its error pages are its own:
+a refusal raised under /account/ never reaches the gateway-wide `app.render_error`.
 """
 
 from __future__ import annotations
@@ -9,19 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from pathlib import Path
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from aiohttp_session import get_session, session_middleware
+from aiohttp_session import STORAGE_KEY, get_session, session_middleware
 
 from gateway.errors import GatewayError
 from gateway.state import GATEWAY, Gateway
+from gateway.store import User
 from gateway.web import api_tokens, factors, views
-from gateway.web.common import WEB, WebState, gateway_of, wants_json, when
+from gateway.web.common import WEB, WebState, current_account, gateway_of, wants_json, when
 from gateway.web.security import ACCOUNT_ROOT, SECURITY_HEADERS, csrf_matches, loopback_alias, origin_allowed
-from gateway.web.sessions import StoreSessionStorage, expected_csrf, purge_expired
+from gateway.web.sessions import CSRF, StoreSessionStorage, expected_csrf, purge_expired
 from gateway.web.webauthn_flow import RelyingParty
 
 STATIC = Path(__file__).parent / "static"
@@ -145,20 +148,49 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except GatewayError as exc:
-        return _error(request, exc.status, exc.message, exc.headers)
+        return await _error(request, exc.status, exc.message, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _error(request, exc.status, exc.reason, {})
+        return await _error(request, exc.status, exc.reason, {})
 
 
-def _error(request: web.Request, status: int, message: str, headers: dict[str, str]) -> web.StreamResponse:
+async def _error(request: web.Request, status: int, message: str, headers: dict[str, str]) -> web.StreamResponse:
     if wants_json(request):
         return web.json_response({"error": message}, status=status, headers=headers)
-    context = {"status": status, "message": message, "user": None, "flash": [], "csrf_token": ""}
+    user, csrf = await _viewer(request)
+    context = {
+        "status": status,
+        "phrase": _phrase(status),
+        "message": message,
+        "user": user,
+        "flash": [],
+        "csrf_token": csrf,
+    }
     response = aiohttp_jinja2.render_template("error.html", request, context, status=status)
     response.headers.update(headers)
     return response
+
+
+async def _viewer(request: web.Request) -> tuple[User | None, str]:
+    """Who is signed in, for the navigation of an error page, and their session's CSRF token for its sign-out
+    form. Nobody when the error came before the session was read, or the store cannot say; the session is only
+    read here, never changed."""
+    if request.get(STORAGE_KEY) is None:
+        return None, ""
+    try:
+        account = await current_account(request)
+    except GatewayError:
+        return None, ""
+    csrf = account.session.get(CSRF) if account else None
+    return (account.user, csrf) if account and isinstance(csrf, str) else (None, "")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:

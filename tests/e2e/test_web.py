@@ -39,6 +39,7 @@ CHROMIUM_ARGS = [
 SHOTS = ROOT / "test-artifacts" / "web"
 WIDE, NARROW = 1280, 375
 PASSWORD = "a long enough password"
+README_SECTION = re.compile(r"^index-servers = (\S+)$", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -67,14 +68,31 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 def shoot(page: Page, name: str) -> None:
-    """Screenshots at both widths; at the narrow one nothing may need sideways scrolling."""
+    """Screenshots at both widths; at neither may anything need sideways scrolling."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SHOTS / f"{name}-{WIDE}.png", full_page=True)
-    page.set_viewport_size({"width": NARROW, "height": 800})
-    page.screenshot(path=SHOTS / f"{name}-{NARROW}.png", full_page=True)
-    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    overflow = {}
+    for width, height in ((WIDE, 900), (NARROW, 800)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=SHOTS / f"{name}-{width}.png", full_page=True)
+        overflow[width] = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
     page.set_viewport_size({"width": WIDE, "height": 900})
-    assert overflow <= 0, f"{name} scrolls sideways at {NARROW} px"
+    assert overflow == {WIDE: 0, NARROW: 0}, f"{name} scrolls sideways: {overflow}"
+
+
+# How many lines the text of each matching element takes: a Range gives a rectangle per line box and per inline
+# box; rectangles whose tops are closer than most of a line (a button's label, a badge) are on the same line.
+LINES = """selector => [...document.querySelectorAll(selector)].map(element => {
+  const range = document.createRange();
+  range.selectNodeContents(element);
+  const line = 0.75 * parseFloat(getComputedStyle(element).fontSize);
+  const tops = [...range.getClientRects()].map(rect => rect.top).sort((a, b) => a - b);
+  return [element.textContent.trim(), tops.filter((top, i) => i === 0 || top - tops[i - 1] > line).length];
+})"""
+
+
+def wrapped(page: Page, selector: str) -> list[str]:
+    """The texts of `selector` that take more than one line."""
+    return [text for text, lines in page.evaluate(LINES, selector) if lines > 1]
 
 
 def sign_in(page: Page, gw: GatewayProcess | str, user: str, password: str = PASSWORD) -> None:
@@ -158,26 +176,51 @@ def test_totp_and_a_project_token_from_sign_in_to_revocation(
     page.select_option("#scope", "wendy-lib")
     page.select_option("#expires", "30d")
     page.click("#create-token")
+    page.wait_for_url("**/account/tokens/created")  # POST-redirect-GET; the token is never in a URL
     token = page.inner_text("#token").strip()
+    token_id = page.inner_text("#token-id").strip()
     assert token.startswith("pypi-") and token in page.inner_text("#pypirc")
     assert token not in page.url
+    section = README_SECTION.search((ROOT / "README.md").read_text())
+    assert section, "the README's .pypirc example"
+    pypirc = page.inner_text("#pypirc")
+    assert f"index-servers = {section[1]}" in pypirc and f"[{section[1]}]" in pypirc
+    assert f"twine upload -r {section[1]} dist/*" in page.inner_text("main")
     shoot(page, "token-created")
+    page.reload()  # shown once: a reload makes no other token and shows this one no more
+    page.wait_for_url("**/account/tokens")
+    assert "shown once" in page.inner_text(".flash") and token not in page.content()
+    assert page.locator("#tokens tbody tr").count() == 1
+    page.go_back()
+    assert token not in page.content()
 
     code, out = upload(gw, tmp_path, "wendy-lib", "__token__", token)
     assert code == 0, out
     code, out = upload(gw, tmp_path, "wendy-other", "__token__", token)
     assert code != 0 and "403" in out and "project-scoped token is not valid" in out
 
+    gw.cli("token", "create", "wendy", "--read", "--description", "laptop: installs and uploads everywhere")
     page.goto(f"{gw.url}/account/tokens")
     row = page.locator("tr", has_text="release wendy-lib")
     assert "projects: wendy-lib" in row.inner_text()
+    assert row.locator(".token-id").inner_text() == f"ID {token_id}" and row.get_attribute("data-token-id") == token_id
     shoot(page, "tokens")
     row.locator("text=Revoke").click()
     page.wait_for_url("**/revoke")
     shoot(page, "revoke-confirm")
     page.click("#confirm-action")
     page.wait_for_url("**/account/tokens")
-    assert "revoked" in page.locator("tr", has_text="release wendy-lib").inner_text()
+    status = page.locator("tr", has_text="release wendy-lib").locator("td.status").inner_text()
+    assert re.fullmatch(r"revoked\s+\d{4}-\d\d-\d\d \d\d:\d\d", status), status
+    assert wrapped(page, "#tokens th, #tokens .when, #tokens .token-id, #tokens td[data-label=Scope]") == []
+    shoot(page, "tokens-revoked")
+
+    page.goto(f"{gw.url}/account/tokens/{uuid.uuid4()}/revoke")  # an error page keeps the navigation
+    assert page.title().startswith("No such token on your account")
+    assert page.locator("#sign-out").count() == 1 and page.locator("h1").inner_text() == "404 Not Found"
+    shoot(page, "error-404")
+    page.goto(f"{gw.url}/account/nowhere")
+    assert page.locator("h1").inner_text() == "404 Not Found" and page.locator("#sign-out").count() == 1
 
     code, out = upload(gw, tmp_path, "wendy-lib", "__token__", token)
     assert code != 0 and "403" in out and "revoked" in out
@@ -426,6 +469,10 @@ def test_a_recovery_code_signs_in_once(gateway_factory: GatewayFactory, page: Pa
     page.fill("#recovery_code", codes[0].upper())
     page.click("text=Sign in with the recovery code")
     page.wait_for_url("**/account/tokens")
+    assert "a recovery code, which is now used up: 7 recovery codes are left" in page.inner_text(".flash")
+    shoot(page, "signed-in-with-a-recovery-code")
+    page.reload()
+    assert page.locator(".flash").count() == 0
     page.goto(f"{gw.url}/account/two-factor")
     assert "7 unused recovery codes" in page.inner_text("#recovery-status")
     sign_out(page)
