@@ -313,7 +313,7 @@ def _is_list(value: Any) -> bool:
 def _build(raw: dict[str, dict[str, Any]]) -> Config:
     server, upstream = raw["server"], raw["upstream"]
     host, port = parse_listen(_str(server, "server", "listen"))
-    public_url = _str(server, "server", "public_url") or f"http://{host}:{port}"
+    public_url = _str(server, "server", "public_url") or default_public_url(host, port)
     _check_http_url("server.public_url", public_url)
     url = _str(upstream, "upstream", "url")
     if url != "embedded":
@@ -431,6 +431,18 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"server.listen: {value!r} must be HOST:PORT, e.g. 127.0.0.1:8080")
     return host.strip("[]"), int(port)
+
+
+def default_public_url(host: str, port: int) -> str:
+    """`server.public_url` when it is not set: the listening address, a loopback or any-address host spelled
+    `localhost`, the one local name browsers accept as a security key's site (WebAuthn refuses IP addresses)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"http://{host}:{port}"
+    if address.is_loopback or address.is_unspecified:
+        return f"http://localhost:{port}"
+    return f"http://[{host}]:{port}" if address.version == 6 else f"http://{host}:{port}"
 
 
 def parse_size(key: str, value: Any) -> int:

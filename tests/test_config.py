@@ -13,10 +13,32 @@ def test_shipped_file_matches_the_defaults() -> None:
     shipped = load_config(ROOT / "config" / "gateway.toml")
     assert shipped == load_config(None)
     assert shipped.server.host == "127.0.0.1" and shipped.server.port == 8080
+    assert shipped.server.public_url == "http://localhost:8080"  # security keys refuse IP addresses
     assert shipped.upstream.embedded
     assert shipped.limits.max_file_size == 100 * 2**20
     assert shipped.policy.password_uploads == "deny-2fa"
     assert shipped.reads.access == "public"
+
+
+@pytest.mark.parametrize(
+    ("listen", "public_url"),
+    [
+        ("127.0.0.1:9000", "http://localhost:9000"),
+        ("127.1.2.3:8080", "http://localhost:8080"),
+        ("[::1]:8080", "http://localhost:8080"),
+        ("0.0.0.0:8080", "http://localhost:8080"),
+        ("[::]:8080", "http://localhost:8080"),
+        ("192.0.2.7:8080", "http://192.0.2.7:8080"),
+        ("[2001:db8::1]:8080", "http://[2001:db8::1]:8080"),
+        ("gw.internal:8080", "http://gw.internal:8080"),
+    ],
+)
+def test_the_public_url_follows_the_listening_address_unless_set(listen: str, public_url: str) -> None:
+    """Changing only the port moves the URL too; loopback is spelled `localhost`, the only local name a browser
+    takes as a security key's site."""
+    assert load_config(None, {"GATEWAY_SERVER_LISTEN": listen}).server.public_url == public_url
+    explicit = {"GATEWAY_SERVER_LISTEN": listen, "GATEWAY_SERVER_PUBLIC_URL": "https://pypi.example.org/"}
+    assert load_config(None, explicit).server.public_url == "https://pypi.example.org"
 
 
 def test_environment_overrides_file(tmp_path: Path) -> None:

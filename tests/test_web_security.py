@@ -8,6 +8,7 @@ import pytest
 from gateway.web.security import (
     CONTENT_SECURITY_POLICY,
     csrf_matches,
+    loopback_alias,
     new_csrf_token,
     origin_allowed,
     safe_next,
@@ -37,6 +38,46 @@ def test_origin_must_be_the_public_one_when_sent() -> None:
     assert not origin_allowed("https://evil.example", public)
     assert not origin_allowed("http://pypi.example.org:8443", public)
     assert not origin_allowed("null", public)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["http://127.0.0.1:8080", "http://127.0.0.2:8080", "http://[::1]:8080", "http://gw.localhost:8080"],
+)
+def test_another_loopback_spelling_of_the_public_url_is_an_alias(origin: str) -> None:
+    assert loopback_alias(origin, "http://localhost:8080")
+    assert not origin_allowed(origin, "http://localhost:8080")  # an alias is told where to go, never accepted
+    assert loopback_alias("http://localhost:8080", origin)  # and the other way round
+
+
+@pytest.mark.parametrize(
+    ("origin", "public"),
+    [
+        ("http://localhost:8080", "http://localhost:8080"),  # the public URL itself
+        ("http://LOCALHOST:8080", "http://localhost:8080"),
+        ("http://127.0.0.1:8081", "http://localhost:8080"),  # another port is another site on this machine
+        ("http://127.0.0.1", "http://localhost:8080"),
+        ("https://127.0.0.1:8080", "http://localhost:8080"),  # another scheme
+        ("http://127.0.0.1:8080", "https://localhost:8080"),
+        ("http://evil.example:8080", "http://localhost:8080"),  # not loopback
+        ("http://localhost.evil.example:8080", "http://localhost:8080"),
+        ("http://127.0.0.1.nip.io:8080", "http://localhost:8080"),
+        ("http://10.0.0.1:8080", "http://10.0.0.2:8080"),
+        ("http://127.0.0.1:8080", "https://pypi.example.org"),  # a public name is never redirected to
+        ("http://127.0.0.1:443", "https://pypi.example.org"),
+        ("null", "http://localhost:8080"),
+        ("http://127.0.0.1:notaport", "http://localhost:8080"),
+        ("http://127.0.0.1:99999", "http://localhost:8080"),
+        ("", "http://localhost:8080"),
+    ],
+)
+def test_anything_else_is_no_alias(origin: str, public: str) -> None:
+    assert not loopback_alias(origin, public)
+
+
+def test_default_ports_count_as_the_same_port() -> None:
+    assert loopback_alias("http://127.0.0.1", "http://localhost:80")
+    assert loopback_alias("http://127.0.0.1:80", "http://localhost")
 
 
 @pytest.mark.parametrize(

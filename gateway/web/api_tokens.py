@@ -1,5 +1,10 @@
 """API tokens: list, add (shown once, with the .pypirc and twine snippet), revoke after a confirmation.
 
+Adding is POST-redirect-GET: the form's answer redirects to the page that shows the new token, so reloading that
+page never makes another. Between the two the token waits in the session sealed, bound to the user, the session
+and the token's id (so the database never holds it in a usable form), and the page takes it out as it shows it:
+shown once, never in a URL.
+
 A token may also read a private index when its form's "may read" box is ticked (the store keeps the grant).
 
 A revocation is dropped from this process's verification cache at once (`Authenticator.forget`); other processes
@@ -8,12 +13,14 @@ re-read token rows within seconds.
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
 from aiohttp import web
 from packaging.utils import canonicalize_name
 
+from gateway import crypto
 from gateway.auth import create_token, scope_of
 from gateway.config import parse_duration
 from gateway.errors import GatewayError
@@ -22,6 +29,12 @@ from gateway.web.common import Account, confirmed, form, gateway_of, redirect, r
 from gateway.web.sessions import flash
 
 TOKENS_PATH = "/account/tokens"
+CREATED_PATH = "/account/tokens/created"
+WAITING = "new_token"  # {"id", "sealed"}: the token just made, until the page after the redirect shows it
+SHOWN_ONCE = (
+    "A new token is shown once, right after it is made, and not again: if you did not copy it, revoke it and "
+    "add another."
+)
 MAX_DESCRIPTION = 100
 EXPIRY_CHOICES = (
     ("", "Never"),
@@ -39,9 +52,10 @@ def _row(row: TokenRow, user: User, now: float) -> dict[str, Any]:
         "id": row.id,
         "description": row.description,
         "scope": scope_of(row, user.id),
-        "created": when(row.created),
-        "last_used": when(row.last_used) or "never",
-        "expires": when(row.expires) or "never",
+        "created": when(row.created, zone=False),
+        "last_used": when(row.last_used, zone=False) or "never",
+        "expires": when(row.expires, zone=False) or "never",
+        "revoked": when(row.revoked, zone=False),
         "state": "revoked" if row.revoked else "expired" if expired else "active",
     }
 
@@ -83,7 +97,7 @@ async def new_token_page(request: web.Request, account: Account) -> web.StreamRe
 
 @confirmed
 async def new_token(request: web.Request, account: Account) -> web.StreamResponse:
-    """Shown once, in this answer (never in a URL, never stored in the clear): there is no page to come back to."""
+    """Made here, shown by the page this redirects to (`created_page`)."""
     fields = await form(request)
     try:
         description, projects, expires_at = await _token_request(request, account.user, fields)
@@ -99,15 +113,53 @@ async def new_token(request: web.Request, account: Account) -> web.StreamRespons
         expires_at=expires_at,
         permissions=("read", "upload") if fields.get("read") == "on" else ("upload",),
     )
+    context = _shown_once_context(account, row.id)
+    account.session[WAITING] = {"id": row.id, "sealed": _seal(settings.server_secret, context, token)}
+    return redirect(CREATED_PATH)
+
+
+@signed_in
+async def created_page(request: web.Request, account: Account) -> web.StreamResponse:
+    """The new token, once: it leaves the session with this answer, so a reload finds nothing to show."""
+    store, _, settings = state(request).ready()
+    waiting = account.session.pop(WAITING, None)
+    row = await store.get_token(str(waiting.get("id"))) if isinstance(waiting, dict) else None
+    token = None
+    if isinstance(waiting, dict) and row is not None and row.user_id == account.user.id and row.revoked is None:
+        token = _unseal(settings.server_secret, _shown_once_context(account, row.id), waiting.get("sealed"))
+    if row is None or token is None:
+        flash(account.session, SHOWN_ONCE)
+        return redirect(TOKENS_PATH)
+    public_url = gateway_of(request).config.server.public_url
     context = {
         "section": "tokens",
         "token": token,
         "row": _row(row, account.user, time.time()),
-        "upload_url": f"{gateway_of(request).config.server.public_url}/legacy/",
-        "install_url": _install_url(gateway_of(request).config.server.public_url),
+        "upload_url": f"{public_url}/legacy/",
+        "install_url": _install_url(public_url),
         "may_read": "read" in row.permissions,
     }
     return await render(request, "token_created.html", context, account=account)
+
+
+def _shown_once_context(account: Account, token_id: str) -> bytes:
+    return f"{account.user.id}\0{account.session.identity}\0{token_id}".encode()
+
+
+def _seal(server_secret: bytes, context: bytes, token: str) -> str:
+    sealed = crypto.seal(crypto.subkey(server_secret, "token-shown-once"), token.encode(), context=context)
+    return base64.b64encode(sealed).decode()
+
+
+def _unseal(server_secret: bytes, context: bytes, sealed: object) -> str | None:
+    """None when it was altered, or sealed for another user, session or token."""
+    if not isinstance(sealed, str):
+        return None
+    try:
+        blob = base64.b64decode(sealed, validate=True)
+        return crypto.unseal(crypto.subkey(server_secret, "token-shown-once"), blob, context=context).decode()
+    except ValueError:
+        return None
 
 
 def _install_url(public_url: str) -> str:

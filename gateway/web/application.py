@@ -1,6 +1,8 @@
 """The account pages as a sub-application mounted at /account/.
 
-Its sessions (and the purge of expired ones), CSRF checks, HTML error pages and security headers apply there only.
+Its sessions (and the purge of expired ones), the one address it answers at, CSRF checks, HTML error pages (with
+the navigation for whoever is signed in) and security headers apply there only. Its error pages are its own:
+a refusal raised under /account/ never reaches the gateway-wide `app.render_error`.
 """
 
 from __future__ import annotations
@@ -8,19 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from pathlib import Path
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from aiohttp_session import get_session, session_middleware
+from aiohttp_session import STORAGE_KEY, get_session, session_middleware
 
 from gateway.errors import GatewayError
 from gateway.state import GATEWAY, Gateway
+from gateway.store import User
 from gateway.web import api_tokens, factors, views
-from gateway.web.common import WEB, WebState, gateway_of, wants_json, when
-from gateway.web.security import SECURITY_HEADERS, csrf_matches, origin_allowed
-from gateway.web.sessions import StoreSessionStorage, expected_csrf, purge_expired
+from gateway.web.common import WEB, WebState, current_account, gateway_of, wants_json, when
+from gateway.web.security import ACCOUNT_ROOT, SECURITY_HEADERS, csrf_matches, loopback_alias, origin_allowed
+from gateway.web.sessions import CSRF, StoreSessionStorage, expected_csrf, purge_expired
 from gateway.web.webauthn_flow import RelyingParty
 
 STATIC = Path(__file__).parent / "static"
@@ -34,7 +38,7 @@ def setup(app: web.Application) -> None:
     sessions = StoreSessionStorage(
         lambda: gateway.ready()[0], lambda: _server_secret(gateway), secure=public_url.startswith("https://")
     )
-    account = web.Application(middlewares=[error_pages, session_middleware(sessions), csrf_check])
+    account = web.Application(middlewares=[error_pages, one_address, session_middleware(sessions), csrf_check])
     account[WEB] = WebState(gateway, sessions, RelyingParty.for_public_url(public_url))
     templates = aiohttp_jinja2.setup(account, loader=jinja2.PackageLoader("gateway.web", "templates"), autoescape=True)
     templates.filters["date"] = when
@@ -94,9 +98,28 @@ def _routes(router: web.UrlDispatcher) -> None:
     get("/tokens", api_tokens.tokens_page)
     get("/tokens/new", api_tokens.new_token_page)
     post("/tokens/new", api_tokens.new_token)
+    get("/tokens/created", api_tokens.created_page)
     get("/tokens/{token_id}/revoke", api_tokens.revoke_page)
     post("/tokens/{token_id}/revoke", api_tokens.revoke)
     router.add_static("/static/", STATIC, append_version=False)
+
+
+@web.middleware
+async def one_address(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The pages live at the public URL only: its cookies and security keys belong to that host name. A page asked
+    for at another loopback spelling of it (127.0.0.1 when it says localhost) is sent there; a form posted there
+    is told where to go, before anything in it is read."""
+    public_url = gateway_of(request).config.server.public_url
+    if loopback_alias(f"{request.scheme}://{request.host}", public_url):
+        if request.method in ("GET", "HEAD"):
+            path = request.raw_path if request.raw_path.startswith("/") else ACCOUNT_ROOT  # not an absolute-form URL
+            raise web.HTTPTemporaryRedirect(public_url + path)
+        raise GatewayError(403, wrong_address(public_url, f"{request.scheme}://{request.host}"), "wrong_address")
+    return await handler(request)
+
+
+def wrong_address(public_url: str, used: str) -> str:
+    return f"Open the account pages at {public_url}/account/ (not {used}): sign-in and security keys work there only"
 
 
 @web.middleware
@@ -106,7 +129,10 @@ async def csrf_check(request: web.Request, handler: Handler) -> web.StreamRespon
     The token is the stored session's; a visitor with none (the sign-in form) sends back the one in their cookie.
     """
     if request.method == "POST":
-        if not origin_allowed(request.headers.get("Origin"), gateway_of(request).config.server.public_url):
+        origin, public_url = request.headers.get("Origin"), gateway_of(request).config.server.public_url
+        if not origin_allowed(origin, public_url):
+            if origin is not None and loopback_alias(origin, public_url):
+                raise GatewayError(403, wrong_address(public_url, origin), "wrong_address")
             raise GatewayError(403, "This request came from another site", "csrf")
         given: object = request.headers.get("X-CSRF-Token")
         if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
@@ -122,20 +148,49 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except GatewayError as exc:
-        return _error(request, exc.status, exc.message, exc.headers)
+        return await _error(request, exc.status, exc.message, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _error(request, exc.status, exc.reason, {})
+        return await _error(request, exc.status, exc.reason, {})
 
 
-def _error(request: web.Request, status: int, message: str, headers: dict[str, str]) -> web.StreamResponse:
+async def _error(request: web.Request, status: int, message: str, headers: dict[str, str]) -> web.StreamResponse:
     if wants_json(request):
         return web.json_response({"error": message}, status=status, headers=headers)
-    context = {"status": status, "message": message, "user": None, "flash": [], "csrf_token": ""}
+    user, csrf = await _viewer(request)
+    context = {
+        "status": status,
+        "phrase": _phrase(status),
+        "message": message,
+        "user": user,
+        "flash": [],
+        "csrf_token": csrf,
+    }
     response = aiohttp_jinja2.render_template("error.html", request, context, status=status)
     response.headers.update(headers)
     return response
+
+
+async def _viewer(request: web.Request) -> tuple[User | None, str]:
+    """Who is signed in, for the navigation of an error page, and their session's CSRF token for its sign-out
+    form. Nobody when the error came before the session was read, or the store cannot say; the session is only
+    read here, never changed."""
+    if request.get(STORAGE_KEY) is None:
+        return None, ""
+    try:
+        account = await current_account(request)
+    except GatewayError:
+        return None, ""
+    csrf = account.session.get(CSRF) if account else None
+    return (account.user, csrf) if account and isinstance(csrf, str) else (None, "")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:

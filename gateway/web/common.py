@@ -108,9 +108,10 @@ def confirmed(handler: AccountHandler) -> Handler:
     return page
 
 
-def when(stamp: float | None) -> str:
-    """How times read on the pages (the `date` filter): UTC, to the minute."""
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp)) if stamp is not None else ""
+def when(stamp: float | None, *, zone: bool = True) -> str:
+    """How times read on the pages (the `date` filter): UTC, to the minute; `zone=False` leaves out the " UTC"
+    where the page says it once (the token table)."""
+    return time.strftime("%Y-%m-%d %H:%M" + (" UTC" if zone else ""), time.gmtime(stamp)) if stamp is not None else ""
 
 
 def wants_json(request: web.Request) -> bool:

@@ -7,6 +7,7 @@ No I/O here, so every rule is unit-tested on its own (tests/test_web_security.py
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import re
 import secrets
 from urllib.parse import urlsplit
@@ -55,6 +56,41 @@ def origin_allowed(origin: str | None, public_url: str) -> bool:
 def origin_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def loopback_alias(origin: str, public_url: str) -> bool:
+    """`origin` names the public URL's loopback address another way (127.0.0.1 for localhost, or ::1): the same
+    scheme and port, both hosts loopback, the spellings different. It reached this very gateway, but cookies and
+    security keys belong to one host name, so the pages send it to the public URL; it is never let in as that."""
+    try:
+        given, public = urlsplit(origin), urlsplit(public_url)
+        given_port, public_port = _port(given.scheme, given.port), _port(public.scheme, public.port)
+    except ValueError:  # a port that is no number, or out of range
+        return False
+    return (
+        given.scheme == public.scheme
+        and given_port is not None
+        and given_port == public_port
+        and given.hostname is not None
+        and public.hostname is not None
+        and given.hostname != public.hostname
+        and _loopback(given.hostname)
+        and _loopback(public.hostname)
+    )
+
+
+def _port(scheme: str, port: int | None) -> int | None:
+    return port if port is not None else {"http": 80, "https": 443}.get(scheme)
+
+
+def _loopback(host: str) -> bool:
+    """localhost and its subdomains (RFC 6761: always this machine), 127.0.0.0/8 and ::1."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def safe_next(target: str | None) -> str:

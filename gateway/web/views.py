@@ -42,6 +42,7 @@ from gateway.web.sessions import (
     SIGNED_OUT,
     USER_ID,
     end_session,
+    flash,
     fresh_session,
     notify,
 )
@@ -129,7 +130,20 @@ async def second_factor(request: web.Request) -> web.StreamResponse:
         error = "That recovery code is wrong or was used already." if recovery else "That code is wrong or was used."
         return await render(request, "login_two_factor.html", {"pending": user, "error": error}, status=401)
     target = _pending_next(await get_session(request))
-    return await _signed_in(request, user, target, method="recovery" if recovery else "totp")
+    if not recovery:
+        return await _signed_in(request, user, target, method="totp")
+    store, _, _ = state(request).ready()
+    return await _signed_in(
+        request, user, target, method="recovery", notice=recovery_notice(await store.count_recovery_codes(user.id))
+    )
+
+
+def recovery_notice(left: int) -> str:
+    """Said after a recovery code signed in: that one is spent, how many remain, and where to make new ones."""
+    if left == 0:
+        return "You signed in with your last recovery code: generate new ones now under Two-factor."
+    codes = "code is" if left == 1 else "codes are"
+    return f"You signed in with a recovery code, which is now used up: {left} recovery {codes} left (see Two-factor)."
 
 
 def _pending_next(session: Session) -> str:
@@ -183,12 +197,14 @@ async def _key_signed(request: web.Request, user: User, answer: Any, challenge: 
     return True
 
 
-async def _signed_in(request: web.Request, user: User, target: str, *, method: str) -> web.Response:
+async def _signed_in(request: web.Request, user: User, target: str, *, method: str, notice: str = "") -> web.Response:
     """Both factors passed: a new session (a new id, so none from before can ride on it) for this user."""
     web_state = state(request)
     store, _, _ = web_state.ready()
     session = await fresh_session(request, web_state.sessions)
     session[USER_ID], session[SIGNED_IN_AT] = user.id, time.time()
+    if notice:
+        flash(session, notice)
     await store.audit("web.signed_in", user_name=user.name, address=client_of(request), method=method)
     return redirect(target)
 

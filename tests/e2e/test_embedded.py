@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import time
@@ -13,6 +12,7 @@ from tests.conftest import PYTHON, ROOT, start_gateway, stop, twine
 from tests.dists import make_wheel, sha256_of
 from tests.e2e.test_upload import basic, raw_post
 from tests.forms import upload_body
+from tests.harness import free_port
 
 
 def children(pid: int) -> list[int]:
@@ -77,13 +77,14 @@ def test_embedded_index_stops_with_the_gateway(tmp_path: Path) -> None:
 
 
 def test_make_run_banner_shows_the_twine_command(tmp_path: Path) -> None:
+    port = free_port()
     process = subprocess.Popen(
         [PYTHON, "-m", "gateway", "serve"],
         cwd=ROOT,
         env={
             **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
             "GATEWAY_CONFIG": str(ROOT / "config" / "gateway.toml"),
-            "GATEWAY_SERVER_LISTEN": "127.0.0.1:0",
+            "GATEWAY_SERVER_LISTEN": f"127.0.0.1:{port}",
             "GATEWAY_UPSTREAM_DATA_DIR": str(tmp_path / "packages"),
             "GATEWAY_STORE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
             "GATEWAY_TOKENS_SECRET_FILE": str(tmp_path / "secret"),
@@ -95,7 +96,8 @@ def test_make_run_banner_shows_the_twine_command(tmp_path: Path) -> None:
     try:
         assert process.stdout is not None
         banner = process.stdout.readline() + process.stdout.readline()
-        assert re.search(r"twine upload --repository-url http://127\.0\.0\.1:8080/legacy/", banner)
+        # The shipped file leaves public_url to the listening address, loopback spelled as security keys need.
+        assert f"twine upload --repository-url http://localhost:{port}/legacy/" in banner
     finally:
         process.terminate()
         process.wait(20)

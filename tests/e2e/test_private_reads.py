@@ -238,7 +238,9 @@ def test_the_token_form_grants_reading_with_its_box(private: Private) -> None:
     made: dict[bool, str] = {}
     for may_read in (True, False):
         fields = {"description": f"read {may_read}", "scope": "", "expires": ""} | ({"read": "on"} if may_read else {})
-        status, _, page = client.post("/account/tokens/new", fields)
+        status, headers, page = client.post("/account/tokens/new", fields)
+        assert status == 303 and headers["Location"] == "/account/tokens/created", page
+        status, _, page = client.get("/account/tokens/created")
         assert status == 200, page
         made[may_read] = html.unescape(re.search(r'<code id="token" class="secret">([^<]+)</code>', page).group(1))
         assert ("install --index-url" in page) == may_read

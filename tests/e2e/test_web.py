@@ -11,7 +11,6 @@ import http.client
 import os
 import re
 import sqlite3
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import pyotp
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.conftest import PYTHON, ROOT, GatewayFactory, GatewayProcess, stop, twine, wait_http
+from tests.conftest import ROOT, GatewayFactory, GatewayProcess, twine
 from tests.dists import make_wheel
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -40,6 +39,7 @@ CHROMIUM_ARGS = [
 SHOTS = ROOT / "test-artifacts" / "web"
 WIDE, NARROW = 1280, 375
 PASSWORD = "a long enough password"
+README_SECTION = re.compile(r"^index-servers = (\S+)$", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -68,18 +68,35 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 def shoot(page: Page, name: str) -> None:
-    """Screenshots at both widths; at the narrow one nothing may need sideways scrolling."""
+    """Screenshots at both widths; at neither may anything need sideways scrolling."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SHOTS / f"{name}-{WIDE}.png", full_page=True)
-    page.set_viewport_size({"width": NARROW, "height": 800})
-    page.screenshot(path=SHOTS / f"{name}-{NARROW}.png", full_page=True)
-    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    overflow = {}
+    for width, height in ((WIDE, 900), (NARROW, 800)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=SHOTS / f"{name}-{width}.png", full_page=True)
+        overflow[width] = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
     page.set_viewport_size({"width": WIDE, "height": 900})
-    assert overflow <= 0, f"{name} scrolls sideways at {NARROW} px"
+    assert overflow == {WIDE: 0, NARROW: 0}, f"{name} scrolls sideways: {overflow}"
 
 
-def sign_in(page: Page, gw: GatewayProcess, user: str, password: str = PASSWORD) -> None:
-    page.goto(f"{gw.url}/account/login")
+# How many lines the text of each matching element takes: a Range gives a rectangle per line box and per inline
+# box; rectangles whose tops are closer than most of a line (a button's label, a badge) are on the same line.
+LINES = """selector => [...document.querySelectorAll(selector)].map(element => {
+  const range = document.createRange();
+  range.selectNodeContents(element);
+  const line = 0.75 * parseFloat(getComputedStyle(element).fontSize);
+  const tops = [...range.getClientRects()].map(rect => rect.top).sort((a, b) => a - b);
+  return [element.textContent.trim(), tops.filter((top, i) => i === 0 || top - tops[i - 1] > line).length];
+})"""
+
+
+def wrapped(page: Page, selector: str) -> list[str]:
+    """The texts of `selector` that take more than one line."""
+    return [text for text, lines in page.evaluate(LINES, selector) if lines > 1]
+
+
+def sign_in(page: Page, gw: GatewayProcess | str, user: str, password: str = PASSWORD) -> None:
+    page.goto(f"{gw if isinstance(gw, str) else gw.url}/account/login")
     page.fill("#username", user)
     page.fill("#password", password)
     page.click("form[action='/account/login'] button")
@@ -159,26 +176,51 @@ def test_totp_and_a_project_token_from_sign_in_to_revocation(
     page.select_option("#scope", "wendy-lib")
     page.select_option("#expires", "30d")
     page.click("#create-token")
+    page.wait_for_url("**/account/tokens/created")  # POST-redirect-GET; the token is never in a URL
     token = page.inner_text("#token").strip()
+    token_id = page.inner_text("#token-id").strip()
     assert token.startswith("pypi-") and token in page.inner_text("#pypirc")
     assert token not in page.url
+    section = README_SECTION.search((ROOT / "README.md").read_text())
+    assert section, "the README's .pypirc example"
+    pypirc = page.inner_text("#pypirc")
+    assert f"index-servers = {section[1]}" in pypirc and f"[{section[1]}]" in pypirc
+    assert f"twine upload -r {section[1]} dist/*" in page.inner_text("main")
     shoot(page, "token-created")
+    page.reload()  # shown once: a reload makes no other token and shows this one no more
+    page.wait_for_url("**/account/tokens")
+    assert "shown once" in page.inner_text(".flash") and token not in page.content()
+    assert page.locator("#tokens tbody tr").count() == 1
+    page.go_back()
+    assert token not in page.content()
 
     code, out = upload(gw, tmp_path, "wendy-lib", "__token__", token)
     assert code == 0, out
     code, out = upload(gw, tmp_path, "wendy-other", "__token__", token)
     assert code != 0 and "403" in out and "project-scoped token is not valid" in out
 
+    gw.cli("token", "create", "wendy", "--read", "--description", "laptop: installs and uploads everywhere")
     page.goto(f"{gw.url}/account/tokens")
     row = page.locator("tr", has_text="release wendy-lib")
     assert "projects: wendy-lib" in row.inner_text()
+    assert row.locator(".token-id").inner_text() == f"ID {token_id}" and row.get_attribute("data-token-id") == token_id
     shoot(page, "tokens")
     row.locator("text=Revoke").click()
     page.wait_for_url("**/revoke")
     shoot(page, "revoke-confirm")
     page.click("#confirm-action")
     page.wait_for_url("**/account/tokens")
-    assert "revoked" in page.locator("tr", has_text="release wendy-lib").inner_text()
+    status = page.locator("tr", has_text="release wendy-lib").locator("td.status").inner_text()
+    assert re.fullmatch(r"revoked\s+\d{4}-\d\d-\d\d \d\d:\d\d", status), status
+    assert wrapped(page, "#tokens th, #tokens .when, #tokens .token-id, #tokens td[data-label=Scope]") == []
+    shoot(page, "tokens-revoked")
+
+    page.goto(f"{gw.url}/account/tokens/{uuid.uuid4()}/revoke")  # an error page keeps the navigation
+    assert page.title().startswith("No such token on your account")
+    assert page.locator("#sign-out").count() == 1 and page.locator("h1").inner_text() == "404 Not Found"
+    shoot(page, "error-404")
+    page.goto(f"{gw.url}/account/nowhere")
+    assert page.locator("h1").inner_text() == "404 Not Found" and page.locator("#sign-out").count() == 1
 
     code, out = upload(gw, tmp_path, "wendy-lib", "__token__", token)
     assert code != 0 and "403" in out and "revoked" in out
@@ -194,37 +236,30 @@ def test_totp_and_a_project_token_from_sign_in_to_revocation(
     assert "web.signed_out" in events and "user.2fa.recovery_codes_replaced" in events
 
 
-def localhost_gateway(gateway_factory: GatewayFactory) -> GatewayProcess:
-    """A gateway whose public URL is http://localhost:PORT: IP addresses cannot be WebAuthn relying parties."""
-    gw = gateway_factory()
-    stop(gw.process)
-    url = gw.url.replace("127.0.0.1", "localhost")
-    gw.config.write_text(gw.config.read_text().replace(f'public_url = "{gw.url}"', f'public_url = "{url}"'))
-    gw.process = subprocess.Popen(
-        [PYTHON, "-m", "gateway", "--config", str(gw.config), "serve"],
-        stdout=gw.log.open("ab"),
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        env=gw.env,
-    )
-    wait_http(gw.url + "/-/ready", gw.process)
-    gw.url = url
-    return gw
+def loopback_urls(gw: GatewayProcess) -> tuple[str, str]:
+    """The gateway's public URL under the default configuration, and the other loopback spelling of it."""
+    return gw.url.replace("127.0.0.1", "localhost"), gw.url
 
 
-def test_a_security_key_registers_signs_in_and_is_removed(gateway_factory: GatewayFactory, page: Page) -> None:
-    gw = localhost_gateway(gateway_factory)
+def test_a_security_key_works_out_of_the_box_from_either_loopback_name(
+    gateway_factory: GatewayFactory, page: Page
+) -> None:
+    """The default public URL is http://localhost:PORT (WebAuthn refuses IP addresses); 127.0.0.1 is sent there."""
+    gw = gateway_factory(server={"public_url": ""})  # as shipped: derived from server.listen
+    public, other = loopback_urls(gw)
     gw.add_user("kim", PASSWORD)
     cdp = page.context.new_cdp_session(page)
     cdp.send("WebAuthn.enable")
     options = {"protocol": "ctap2", "transport": "usb", "hasResidentKey": False, "hasUserVerification": False}
     cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {**options, "automaticPresenceSimulation": True}})
 
-    sign_in(page, gw, "kim")
-    page.wait_for_url("**/account/tokens")
-    page.goto(f"{gw.url}/account/two-factor/webauthn")
+    page.goto(f"{other}/account/login")
+    assert page.url == f"{public}/account/login"
+    sign_in(page, public, "kim")
+    page.wait_for_url(f"{public}/account/tokens")
+    page.goto(f"{other}/account/two-factor/webauthn")
     confirm_password(page)
-    page.wait_for_url("**/account/two-factor/webauthn")
+    page.wait_for_url(f"{public}/account/two-factor/webauthn")
     page.fill("#key-name", "blue key")
     shoot(page, "webauthn-setup")
     page.click("#register-key")
@@ -232,17 +267,18 @@ def test_a_security_key_registers_signs_in_and_is_removed(gateway_factory: Gatew
     shoot(page, "recovery-codes-offer")
     page.click("#confirm-action")
     assert len(page.inner_text("#recovery-codes").split()) == 8
-    page.goto(f"{gw.url}/account/two-factor")
+    page.goto(f"{public}/account/two-factor")
     assert "blue key" in page.inner_text(".keys")
 
-    sign_out(page)
-    sign_in(page, gw, "kim")
-    page.wait_for_url("**/account/login/two-factor")
-    assert page.locator("#code").count() == 0  # no app: the key or a recovery code
-    shoot(page, "login-security-key")
-    page.click("#use-key")
-    page.wait_for_url("**/account/tokens")
-    page.goto(f"{gw.url}/account/two-factor")
+    for url in (public, other):
+        sign_out(page)
+        sign_in(page, url, "kim")
+        page.wait_for_url(f"{public}/account/login/two-factor")
+        assert page.locator("#code").count() == 0  # no app: the key or a recovery code
+        shoot(page, "login-security-key")
+        page.click("#use-key")
+        page.wait_for_url(f"{public}/account/tokens")
+    page.goto(f"{public}/account/two-factor")
     assert "last used never" not in page.inner_text(".keys")
     assert "web.signed_in" in audit_events(gw, "kim") and "user.2fa.webauthn_added" in audit_events(gw, "kim")
 
@@ -251,11 +287,40 @@ def test_a_security_key_registers_signs_in_and_is_removed(gateway_factory: Gatew
     page.wait_for_url("**/remove")
     shoot(page, "webauthn-remove-confirm")
     page.click("#confirm-action")
-    page.wait_for_url("**/account/two-factor")
+    page.wait_for_url(f"{public}/account/two-factor")
     assert "No security key yet" in page.inner_text("main")
     sign_out(page)
-    sign_in(page, gw, "kim")
-    page.wait_for_url("**/account/tokens")  # no factor left: the password alone signs in
+    sign_in(page, public, "kim")
+    page.wait_for_url(f"{public}/account/tokens")  # no factor left: the password alone signs in
+
+
+def test_the_other_loopback_name_is_sent_to_the_public_url_and_never_let_in(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory(server={"public_url": ""})
+    public, other = loopback_urls(gw)
+    gw.add_user("lou", PASSWORD)
+    status, headers, _ = Client(other).get("/account/login?next=/account/projects")
+    assert status == 307 and headers["Location"] == f"{public}/account/login?next=/account/projects"
+    status, headers, _ = Client(other).get("/account/")
+    assert status == 307 and headers["Location"] == f"{public}/account/"
+    assert Client(other).get("/-/ready")[0] == 200  # the account pages only
+
+    told = f"Open the account pages at {public}/account/ (not {other})"
+    client = Client(public)
+    client.get("/account/login")
+    fields = {"username": "lou", "password": PASSWORD, "csrf_token": client.last_csrf}
+    # Posted at the other name (its cookies are that name's): told where to go, nothing read.
+    status, _, body = Client(other, jar=dict(client.jar)).request("POST", "/account/login", fields)
+    assert status == 403 and told in body, body
+    # Posted from a page of the other name: the same, not the bare "another site".
+    status, _, body = client.request("POST", "/account/login", fields, headers={"Origin": other})
+    assert status == 403 and told in body, body
+    # Any other origin, loopback on another port included, is another site, with or without the token.
+    for origin in (other.rsplit(":", 1)[0] + ":1", "http://localhost", "http://evil.example", "null"):
+        status, _, body = client.request("POST", "/account/login", fields, headers={"Origin": origin})
+        assert status == 403 and "another site" in body and told not in body, (origin, body)
+    status, headers, _ = client.request("POST", "/account/login", fields, headers={"Origin": public})
+    assert status == 303 and headers["Location"] == "/account/"
+    assert "web.signed_in" in audit_events(gw, "lou")
 
 
 @dataclass
@@ -404,6 +469,10 @@ def test_a_recovery_code_signs_in_once(gateway_factory: GatewayFactory, page: Pa
     page.fill("#recovery_code", codes[0].upper())
     page.click("text=Sign in with the recovery code")
     page.wait_for_url("**/account/tokens")
+    assert "a recovery code, which is now used up: 7 recovery codes are left" in page.inner_text(".flash")
+    shoot(page, "signed-in-with-a-recovery-code")
+    page.reload()
+    assert page.locator(".flash").count() == 0
     page.goto(f"{gw.url}/account/two-factor")
     assert "7 unused recovery codes" in page.inner_text("#recovery-status")
     sign_out(page)

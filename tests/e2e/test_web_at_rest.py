@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import json
 import re
 import shutil
 import sqlite3
@@ -16,6 +17,7 @@ import stat
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
+import pymacaroons
 import pyotp
 
 from tests.conftest import GatewayFactory, GatewayProcess, stop
@@ -111,6 +113,81 @@ def test_no_totp_seed_rests_in_the_database_wal_or_audit_file(gateway_factory: G
         assert mode(file) == "0o600", file
     stop(gw.process)
     assert leaks(database_files(gw)[:1] + [audit_file, gw.log], seed) == []
+
+
+def token_forms(token: str) -> dict[str, bytes]:
+    """A token as it could rest in a file: whole, its macaroon, its signature (the part that makes it work)."""
+    body = token.partition("-")[2]
+    signature = pymacaroons.Macaroon.deserialize(body).signature_bytes
+    return {
+        "token": token.encode(),
+        "macaroon": body.encode(),
+        "signature": bytes.fromhex(signature.decode()),
+        "signature hex": signature,
+        "base64 of the token": base64.b64encode(token.encode()).rstrip(b"="),
+    }
+
+
+def made_token(client: Client, description: str) -> None:
+    """A token made on the form (password confirmed first), not yet shown: its page is the redirect's target."""
+    client.get("/account/confirm?next=/account/tokens/new")
+    assert client.post("/account/confirm", {"password": PASSWORD, "next": "/account/tokens/new"})[0] == 303
+    client.get("/account/tokens/new")
+    status, headers, _ = client.post("/account/tokens/new", {"description": description, "scope": "", "expires": ""})
+    assert status == 303 and headers["Location"] == "/account/tokens/created"
+
+
+def shown_token(client: Client) -> str | None:
+    status, headers, body = client.get("/account/tokens/created")
+    if status == 303:
+        assert headers["Location"] == "/account/tokens"
+        return None
+    shown = re.search(r'<code id="token" class="secret">([^<]+)</code>', body)
+    assert status == 200 and shown, body
+    return shown.group(1)
+
+
+def test_a_new_token_waits_for_its_page_only_sealed_and_is_shown_once(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    gw = gateway_factory()
+    gw.add_user("oda", PASSWORD)
+    client = Client(gw.url)
+    assert client.sign_in("oda")[0] == 303
+    made_token(client, "laptop")
+    waiting = snapshot(database_files(gw), tmp_path / "waiting")
+    token = shown_token(client)
+    assert token and token.startswith("pypi-")
+    gw.secrets.append(token)
+    assert shown_token(client) is None  # once
+    assert "shown once" in client.get("/account/tokens")[2]
+    shown = snapshot(database_files(gw), tmp_path / "shown")
+    found = [
+        f"{file.parent.name}/{file.name}: {name}"
+        for file in [*waiting, *shown]
+        for name, form in token_forms(token).items()
+        if form in file.read_bytes()
+    ]
+    assert found == []
+
+
+def test_a_waiting_token_moved_to_another_session_does_not_open(gateway_factory: GatewayFactory) -> None:
+    """Bound to its session, not only to its user: the same user's other session cannot show it."""
+    gw = gateway_factory()
+    gw.add_user("pia", PASSWORD)
+    first, second = Client(gw.url), Client(gw.url)
+    for client, description in ((first, "first"), (second, "second")):
+        assert client.sign_in("pia")[0] == 303
+        made_token(client, description)
+    with sqlite3.connect(gw.config.parent / "gateway.db") as db:
+        rows = {key: json.loads(data) for key, data in db.execute("SELECT key, data FROM web_sessions")}
+        (key_a, data_a), (key_b, data_b) = ((key, data) for key, data in rows.items() if "new_token" in data["session"])
+        waiting_a, waiting_b = data_a["session"]["new_token"], data_b["session"]["new_token"]
+        data_a["session"]["new_token"], data_b["session"]["new_token"] = waiting_b, waiting_a
+        for key, data in ((key_a, data_a), (key_b, data_b)):
+            db.execute("UPDATE web_sessions SET data = ? WHERE key = ?", (json.dumps(data), key))
+    assert shown_token(first) is None and shown_token(second) is None
+    assert "second" in first.get("/account/tokens")[2]  # made all the same: revoke it if it was never copied
 
 
 def test_a_session_that_ended_leaves_no_trace_in_the_database_file(gateway_factory: GatewayFactory) -> None:
