@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(path, os.environ)
         if args.command == "serve":
             named = args.config is not None or bool(os.environ.get(CONFIG_VARIABLE))
-            return serve(config, Path(os.path.abspath(path)) if path is not None and named else None)
+            return serve(config, None if path is None else command_line(Path(os.path.abspath(path)) if named else None))
         action = args.twofa if (args.command, args.action) == ("user", "2fa") else args.action
         return asyncio.run(_with_store(config, COMMANDS[(args.command, action)], args))
     except (ConfigError, CommandError, StoreError, EmbeddedIndexError) as exc:
@@ -456,13 +456,13 @@ COMMANDS: dict[tuple[str, str], Callable[[Store, argparse.Namespace, Config], Aw
 }
 
 
-def serve(config: Config, config_file: Path | None = None) -> int:
-    """Run the gateway until SIGINT/SIGTERM. `config_file`: the file named by --config or $GATEWAY_CONFIG (None
-    for config/gateway.toml or none), which the banner's commands then name too."""
+def serve(config: Config, cli: str | None = None) -> int:
+    """Run the gateway until SIGINT/SIGTERM. `cli`: how to run the CLI on the same store, for the banner (None:
+    there is no configuration file, which the CLI needs)."""
     sockets = _listen(config.server.host, config.server.port)
     logs.setup(config.logging, config.tokens.prefix)
     try:
-        asyncio.run(_serve(config, sockets, config_file))
+        asyncio.run(_serve(config, sockets, cli))
     finally:
         for sock in sockets:
             sock.close()
@@ -498,13 +498,13 @@ def _listen(host: str, port: int) -> list[socket.socket]:
     return sockets
 
 
-async def _serve(config: Config, sockets: list[socket.socket], config_file: Path | None) -> None:
+async def _serve(config: Config, sockets: list[socket.socket], cli: str | None) -> None:
     runner = connections.runner(create_app(config), config, access_log=None, **SERVER_OPTIONS)
     await runner.setup()
     try:
         for sock in sockets:
             await web.SockSite(runner, sock).start()
-        _print_banner(config, [sock.getsockname() for sock in sockets], config_file)
+        _print_banner(config, [sock.getsockname() for sock in sockets], cli)
         async with _until_signalled() as stopped:
             await stopped.wait()
     finally:
@@ -539,16 +539,18 @@ def command_line(config_file: Path | None) -> str:
     return shlex.join(words)
 
 
-def _print_banner(config: Config, bound: list[tuple[Any, ...]], config_file: Path | None) -> None:
+def _print_banner(config: Config, bound: list[tuple[Any, ...]], cli: str | None) -> None:
     url = config.server.public_url
     upstream = "embedded pypiserver" if config.upstream.embedded else config.upstream.url
     listening = ", ".join(f"http://[{a[0]}]:{a[1]}" if ":" in a[0] else f"http://{a[0]}:{a[1]}" for a in bound)
-    cli = command_line(config_file)
+    first = (
+        f"  a user:  {cli} user add NAME\n  a token: {cli} token create NAME\n"
+        if cli is not None
+        else f"  a user:  the CLI needs a configuration file to find this store: serve with --config FILE or "
+        f"{CONFIG_VARIABLE}\n"
+    )
     print(
-        f"upload-gateway listening on {listening} (index: {upstream}; public URL {url})\n"
-        f"  a user and a token first, in another terminal here:\n"
-        f"    {cli} user add NAME\n"
-        f"    {cli} token create NAME\n"
+        f"upload-gateway listening on {listening} (index: {upstream}; public URL {url})\n{first}"
         f"  upload:  twine upload --repository-url {url}/legacy/ -u __token__ -p TOKEN dist/*\n"
         f"  install: pip install --index-url {url}/simple/ PROJECT",
         flush=True,

@@ -328,12 +328,13 @@ def test_the_banner_shows_the_real_address_and_commands_that_work(tmp_path: Path
     )
     try:
         assert process.stdout is not None
-        banner = "".join(process.stdout.readline() for _ in range(6))
+        banner = "".join(process.stdout.readline() for _ in range(5))
         assert f"listening on http://127.0.0.1:{port} " in banner
         assert f"twine upload --repository-url http://127.0.0.1:{port}/legacy/" in banner
         assert f"pip install --index-url http://127.0.0.1:{port}/simple/" in banner
-        add = next(line for line in banner.splitlines() if line.strip().endswith("user add NAME"))
-        create = next(line for line in banner.splitlines() if line.strip().endswith("token create NAME"))
+        lines = banner.splitlines()
+        add = next(line.removeprefix("  a user:  ") for line in lines if line.endswith(" user add NAME"))
+        create = next(line.removeprefix("  a token: ") for line in lines if line.endswith(" token create NAME"))
         elsewhere = tmp_path / "elsewhere"
         elsewhere.mkdir()
         for line, stdin in ((add, PASSWORD + "\n"), (create, None)):
