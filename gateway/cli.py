@@ -12,6 +12,7 @@ import datetime
 import errno
 import getpass
 import json
+import logging
 import os
 import pwd
 import re
@@ -140,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             named = args.config is not None or bool(os.environ.get(CONFIG_VARIABLE))
             return serve(config, None if path is None else command_line(Path(os.path.abspath(path)) if named else None))
         action = args.twofa if (args.command, args.action) == ("user", "2fa") else args.action
+        # What goes wrong is the command's one line; the gateway's log records (an index fault) are for `serve`.
+        logging.getLogger("gateway").addHandler(logging.NullHandler())
         return asyncio.run(_with_store(config, COMMANDS[(args.command, action)], args))
     except (ConfigError, CommandError, StoreError, EmbeddedIndexError) as exc:
         print(f"upload-gateway: {exc}", file=sys.stderr)

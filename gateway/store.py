@@ -166,7 +166,14 @@ CLAIM_LIFETIME = 3600.0
 
 
 class StoreError(Exception):
-    """A request the store refuses (duplicate name, unknown user); the message is user-facing."""
+    """A request the store refuses (duplicate name, unknown user), or a store that cannot be opened; the message is
+    user-facing."""
+
+
+def _os_error(exc: OSError, path: Path) -> str:
+    """`strerror`, and the file it is about when that is not `path` (a parent directory that is a file)."""
+    reason = exc.strerror or str(exc)
+    return f"{exc.filename}: {reason}" if exc.filename and Path(exc.filename) != path else reason
 
 
 @dataclass(frozen=True)
@@ -273,19 +280,25 @@ class Store:
 
         The database (so its -wal and -shm too) and the audit file are created mode 0600 (`gateway.private`).
         """
+        if audit_file is not None:
+            try:
+                audit_file.parent.mkdir(parents=True, exist_ok=True)
+                private.create(audit_file)  # now, not at the first event: after a change it could not record
+            except OSError as exc:
+                reason = _os_error(exc, audit_file)
+                raise StoreError(f"logging.audit_file: cannot write {audit_file}: {reason}") from None
         try:
             return await cls._open(path, audit_file)
         except (OSError, sqlite3.Error) as exc:
-            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            detail = _os_error(exc, path) if isinstance(exc, OSError) else str(exc)
             raise StoreError(f"store.url: cannot open the database {path}: {detail}") from None
 
     @classmethod
     async def _open(cls, path: Path, audit_file: Path | None) -> Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         private.create(path)
-        for companion in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"), audit_file):
-            if companion is not None:
-                private.tighten(companion)
+        for companion in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            private.tighten(companion)
         db = await aiosqlite.connect(path, isolation_level=None)
         try:
             db.row_factory = aiosqlite.Row

@@ -177,12 +177,19 @@ def test_a_missing_index_password_file_is_one_line(tmp_path: Path, index: Index)
     one_line(result, "upstream.password_file", str(tmp_path / "index-password"), "No such file")
 
 
-def test_user_add_without_a_terminal_says_to_use_password_stdin(tmp_path: Path) -> None:
+def test_user_mistakes_are_one_line(tmp_path: Path) -> None:
+    """`user add` without a terminal says to use --password-stdin; unknown users, an unreachable index, files that
+    cannot be written: one line each."""
     env = {"GATEWAY_STORE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
     one_line(cli_in(ROOT, "user", "add", "ivan", env=env), "no terminal", "--password-stdin")
     one_line(cli_in(ROOT, "user", "password", "nobody", env=env, stdin="x" * 20), "no user named 'nobody'")
     for args in (("user", "remove", "nobody"), ("user", "2fa", "disable", "nobody"), ("token", "list", "nobody")):
         one_line(cli_in(ROOT, *args, env=env), "no user named 'nobody'")
+    nowhere = {**env, "GATEWAY_UPSTREAM_URL": f"http://127.0.0.1:{free_port()}/"}
+    one_line(cli_in(ROOT, "project", "import", env=nowhere), "unreachable")  # and no log record beside it
+    one_line(cli_in(ROOT, "user", "list", env={**env, "GATEWAY_LOGGING_AUDIT_FILE": str(tmp_path)}), "audit_file")
+    under_a_file = {"GATEWAY_STORE_URL": f"sqlite:///{tmp_path / 'db.sqlite' / 'x.db'}"}
+    one_line(cli_in(ROOT, "user", "list", env=under_a_file), "store.url", "db.sqlite: File exists")
 
 
 @pytest.fixture(scope="module")
