@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test test-tools lint format bench clean
 
 install: $(STAMP)
 
@@ -17,9 +17,20 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/upload-gateway serve
+	@$(VENV)/bin/upload-gateway serve
 
-test: $(STAMP)
+# What pip cannot install and the e2e suite runs: Prometheus and promtool (tests/e2e/test_prometheus.py) and
+# Debian's Chromium at /usr/bin/chromium (tests/e2e/test_web.py, through Playwright). .ci/run installs both as root.
+test-tools:
+	@missing=""; \
+	{ command -v prometheus && command -v promtool; } >/dev/null || missing=" prometheus"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "make test needs the Debian package(s)$$missing: sudo apt-get install -y$$missing (or run .ci/run as root, which does)" >&2; \
+		exit 1; \
+	fi
+
+test: test-tools $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

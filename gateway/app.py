@@ -156,7 +156,13 @@ def _upstream_auth(config: Config, embedded: EmbeddedIndex | None) -> str | None
     upstream = config.upstream
     if not upstream.username:
         return None
-    password = upstream.password_file.read_text().strip() if upstream.password_file else ""
+    try:
+        password = upstream.password_file.read_text().strip() if upstream.password_file else ""
+    except OSError as exc:
+        raise ConfigError(
+            f"upstream.password_file: cannot read {upstream.password_file}: {exc.strerror or exc} (the file holds "
+            "the password of the gateway's own account on the index)"
+        ) from None
     return aiohttp.encode_basic_auth(upstream.username, password)
 
 

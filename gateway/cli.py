@@ -9,15 +9,22 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import errno
 import getpass
 import json
+import logging
 import os
+import pwd
 import re
+import shlex
+import shutil
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from packaging.utils import canonicalize_name
@@ -25,12 +32,22 @@ from packaging.utils import canonicalize_name
 from gateway import connections, logs, twofactor
 from gateway.app import SERVER_OPTIONS, create_app, open_index
 from gateway.auth import TOKEN_USERNAME, TokenSettings, create_token, hash_password, scope_of
-from gateway.config import DEFAULT_PATH, Config, ConfigError, load_config, parse_duration, server_secret, token_location
+from gateway.config import (
+    CONFIG_VARIABLE,
+    DEFAULT_PATH,
+    Config,
+    ConfigError,
+    find_config,
+    load_config,
+    parse_duration,
+    server_secret,
+    token_location,
+)
 from gateway.embedded import EmbeddedIndexError
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.policy import Role
-from gateway.store import Store, StoreError
+from gateway.store import Store, StoreError, User
 
 USERNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9])?")
 PROJECT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?", re.ASCII)
@@ -49,11 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
     add = user.add_parser("add", help="add a user (asks for the password)")
     add.add_argument("name")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    listing = user.add_parser("list", help="list users")
+    listing = user.add_parser("list", help="list users, their second factors, tokens and last token use")
     listing.add_argument("--json", action="store_true")
+    remove = user.add_parser("remove", help="remove a user: their tokens, factors, sessions and roles go with them")
+    remove.add_argument("name")
+    password = user.add_parser("password", help="set a user's password (asks for it); signs them out of the pages")
+    password.add_argument("name")
+    password.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     twofa = user.add_parser("2fa", help="two-factor authentication").add_subparsers(dest="twofa", required=True)
     enable = twofa.add_parser("enable", help="enrol TOTP: prints the otpauth:// URI and recovery codes")
     enable.add_argument("name")
+    enable.add_argument(
+        "--replace", action="store_true", help="for a user who has a second factor: new secret and recovery codes"
+    )
+    disable = twofa.add_parser(
+        "disable", help="an administrator's reset: remove every second factor and recovery code of a user"
+    )
+    disable.add_argument("name")
 
     token = commands.add_parser("token", help="manage API tokens").add_subparsers(dest="action", required=True)
     create = token.add_parser("create", help="create a token; prints the token alone on stdout")
@@ -101,23 +130,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        config = load_config(_config_path(args.config), os.environ)
+        path = find_config(args.config, os.environ)
+        if path is None and args.command != "serve":
+            raise CommandError(
+                f"no configuration file (no {DEFAULT_PATH} in {Path.cwd()}): pass --config FILE or set "
+                f"{CONFIG_VARIABLE} to the file the gateway is served with"
+            )
+        config = load_config(path, os.environ)
         if args.command == "serve":
-            return serve(config)
-        return asyncio.run(_with_store(config, COMMANDS[(args.command, args.action)], args))
+            named = args.config is not None or bool(os.environ.get(CONFIG_VARIABLE))
+            return serve(config, None if path is None else command_line(Path(os.path.abspath(path)) if named else None))
+        action = args.twofa if (args.command, args.action) == ("user", "2fa") else args.action
+        # What goes wrong is the command's one line; the gateway's log records (an index fault) are for `serve`.
+        logging.getLogger("gateway").addHandler(logging.NullHandler())
+        return asyncio.run(_with_store(config, COMMANDS[(args.command, action)], args))
     except (ConfigError, CommandError, StoreError, EmbeddedIndexError) as exc:
         print(f"upload-gateway: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-def _config_path(given: Path | None) -> Path | None:
-    if given is not None:
-        return given
-    if os.environ.get("GATEWAY_CONFIG"):
-        return Path(os.environ["GATEWAY_CONFIG"])
-    return DEFAULT_PATH if DEFAULT_PATH.exists() else None
 
 
 async def _with_store(
@@ -131,12 +162,27 @@ async def _with_store(
     return 0
 
 
+def actor() -> str:
+    """Who acts from the command line, for the audit trail: `cli:` and the operating-system user running it (by
+    its effective uid, not $USER)."""
+    try:
+        return f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"
+    except KeyError:
+        return f"cli:uid {os.geteuid()}"
+
+
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Repeat password: ") != password:
+        if not sys.stdin.isatty():
+            raise CommandError("no terminal to ask for the password: pass it on standard input with --password-stdin")
+        try:
+            password = getpass.getpass("Password: ")
+            repeated = getpass.getpass("Repeat password: ")
+        except EOFError:
+            raise CommandError("no password given") from None
+        if repeated != password:
             raise CommandError("the passwords do not match")
     if len(password) < 8:
         raise CommandError("the password must be at least 8 characters")
@@ -153,16 +199,56 @@ async def user_add(store: Store, args: argparse.Namespace, config: Config) -> No
 
 
 async def user_list(store: Store, args: argparse.Namespace, config: Config) -> None:
-    users = await store.list_users()
+    summaries = await store.user_summaries(time.time())
     if args.json:
-        print(json.dumps([{"id": u.id, "name": u.name, "created": u.created} for u in users], indent=2))
+        users = [
+            {
+                "id": summary.user.id,
+                "name": summary.user.name,
+                "created": summary.user.created,
+                "two_factor": {
+                    "totp": summary.user.has_totp,
+                    "security_keys": summary.user.webauthn_count,
+                    "recovery_codes_left": summary.recovery_codes,
+                },
+                "tokens": {"active": summary.active_tokens, "all": summary.tokens},
+                "last_token_use": _when(summary.last_token_use),
+            }
+            for summary in summaries
+        ]
+        print(json.dumps(users, indent=2))
         return
-    for user in users:
-        print(user.name)
+    for summary in summaries:
+        second = _factors(summary.user) or "none"
+        if summary.user.has_2fa:
+            second += f" ({summary.recovery_codes} recovery codes left)"
+        print(
+            f"{summary.user.name}  2FA: {second}  tokens: {summary.active_tokens} active of {summary.tokens}  "
+            f"last token use: {_when(summary.last_token_use) or 'never'}"
+        )
 
 
-async def user_2fa(store: Store, args: argparse.Namespace, config: Config) -> None:
+async def user_remove(store: Store, args: argparse.Namespace, config: Config) -> None:
     user = await store.require_user(args.name)
+    removed = await store.remove_user(user, by=actor())
+    left = f"; now without an owner: {', '.join(removed.orphaned)}" if removed.orphaned else ""
+    print(f"user {user.name} removed, with {removed.tokens} token(s), which no longer work{left}", file=sys.stderr)
+
+
+async def user_password(store: Store, args: argparse.Namespace, config: Config) -> None:
+    user = await store.require_user(args.name)
+    password = _read_password(args.password_stdin)
+    await store.set_password(user, await asyncio.to_thread(hash_password, password), by=actor())
+    print(f"password of {user.name} changed; their account-page sessions are ended", file=sys.stderr)
+
+
+async def user_2fa_enable(store: Store, args: argparse.Namespace, config: Config) -> None:
+    user = await store.require_user(args.name)
+    if user.has_2fa and not args.replace:
+        raise CommandError(
+            f"{user.name} already has {_factors(user)}: --replace gives a new authenticator secret and new recovery "
+            f"codes (the old ones stop working), or reset first with: upload-gateway user 2fa disable {user.name}"
+        )
     secret = server_secret(config)
     totp = twofactor.new_totp_secret()
     codes = twofactor.new_recovery_codes()
@@ -170,11 +256,32 @@ async def user_2fa(store: Store, args: argparse.Namespace, config: Config) -> No
         user,
         twofactor.seal_totp(secret, user.id, totp),
         [twofactor.recovery_code_hash(secret, code) for code in codes],
+        by=actor(),
     )
     print(twofactor.provisioning_uri(totp, account=user.name, issuer=f"upload-gateway {token_location(config)}"))
     print("Recovery codes (each works once; store them safely, they are not shown again):")
     for code in codes:
         print(f"  {code}")
+
+
+async def user_2fa_disable(store: Store, args: argparse.Namespace, config: Config) -> None:
+    user = await store.require_user(args.name)
+    if not user.has_2fa:
+        raise CommandError(f"{user.name} has no second factor to disable")
+    await store.disable_2fa(user, by=actor())
+    policy = config.policy.password_uploads
+    uploads = "still need an API token to upload" if policy == "deny" else "may upload with their password again"
+    print(
+        f"{_factors(user)} and the recovery codes of {user.name} removed; they {uploads} "
+        f"(policy.password_uploads = {policy}) and can enrol again on the account pages",
+        file=sys.stderr,
+    )
+
+
+def _factors(user: User) -> str:
+    """A user's second factors in words ("" for none)."""
+    keys = f"{user.webauthn_count} security key(s)" if user.webauthn_count else ""
+    return " and ".join(filter(None, ["an authenticator app" if user.has_totp else "", keys]))
 
 
 def _settings(config: Config) -> TokenSettings:
@@ -254,10 +361,10 @@ async def token_list(store: Store, args: argparse.Namespace, config: Config) -> 
 async def token_revoke(store: Store, args: argparse.Namespace, config: Config) -> None:
     if args.all:
         user = await store.require_user(args.all)
-        count = await store.revoke_all_tokens(user, by="cli")
+        count = await store.revoke_all_tokens(user, by=actor())
         print(f"revoked {count} token(s) of {user.name}", file=sys.stderr)
         return
-    row = await store.revoke_token(args.token_id, by="cli")
+    row = await store.revoke_token(args.token_id, by=actor())
     if row is None:
         raise CommandError(f"no token with id {args.token_id[:40]!r} (see: upload-gateway token list)")
     print(f"token {row.id} revoked", file=sys.stderr)
@@ -266,14 +373,14 @@ async def token_revoke(store: Store, args: argparse.Namespace, config: Config) -
 async def project_grant(store: Store, args: argparse.Namespace, config: Config) -> None:
     user = await store.require_user(args.user)
     name = _project_name(args.project)
-    await store.grant(name, args.project, user, args.role, by="cli")
+    await store.grant(name, args.project, user, args.role, by=actor())
     print(f"{user.name} is now {args.role} of {name}", file=sys.stderr)
 
 
 async def project_remove(store: Store, args: argparse.Namespace, config: Config) -> None:
     user = await store.require_user(args.user)
     name = _project_name(args.project)
-    if not await store.remove_role(name, user, by="cli"):
+    if not await store.remove_role(name, user, by=actor()):
         raise CommandError(f"{user.name} has no role on {name}")
     print(f"{user.name} no longer has a role on {name}", file=sys.stderr)
 
@@ -285,7 +392,7 @@ async def project_import(store: Store, args: argparse.Namespace, config: Config)
             projects = await index.projects()
     except GatewayError as exc:
         raise CommandError(exc.message) from None
-    added = await store.import_projects(projects, owner, by="cli")
+    added = await store.import_projects(projects, owner, by=actor())
     whose = f"owned by {owner.name}" if owner else "unowned until 'upload-gateway project grant'"
     print(f"{len(projects)} projects on the index; {added} new to the gateway, now {whose}", file=sys.stderr)
 
@@ -338,7 +445,10 @@ COMMANDS: dict[tuple[str, str], Callable[[Store, argparse.Namespace, Config], Aw
     ("audit", "show"): audit_show,
     ("user", "add"): user_add,
     ("user", "list"): user_list,
-    ("user", "2fa"): user_2fa,
+    ("user", "remove"): user_remove,
+    ("user", "password"): user_password,
+    ("user", "enable"): user_2fa_enable,
+    ("user", "disable"): user_2fa_disable,
     ("token", "create"): token_create,
     ("token", "list"): token_list,
     ("token", "revoke"): token_revoke,
@@ -349,19 +459,55 @@ COMMANDS: dict[tuple[str, str], Callable[[Store, argparse.Namespace, Config], Aw
 }
 
 
-def serve(config: Config) -> int:
+def serve(config: Config, cli: str | None = None) -> int:
+    """Run the gateway until SIGINT/SIGTERM. `cli`: how to run the CLI on the same store, for the banner (None:
+    there is no configuration file, which the CLI needs)."""
+    sockets = _listen(config.server.host, config.server.port)
     logs.setup(config.logging, config.tokens.prefix)
-    asyncio.run(_serve(config))
+    try:
+        asyncio.run(_serve(config, sockets, cli))
+    finally:
+        for sock in sockets:
+            sock.close()
     return 0
 
 
-async def _serve(config: Config) -> None:
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Bound sockets for `server.listen` (every address the host has), before anything starts: a taken address
+    is one line, and a second `serve` touches neither the store nor the index."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"server.listen: cannot listen on {where}: {exc.strerror}") from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(addresses):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"cannot listen on {where}: the address is in use (is the gateway running already?); stop what "
+                "holds it, or listen elsewhere with server.listen or GATEWAY_SERVER_LISTEN=HOST:PORT"
+            ) from None
+        raise ConfigError(f"server.listen: cannot listen on {where}: {exc.strerror or exc}") from None
+    return sockets
+
+
+async def _serve(config: Config, sockets: list[socket.socket], cli: str | None) -> None:
     runner = connections.runner(create_app(config), config, access_log=None, **SERVER_OPTIONS)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.server.host, config.server.port)
-        await site.start()
-        _print_banner(config)
+        for sock in sockets:
+            await web.SockSite(runner, sock).start()
+        _print_banner(config, [sock.getsockname() for sock in sockets], cli)
         async with _until_signalled() as stopped:
             await stopped.wait()
     finally:
@@ -381,13 +527,34 @@ async def _until_signalled() -> AsyncIterator[asyncio.Event]:
             loop.remove_signal_handler(sig)
 
 
-def _print_banner(config: Config) -> None:
+def command_line(config_file: Path | None) -> str:
+    """How to run this very CLI again from the same directory: as it was started (`.venv/bin/upload-gateway`,
+    `upload-gateway` from PATH, or `python -m gateway`), with --config when a file was named."""
+    program = sys.argv[0] if sys.argv else ""
+    if Path(program).name == "__main__.py" or not program:
+        words = [sys.executable, "-m", "gateway"]
+    elif os.sep in program and shutil.which(Path(program).name) != os.path.abspath(program):
+        words = [program]
+    else:
+        words = [Path(program).name]
+    if config_file is not None:
+        words += ["--config", str(config_file)]
+    return shlex.join(words)
+
+
+def _print_banner(config: Config, bound: list[tuple[Any, ...]], cli: str | None) -> None:
     url = config.server.public_url
     upstream = "embedded pypiserver" if config.upstream.embedded else config.upstream.url
+    listening = ", ".join(f"http://[{a[0]}]:{a[1]}" if ":" in a[0] else f"http://{a[0]}:{a[1]}" for a in bound)
+    first = (
+        f"  a user:  {cli} user add NAME\n  a token: {cli} token create NAME\n"
+        if cli is not None
+        else f"  a user:  the CLI needs a configuration file to find this store: serve with --config FILE or "
+        f"{CONFIG_VARIABLE}\n"
+    )
     print(
-        f"upload-gateway listening on http://{config.server.host}:{config.server.port} (index: {upstream})\n"
+        f"upload-gateway listening on {listening} (index: {upstream}; public URL {url})\n{first}"
         f"  upload:  twine upload --repository-url {url}/legacy/ -u __token__ -p TOKEN dist/*\n"
-        f"  install: pip install --index-url {url}/simple/ PROJECT\n"
-        f"  a user and a token first: upload-gateway user add NAME; upload-gateway token create NAME",
+        f"  install: pip install --index-url {url}/simple/ PROJECT",
         flush=True,
     )

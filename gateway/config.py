@@ -1,11 +1,15 @@
 """Configuration: read once from TOML and `GATEWAY_<SECTION>_<KEY>` variables into a frozen, validated object.
 
-A bad value stops start-up with one line that names the key and what is allowed (`ConfigError`).
+A bad value stops start-up with one line that names the key and what is allowed (`ConfigError`). One file decides
+where the store is, whatever the working directory: `find_config` looks for it in one order for every command, and
+relative paths are made absolute against the file's directory (those of `GATEWAY_*` variables against the working
+directory, as for any command-line argument).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -17,6 +21,15 @@ from urllib.parse import urlsplit
 from gateway.crypto import load_or_create_secret
 
 DEFAULT_PATH = Path("config/gateway.toml")
+CONFIG_VARIABLE = "GATEWAY_CONFIG"
+# The keys that name files or directories; store.url's sqlite path too (`_SQLITE`).
+PATH_KEYS = (
+    ("upstream", "password_file"),
+    ("upstream", "data_dir"),
+    ("tokens", "secret_file"),
+    ("logging", "audit_file"),
+)
+_SQLITE = "sqlite:///"
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -265,9 +278,29 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Merge defaults, the TOML file (when it exists) and environment overrides, then validate."""
+def find_config(given: Path | None, environ: Mapping[str, str], cwd: Path | None = None) -> Path | None:
+    """The configuration file every command uses: `--config`, then `$GATEWAY_CONFIG`, then `config/gateway.toml`
+    under the working directory when it exists; None when there is none (only `serve` runs on the defaults)."""
+    if given is not None:
+        return given
+    if environ.get(CONFIG_VARIABLE):
+        return Path(environ[CONFIG_VARIABLE])
+    default = (cwd or Path.cwd()) / DEFAULT_PATH
+    return default if default.exists() else None
+
+
+def load_config(
+    path: Path | None = None, environ: Mapping[str, str] | None = None, *, cwd: Path | None = None
+) -> Config:
+    """Merge defaults, the TOML file and environment overrides, then validate.
+
+    Relative paths become absolute: the file's and the defaults' against the file's directory (the defaults'
+    against `cwd` when there is no file), the environment's against `cwd` (default: the working directory).
+    """
+    here = Path(os.path.abspath(cwd or Path.cwd()))
     raw = {section: dict(values) for section, values in DEFAULTS.items()}
+    base = Path(os.path.abspath(path)).parent if path is not None else here
+    bases = {key: base for key in (*PATH_KEYS, ("store", "url"))}
     if path is not None:
         for section, values in _read_toml(path).items():
             if section not in raw or not isinstance(values, dict):
@@ -277,8 +310,22 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
                     raise ConfigError(f"{section}.{key}: unknown key; allowed: {', '.join(raw[section])}")
                 raw[section][key] = value
     for name, value in (environ or {}).items():
-        _apply_env(raw, name, value)
+        if (key := _apply_env(raw, name, value)) in bases:
+            bases[key] = here
+    for (section, key), directory in bases.items():
+        raw[section][key] = _anchored(raw[section][key], directory, scheme=_SQLITE if section == "store" else "")
     return _build(raw)
+
+
+def _anchored(value: Any, directory: Path, *, scheme: str) -> Any:
+    """A relative path (after `scheme`, for a URL) made absolute against `directory`; anything else as it was
+    (`_build` says what is wrong with it)."""
+    if not isinstance(value, str) or not value.strip() or not value.strip().startswith(scheme):
+        return value
+    path = value.strip()[len(scheme) :]
+    if not path or Path(path).is_absolute():
+        return value
+    return scheme + os.path.normpath(directory / path)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -286,14 +333,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: configuration file not found (pass --config or set GATEWAY_CONFIG)") from None
+        raise ConfigError(f"{path}: configuration file not found (pass --config or set {CONFIG_VARIABLE})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
-def _apply_env(raw: dict[str, dict[str, Any]], name: str, value: str) -> None:
-    if not name.startswith("GATEWAY_") or name == "GATEWAY_CONFIG":
-        return
+def _apply_env(raw: dict[str, dict[str, Any]], name: str, value: str) -> tuple[str, str] | None:
+    """Apply one `GATEWAY_<SECTION>_<KEY>` variable; the (section, key) it set, if any."""
+    if not name.startswith("GATEWAY_") or name == CONFIG_VARIABLE:
+        return None
     for section, values in raw.items():
         prefix = f"GATEWAY_{section.upper()}_"
         if name.startswith(prefix):
@@ -303,7 +353,8 @@ def _apply_env(raw: dict[str, dict[str, Any]], name: str, value: str) -> None:
             values[key] = (
                 [item.strip() for item in value.split(",") if item.strip()] if _is_list(values[key]) else value
             )
-            return
+            return section, key
+    return None
 
 
 def _is_list(value: Any) -> bool:
@@ -513,10 +564,9 @@ def _check_http_url(key: str, value: str, allow: str = "") -> None:
 
 
 def _sqlite_path(url: str) -> Path:
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
+    if not url.startswith(_SQLITE) or len(url) == len(_SQLITE):
         raise ConfigError(f"store.url: {url!r} must be sqlite:///PATH (e.g. sqlite:///data/gateway.db)")
-    return Path(url[len(prefix) :])
+    return Path(url[len(_SQLITE) :])
 
 
 def token_location(config: Config) -> str:

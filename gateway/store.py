@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -165,7 +166,14 @@ CLAIM_LIFETIME = 3600.0
 
 
 class StoreError(Exception):
-    """A request the store refuses (duplicate name, unknown user); the message is user-facing."""
+    """A request the store refuses (duplicate name, unknown user), or a store that cannot be opened; the message is
+    user-facing."""
+
+
+def _os_error(exc: OSError, path: Path) -> str:
+    """`strerror`, and the file it is about when that is not `path` (a parent directory that is a file)."""
+    reason = exc.strerror or str(exc)
+    return f"{exc.filename}: {reason}" if exc.filename and Path(exc.filename) != path else reason
 
 
 @dataclass(frozen=True)
@@ -196,6 +204,23 @@ class TokenRow:
     expires: float | None
     revoked: float | None
     permissions: tuple[str, ...] = ("upload",)  # sorted: ("upload",), ("read",) or ("read", "upload")
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """What `user list` shows of a user."""
+
+    user: User
+    tokens: int
+    active_tokens: int  # neither revoked nor expired
+    last_token_use: float | None
+    recovery_codes: int  # unused
+
+
+@dataclass(frozen=True)
+class RemovedUser:
+    tokens: int  # deleted with the user
+    orphaned: tuple[str, ...]  # projects the user was the last to have a role on
 
 
 @dataclass(frozen=True)
@@ -255,22 +280,41 @@ class Store:
 
         The database (so its -wal and -shm too) and the audit file are created mode 0600 (`gateway.private`).
         """
+        if audit_file is not None:
+            try:
+                audit_file.parent.mkdir(parents=True, exist_ok=True)
+                private.create(audit_file)  # now, not at the first event: after a change it could not record
+            except OSError as exc:
+                reason = _os_error(exc, audit_file)
+                raise StoreError(f"logging.audit_file: cannot write {audit_file}: {reason}") from None
+        try:
+            return await cls._open(path, audit_file)
+        except (OSError, sqlite3.Error) as exc:
+            detail = _os_error(exc, path) if isinstance(exc, OSError) else str(exc)
+            raise StoreError(f"store.url: cannot open the database {path}: {detail}") from None
+
+    @classmethod
+    async def _open(cls, path: Path, audit_file: Path | None) -> Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         private.create(path)
-        for companion in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"), audit_file):
-            if companion is not None:
-                private.tighten(companion)
+        for companion in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            private.tighten(companion)
         db = await aiosqlite.connect(path, isolation_level=None)
-        db.row_factory = aiosqlite.Row
-        await db.execute("PRAGMA busy_timeout = 5000")
-        # Deleted rows (ended sessions, removed factors, used codes) are overwritten with zeros, not left in free pages.
-        await db.execute("PRAGMA secure_delete = ON")
-        await db.execute("PRAGMA journal_mode = WAL")
-        # WAL with synchronous=NORMAL: no fsync per commit, never corrupt; a power cut may lose the last writes.
-        await db.execute("PRAGMA synchronous = NORMAL")
-        await db.execute("PRAGMA foreign_keys = ON")
-        store = cls(db, audit_file)
-        await store._migrate()
+        try:
+            db.row_factory = aiosqlite.Row
+            await db.execute("PRAGMA busy_timeout = 5000")
+            # Deleted rows (ended sessions, removed factors, used codes) are overwritten with zeros, not left in
+            # free pages.
+            await db.execute("PRAGMA secure_delete = ON")
+            await db.execute("PRAGMA journal_mode = WAL")
+            # WAL with synchronous=NORMAL: no fsync per commit, never corrupt; a power cut may lose the last writes.
+            await db.execute("PRAGMA synchronous = NORMAL")
+            await db.execute("PRAGMA foreign_keys = ON")
+            store = cls(db, audit_file)
+            await store._migrate()
+        except BaseException:
+            await db.close()
+            raise
         return store
 
     async def close(self) -> None:
@@ -350,14 +394,90 @@ class Store:
         async with self._db.execute(_USER_SELECT + "ORDER BY users.name") as cursor:
             return [_user(row) for row in await cursor.fetchall()]
 
-    async def set_totp(self, user: User, sealed_secret: bytes, recovery_hashes: list[str]) -> None:
-        """Enrol TOTP and replace the recovery codes, in one transaction."""
+    async def set_totp(self, user: User, sealed_secret: bytes, recovery_hashes: list[str], *, by: str) -> None:
+        """Enrol TOTP and replace the recovery codes, in one transaction (an administrator's enrolment)."""
         async with self._transaction():
             await self._db.execute(
                 "UPDATE users SET totp_secret = ?, totp_last_step = NULL WHERE id = ?", (sealed_secret, user.id)
             )
             await self._set_recovery_codes(user.id, recovery_hashes)
-        await self.audit("user.2fa.totp_enabled", user_name=user.name, recovery_codes=len(recovery_hashes))
+        await self.audit(
+            "user.2fa.totp_enabled",
+            user_name=user.name,
+            by=by,
+            recovery_codes=len(recovery_hashes),
+            replaced=user.has_2fa,
+        )
+
+    # --- Administration (issue #16): who acts is `by`, the user concerned is the event's user ---
+    async def user_summaries(self, now: float) -> list[UserSummary]:
+        """Every user with their tokens (all, and those neither revoked nor expired), last token use and unused
+        recovery codes, by name."""
+        async with self._db.execute(
+            "SELECT users.*, "
+            "(SELECT COUNT(*) FROM webauthn_credentials w WHERE w.user_id = users.id) AS webauthn_count, "
+            "(SELECT COUNT(*) FROM tokens t WHERE t.user_id = users.id) AS tokens, "
+            "(SELECT COUNT(*) FROM tokens t WHERE t.user_id = users.id AND t.revoked IS NULL "
+            "AND (t.expires IS NULL OR t.expires > ?)) AS active_tokens, "
+            "(SELECT MAX(t.last_used) FROM tokens t WHERE t.user_id = users.id) AS last_token_use, "
+            "(SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) "
+            "AS recovery_codes FROM users ORDER BY users.name",
+            (now,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            UserSummary(_user(row), row["tokens"], row["active_tokens"], row["last_token_use"], row["recovery_codes"])
+            for row in rows
+        ]
+
+    async def remove_user(self, user: User, *, by: str) -> RemovedUser:
+        """Delete a user with everything that lets them act: tokens, factors, roles, claims (cascades) and account
+        sessions. Their files' records and the audit trail keep the name. A running gateway refuses their tokens at
+        once: an upload re-reads the user before its last bytes (`Store.upload_state`)."""
+        async with self._transaction():
+            orphaned = [
+                str(row[0])
+                for row in await self._db.execute_fetchall(
+                    "SELECT project FROM roles WHERE user_id = ? AND NOT EXISTS "
+                    "(SELECT 1 FROM roles r WHERE r.project = roles.project AND r.user_id <> roles.user_id) "
+                    "ORDER BY project",
+                    (user.id,),
+                )
+            ]
+            tokens = await self._db.execute_fetchall("SELECT COUNT(*) FROM tokens WHERE user_id = ?", (user.id,))
+            await self._end_web_sessions(user.id)
+            await self._db.execute("DELETE FROM users WHERE id = ?", (user.id,))
+            count = int(next(iter(tokens))[0])
+            await self.audit("user.removed", user_name=user.name, by=by, tokens=count, orphaned=orphaned)
+        return RemovedUser(tokens=count, orphaned=tuple(orphaned))
+
+    async def set_password(self, user: User, password_hash: str, *, by: str) -> None:
+        """A new password; the user's account sessions end (whoever had the old one is signed out)."""
+        async with self._transaction():
+            await self._db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user.id))
+            await self._end_web_sessions(user.id)
+            await self.audit("user.password_changed", user_name=user.name, by=by)
+
+    async def disable_2fa(self, user: User, *, by: str) -> None:
+        """An administrator's reset of a lost second factor: TOTP, security keys and recovery codes go, and the
+        user's account sessions end."""
+        async with self._transaction():
+            await self._db.execute(
+                "UPDATE users SET totp_secret = NULL, totp_last_step = NULL WHERE id = ?", (user.id,)
+            )
+            await self._db.execute("DELETE FROM webauthn_credentials WHERE user_id = ?", (user.id,))
+            await self._db.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user.id,))
+            await self._end_web_sessions(user.id)
+            await self.audit(
+                "user.2fa.disabled", user_name=user.name, by=by, totp=user.has_totp, security_keys=user.webauthn_count
+            )
+
+    async def _end_web_sessions(self, user_id: str) -> None:
+        """The user's account-page sessions (signed in, or waiting for a second factor), in aiohttp-session's
+        format: {"created": …, "session": {"uid": …}} (`gateway.web.sessions.USER_ID`)."""
+        await self._db.execute("DELETE FROM web_sessions WHERE json_extract(data, '$.session.uid') = ?", (user_id,))
+
+    # --- end of administration
 
     async def totp_secret(self, user_id: str) -> tuple[bytes | None, int | None]:
         async with self._db.execute("SELECT totp_secret, totp_last_step FROM users WHERE id = ?", (user_id,)) as cur:
@@ -439,18 +559,20 @@ class Store:
             return [(_token(row), row["user_name"]) for row in await cursor.fetchall()]
 
     async def revoke_token(self, token_id: str, *, by: str) -> TokenRow | None:
+        """Revoke one token; the audit event is its owner's, and says who revoked it (`by`)."""
         token = await self.get_token(token_id)
         if token is None or token.revoked is not None:
             return token
+        owner = await self.get_user_by_id(token.user_id)
         await self._db.execute("UPDATE tokens SET revoked = ? WHERE id = ?", (time.time(), token_id))
-        await self.audit("token.revoked", user_name=by, token_id=token_id)
+        await self.audit("token.revoked", user_name=owner.name if owner else None, token_id=token_id, by=by)
         return await self.get_token(token_id)
 
     async def revoke_all_tokens(self, user: User, *, by: str) -> int:
         cursor = await self._db.execute(
             "UPDATE tokens SET revoked = ? WHERE user_id = ? AND revoked IS NULL", (time.time(), user.id)
         )
-        await self.audit("token.revoked_all", user_name=by, subject=user.name, count=cursor.rowcount)
+        await self.audit("token.revoked_all", user_name=user.name, by=by, count=cursor.rowcount)
         return cursor.rowcount
 
     async def touch_token(self, token_id: str) -> None:
@@ -543,12 +665,12 @@ class Store:
             "ON CONFLICT (project, user_id) DO UPDATE SET role = excluded.role",
             (name, user.id, role, time.time()),
         )
-        await self.audit("project.granted", user_name=by, project=name, subject=user.name, role=role)
+        await self.audit("project.granted", user_name=user.name, project=name, by=by, role=role)
 
     async def remove_role(self, name: str, user: User, *, by: str) -> bool:
         cursor = await self._db.execute("DELETE FROM roles WHERE project = ? AND user_id = ?", (name, user.id))
         if cursor.rowcount:
-            await self.audit("project.role_removed", user_name=by, project=name, subject=user.name)
+            await self.audit("project.role_removed", user_name=user.name, project=name, by=by)
         return cursor.rowcount == 1
 
     async def all_projects(self) -> list[Project]:
@@ -665,7 +787,7 @@ class Store:
                         "INSERT INTO roles (project, user_id, role, created) VALUES (?, ?, 'owner', ?)",
                         (name, owner.id, time.time()),
                     )
-            await self.audit("project.imported", user_name=by, count=added, owner=owner.name if owner else None)
+            await self.audit("project.imported", user_name=owner.name if owner else None, by=by, count=added)
         return added
 
     async def file_sha256(self, filename: str) -> str | None:

@@ -4,14 +4,18 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, load_config, parse_size
+from gateway.config import DEFAULT_PATH, ConfigError, find_config, load_config, parse_size
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_shipped_file_matches_the_defaults() -> None:
-    shipped = load_config(ROOT / "config" / "gateway.toml")
-    assert shipped == load_config(None)
+    """Its relative paths are relative to config/, so they name what the defaults name from the clone's root."""
+    shipped = load_config(ROOT / "config" / "gateway.toml", cwd=Path("/somewhere/else"))
+    assert shipped == load_config(None, cwd=ROOT)
+    assert shipped.store.path == ROOT / "data" / "gateway.db"
+    assert shipped.tokens.secret_file == ROOT / "data" / "secret.key"
+    assert shipped.upstream.data_dir == ROOT / "data" / "packages"
     assert shipped.server.host == "127.0.0.1" and shipped.server.port == 8080
     assert shipped.server.public_url == "http://localhost:8080"  # security keys refuse IP addresses
     assert shipped.upstream.embedded
@@ -122,3 +126,47 @@ def test_unknown_section_and_bad_toml(tmp_path: Path) -> None:
 )
 def test_sizes(text: str | int, size: int) -> None:
     assert parse_size("k", text) == size
+
+
+def test_relative_paths_in_a_file_are_relative_to_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #16: the CLI run from another directory must find the store `serve` uses, not make one of its own."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "gateway.toml").write_text(
+        '[store]\nurl = "sqlite:///db/gateway.db"\n[tokens]\nsecret_file = "../keys/secret.key"\n'
+        '[upstream]\nurl = "http://127.0.0.1:8081/"\npassword_file = "index-password"\n'
+        '[logging]\naudit_file = "/var/log/audit.jsonl"\n'
+    )
+    for cwd in (tmp_path, etc, Path("/")):
+        config = load_config(etc / "gateway.toml", {}, cwd=cwd)
+        assert config.store.path == etc / "db" / "gateway.db"
+        assert config.tokens.secret_file == tmp_path / "keys" / "secret.key"
+        assert config.upstream.password_file == etc / "index-password"
+        assert config.upstream.data_dir == etc / "data" / "packages"  # a default, beside the file too
+        assert config.logging.audit_file == Path("/var/log/audit.jsonl")
+    monkeypatch.chdir(tmp_path)
+    assert load_config(Path("etc/gateway.toml"), {}).store.path == etc / "db" / "gateway.db"
+
+
+def test_paths_from_the_environment_are_relative_to_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "gateway.toml").write_text('[store]\nurl = "sqlite:///in-file.db"\n')
+    env = {"GATEWAY_STORE_URL": "sqlite:///here.db", "GATEWAY_TOKENS_SECRET_FILE": "/abs/secret.key"}
+    config = load_config(tmp_path / "gateway.toml", env, cwd=Path("/work/dir"))
+    assert config.store.path == Path("/work/dir/here.db")
+    assert config.tokens.secret_file == Path("/abs/secret.key")
+    assert load_config(None, {}, cwd=Path("/work/dir")).store.path == Path("/work/dir/data/gateway.db")
+
+
+def test_the_configuration_file_is_found_in_one_order(tmp_path: Path) -> None:
+    given, named = tmp_path / "given.toml", tmp_path / "named.toml"
+    assert find_config(given, {"GATEWAY_CONFIG": str(named)}, cwd=tmp_path) == given
+    assert find_config(None, {"GATEWAY_CONFIG": str(named)}, cwd=tmp_path) == named
+    assert find_config(None, {"GATEWAY_CONFIG": ""}, cwd=tmp_path) is None
+    (tmp_path / DEFAULT_PATH).parent.mkdir()
+    (tmp_path / DEFAULT_PATH).write_text("")
+    assert find_config(None, {}, cwd=tmp_path) == tmp_path / DEFAULT_PATH
+
+
+def test_a_directory_as_the_configuration_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the configuration file"):
+        load_config(tmp_path)

@@ -144,7 +144,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     password_hash = hash_password(PASSWORD)
     world.alice = await store.add_user("alice", password_hash)
     carol = await store.add_user("carol", password_hash)
-    await store.set_totp(carol, b"sealed", [])
+    await store.set_totp(carol, b"sealed", [], by="test")
     for name in ("a", "b"):
         await store.grant(name, name.upper(), world.alice, "owner", by="test")
         project, _, _ = await store.project_access(name, world.alice.id)
@@ -278,7 +278,7 @@ async def test_a_changed_password_or_removed_user_counts_at_once(world: World) -
 
 async def test_enrolling_2fa_stops_password_reads_at_once(world: World) -> None:
     await world.read(basic("alice", PASSWORD), "/simple/a/")
-    await world.store.set_totp(world.alice, b"sealed", [])
+    await world.store.set_totp(world.alice, b"sealed", [], by="test")
     assert (await world.refusal(basic("alice", PASSWORD), "/simple/a/")).reason == "password_with_2fa"
 
 

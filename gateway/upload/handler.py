@@ -71,7 +71,12 @@ async def _receive(request: web.Request, gateway: Gateway, trail: dict[str, Any]
         raise file_too_large(limits.max_file_size)
     slots = gateway.upload_slots
     with slots.any():
-        identity = await _authenticate(request, gateway, credentials)
+        try:
+            identity = await _authenticate(request, gateway, credentials)
+        except GatewayError:
+            if isinstance(credentials, TokenCredentials) and gateway.authenticator is not None:
+                trail["token_id"], trail["user"] = await gateway.authenticator.owner_of(credentials)
+            raise
         trail.update(user=identity.user.name, token_id=identity.token_id)
         with slots.of_user(identity.user.id, identity.user.name):
             await _continue(request)

@@ -120,7 +120,7 @@ def test_credentials_in_requests_aiohttp_rejects_never_reach_the_log(text_gatewa
 
 def assert_one_line_per_record(log: str) -> None:
     """Every line is a record's own line, a traceback line hung under it, or the start-up banner."""
-    banner = ("upload-gateway listening on ", "  upload:  ", "  install: ", "  a user and a token first: ")
+    banner = ("upload-gateway listening on ", "  a user:  ", "  a token: ", "  upload:  ", "  install: ")
     for line in log.splitlines():
         assert RECORD.match(line) or line.startswith((CONTINUATION, *banner)), f"a line of its own: {line!r}"
         assert not line.startswith(FORGED[:10])
