@@ -26,7 +26,7 @@ test-tools:
 	{ command -v prometheus && command -v promtool; } >/dev/null || missing=" prometheus"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
-		echo "make test needs the Debian package(s)$$missing: sudo apt-get install -y$$missing (or run .ci/run as root, which does)" >&2; \
+		echo "make test needs the Debian package(s)$$missing: sudo apt-get update && sudo apt-get install -y$$missing (or run .ci/run as root, which does)" >&2; \
 		exit 1; \
 	fi
 

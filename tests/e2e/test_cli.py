@@ -337,8 +337,9 @@ def test_the_banner_shows_the_real_address_and_commands_that_work(tmp_path: Path
         assert process.stdout is not None
         banner = "".join(process.stdout.readline() for _ in range(5))
         assert f"listening on http://127.0.0.1:{port} " in banner
-        assert f"twine upload --repository-url http://127.0.0.1:{port}/legacy/" in banner
-        assert f"pip install --index-url http://127.0.0.1:{port}/simple/" in banner
+        # public_url is derived from the address, a loopback host spelled localhost (what security keys accept)
+        assert f"twine upload --repository-url http://localhost:{port}/legacy/" in banner
+        assert f"pip install --index-url http://localhost:{port}/simple/" in banner
         lines = banner.splitlines()
         add = next(line.removeprefix("  a user:  ") for line in lines if line.endswith(" user add NAME"))
         create = next(line.removeprefix("  a token: ") for line in lines if line.endswith(" token create NAME"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -13,7 +14,6 @@ from tests.conftest import PYTHON, ROOT, start_gateway, stop, twine
 from tests.dists import make_wheel, sha256_of
 from tests.e2e.test_upload import basic, raw_post
 from tests.forms import upload_body
-from tests.harness import free_port
 
 
 def children(pid: int) -> list[int]:
@@ -85,7 +85,7 @@ def test_make_run_banner_shows_the_port_it_listens_on(tmp_path: Path) -> None:
         env={
             **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
             "GATEWAY_CONFIG": str(ROOT / "config" / "gateway.toml"),
-            "GATEWAY_SERVER_LISTEN": f"127.0.0.1:{port}",
+            "GATEWAY_SERVER_LISTEN": "127.0.0.1:0",
             "GATEWAY_UPSTREAM_DATA_DIR": str(tmp_path / "packages"),
             "GATEWAY_STORE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
             "GATEWAY_TOKENS_SECRET_FILE": str(tmp_path / "secret"),
