@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -300,6 +301,31 @@ class Store:
                 raise
             await self._db.execute("COMMIT")
 
+    async def _in_one_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Statements that change the store together, run as one transaction in one call to the database's thread
+        (a round trip per statement was most of what recording a small upload cost). Nothing another coroutine
+        issues can run between them; the lock keeps them out of any other coroutine's open transaction."""
+
+        def run(connection: sqlite3.Connection) -> None:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, parameters in statements:
+                    connection.execute(sql, parameters)
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+
+        async with self._transaction_lock:
+            await self._on_thread(run)
+
+    async def _on_thread(self, work: Callable[[sqlite3.Connection], None]) -> None:
+        """`work` on the connection, on aiosqlite's thread. NOTE: aiosqlite has no public call for this; its
+        private `_execute` is the queue every one of its own calls goes through."""
+        db = self._db
+        await db._execute(lambda: work(db._conn))  # type: ignore[no-untyped-call]
+
     async def _row(self, sql: str, parameters: Mapping[str, Any] | Sequence[Any] = ()) -> aiosqlite.Row | None:
         """A query's first row, read in one call to the database's thread (a cursor's execute, fetch and close
         are three, each a hop to that thread and back: most of what a small upload spent in the store)."""
@@ -524,16 +550,11 @@ class Store:
 
     async def release_claim(self, project: str, user_id: str) -> None:
         """An upload that held a claim ended without creating the project."""
-        await self._db.execute(
-            "UPDATE project_claims SET holders = holders - 1 WHERE project = ? AND user_id = ?", (project, user_id)
-        )
-        await self._db.execute("DELETE FROM project_claims WHERE project = ? AND holders <= 0", (project,))
+        for sql, parameters in _release_claim(project, user_id):
+            await self._db.execute(sql, parameters)
 
     async def _ensure_project(self, name: str, display_name: str) -> bool:
-        cursor = await self._db.execute(
-            "INSERT OR IGNORE INTO projects (name, id, display_name, created) VALUES (?, ?, ?, ?)",
-            (name, str(uuid.uuid4()), display_name, time.time()),
-        )
+        cursor = await self._db.execute(*_ensure_project(name, display_name))
         return cursor.rowcount == 1
 
     async def grant(self, name: str, display_name: str, user: User, role: str, *, by: str) -> None:
@@ -576,15 +597,13 @@ class Store:
         address: str | None = None,
         **detail: Any,
     ) -> None:
-        at = time.time()
-        await self._db.execute(
-            "INSERT INTO audit (at, event, user_name, token_id, project, address, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (at, event, user_name, token_id, project, address, json.dumps(detail, sort_keys=True)),
-        )
+        entry = AuditEvent(time.time(), event, user_name, token_id, project, address, detail)
+        await self._db.execute(*_audit_row(entry))
+        self._audit_line(entry)
+
+    def _audit_line(self, entry: AuditEvent) -> None:
         if self._audit_file is not None:
-            private.append_line(
-                self._audit_file, AuditEvent(at, event, user_name, token_id, project, address, detail).to_json()
-            )
+            private.append_line(self._audit_file, entry.to_json())
 
     async def audit_events(self, *, since: float = 0.0, user_name: str | None = None) -> list[AuditEvent]:
         args: list[Any]
@@ -620,18 +639,23 @@ class Store:
         Its digests answer duplicates later and sizes add up per project. `claim`: the upload created the project,
         and its uploader (who held the claim) becomes the owner, so a refused or failed upload never owns anything.
         """
-        async with self._transaction():
-            if claim is not None:
-                await self._ensure_project(file.project, display_name)
-                await self._db.execute(
+        now = time.time()
+        statements: list[tuple[str, Sequence[Any]]] = []
+        entries: list[AuditEvent] = []
+        if claim is not None:
+            statements.append(_ensure_project(file.project, display_name))
+            statements.append(
+                (
                     "INSERT INTO roles (project, user_id, role, created) SELECT ?, ?, 'owner', ? "
                     "WHERE NOT EXISTS (SELECT 1 FROM roles WHERE project = ?)",
-                    (file.project, claim.id, time.time(), file.project),
+                    (file.project, claim.id, now, file.project),
                 )
-                await self.release_claim(file.project, claim.id)
-                await self.audit("project.claimed", user_name=claim.name, project=file.project)
-            if file.sha256:
-                await self._db.execute(
+            )
+            statements += _release_claim(file.project, claim.id)
+            entries.append(AuditEvent(now, "project.claimed", claim.name, None, file.project, None, {}))
+        if file.sha256:
+            statements.append(
+                (
                     "INSERT INTO files "
                     "(filename, project, size, sha256, blake2_256, uploaded, user_name, token_id) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -641,13 +665,28 @@ class Store:
                         file.size,
                         file.sha256,
                         file.blake2_256,
-                        time.time(),
+                        now,
                         file.user,
                         file.token_id,
                     ),
                 )
-                await self._db.execute("DELETE FROM size_reservations WHERE id = ?", (upload_id,))
-            await self.audit("upload.accepted", **audit)
+            )
+            statements.append(("DELETE FROM size_reservations WHERE id = ?", (upload_id,)))
+        fields = dict(audit)
+        entries.append(
+            AuditEvent(
+                now,
+                "upload.accepted",
+                fields.pop("user_name", None),
+                fields.pop("token_id", None),
+                fields.pop("project", None),
+                fields.pop("address", None),
+                fields,
+            )
+        )
+        await self._in_one_transaction(statements + [_audit_row(entry) for entry in entries])
+        for entry in entries:
+            self._audit_line(entry)
 
     async def import_projects(self, projects: list[tuple[str, str]], owner: User | None, *, by: str) -> int:
         """Record projects the index already has (normalized name, display name): unowned, or owned by `owner`.
@@ -834,6 +873,35 @@ class Store:
             await self._db.execute("DELETE FROM throttle_streaks WHERE last < ?", (streaks_before,))
             await self._db.execute("DELETE FROM throttle_buckets WHERE at < ?", (buckets_before,))
             await self._db.execute("DELETE FROM throttle_holds WHERE expires < ?", (now,))
+
+
+def _audit_row(entry: AuditEvent) -> tuple[str, Sequence[Any]]:
+    return (
+        "INSERT INTO audit (at, event, user_name, token_id, project, address, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            entry.at,
+            entry.event,
+            entry.user_name,
+            entry.token_id,
+            entry.project,
+            entry.address,
+            json.dumps(entry.detail, sort_keys=True),
+        ),
+    )
+
+
+def _ensure_project(name: str, display_name: str) -> tuple[str, Sequence[Any]]:
+    return (
+        "INSERT OR IGNORE INTO projects (name, id, display_name, created) VALUES (?, ?, ?, ?)",
+        (name, str(uuid.uuid4()), display_name, time.time()),
+    )
+
+
+def _release_claim(project: str, user_id: str) -> list[tuple[str, Sequence[Any]]]:
+    return [
+        ("UPDATE project_claims SET holders = holders - 1 WHERE project = ? AND user_id = ?", (project, user_id)),
+        ("DELETE FROM project_claims WHERE project = ? AND holders <= 0", (project,)),
+    ]
 
 
 def _streak_delay(failures: str) -> str:
