@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import BinaryIO
 
 from packaging.metadata import RawMetadata, parse_email
 from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
@@ -102,8 +103,10 @@ def check_distribution(
     and `version` are the form's. `license_files` are the form's License-File values, which PyPI looks for
     in the archive.
     """
-    is_zip = zipfile.is_zipfile(path)
-    is_tar = _is_tarfile(path)
+    with path.open("rb") as probed:  # opened once for both probes: the tar probe alone opens a path four times
+        is_zip = zipfile.is_zipfile(probed)
+        probed.seek(0)
+        is_tar = _is_tarfile(probed)
     if is_zip and is_tar:
         raise _invalid("File is both a zip and a tar file", "polyglot_archive")
     if filename.endswith((".whl", ".zip")):
@@ -117,9 +120,10 @@ def check_distribution(
     return _TarCheck(path, filename, filetype, project, version, license_files).run()
 
 
-def _is_tarfile(path: Path) -> bool:
+def _is_tarfile(file: BinaryIO) -> bool:
+    """Plain, gzip, bzip2 or xz tar (each tried in turn, from the file's start)."""
     try:
-        return tarfile.is_tarfile(path)
+        return tarfile.is_tarfile(file)
     except (EOFError, zlib.error, gzip.BadGzipFile):  # a stream that breaks within its first header
         return False
 

@@ -15,7 +15,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -321,8 +321,7 @@ class Store:
         await self._db.close()
 
     async def _migrate(self) -> None:
-        async with self._db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
+        row = await self._row("PRAGMA user_version")
         version = int(row[0]) if row else 0
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             await self._db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
@@ -345,6 +344,37 @@ class Store:
                 raise
             await self._db.execute("COMMIT")
 
+    async def _in_one_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Statements that change the store together, run as one transaction in one call to the database's thread
+        (a round trip per statement was most of what recording a small upload cost). Nothing another coroutine
+        issues can run between them; the lock keeps them out of any other coroutine's open transaction."""
+
+        def run(connection: sqlite3.Connection) -> None:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, parameters in statements:
+                    connection.execute(sql, parameters)
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+
+        async with self._transaction_lock:
+            await self._on_thread(run)
+
+    async def _on_thread(self, work: Callable[[sqlite3.Connection], None]) -> None:
+        """`work` on the connection, on aiosqlite's thread. NOTE: aiosqlite has no public call for this; its
+        private `_execute` is the queue every one of its own calls goes through."""
+        db = self._db
+        await db._execute(lambda: work(db._conn))  # type: ignore[no-untyped-call]
+
+    async def _row(self, sql: str, parameters: Mapping[str, Any] | Sequence[Any] = ()) -> aiosqlite.Row | None:
+        """A query's first row, read in one call to the database's thread (a cursor's execute, fetch and close
+        are three, each a hop to that thread and back: most of what a small upload spent in the store)."""
+        rows = await self._db.execute_fetchall(sql, parameters)
+        return next(iter(rows), None)
+
     async def _returning(self, sql: str, parameters: Mapping[str, Any] | tuple[Any, ...]) -> list[aiosqlite.Row]:
         """A write with RETURNING, run and read to its end in one call: a statement left half-read is still
         in progress, and would make another coroutine's COMMIT on the shared connection fail."""
@@ -358,8 +388,7 @@ class Store:
         )
 
     async def ping(self) -> None:
-        async with self._db.execute("SELECT 1") as cursor:
-            await cursor.fetchone()
+        await self._row("SELECT 1")
 
     async def add_user(self, name: str, password_hash: str) -> User:
         user = User(id=str(uuid.uuid4()), name=name, password_hash=password_hash, created=int(time.time()))
@@ -386,13 +415,11 @@ class Store:
         return user
 
     async def _one_user(self, where: str, value: str) -> User | None:
-        async with self._db.execute(_USER_SELECT + where, (value,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._row(_USER_SELECT + where, (value,))
         return _user(row) if row else None
 
     async def list_users(self) -> list[User]:
-        async with self._db.execute(_USER_SELECT + "ORDER BY users.name") as cursor:
-            return [_user(row) for row in await cursor.fetchall()]
+        return [_user(row) for row in await self._db.execute_fetchall(_USER_SELECT + "ORDER BY users.name")]
 
     async def set_totp(self, user: User, sealed_secret: bytes, recovery_hashes: list[str], *, by: str) -> None:
         """Enrol TOTP and replace the recovery codes, in one transaction (an administrator's enrolment)."""
@@ -480,8 +507,7 @@ class Store:
     # --- end of administration
 
     async def totp_secret(self, user_id: str) -> tuple[bytes | None, int | None]:
-        async with self._db.execute("SELECT totp_secret, totp_last_step FROM users WHERE id = ?", (user_id,)) as cur:
-            row = await cur.fetchone()
+        row = await self._row("SELECT totp_secret, totp_last_step FROM users WHERE id = ?", (user_id,))
         return (row[0], row[1]) if row else (None, None)
 
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
@@ -545,8 +571,7 @@ class Store:
         return token
 
     async def get_token(self, token_id: str) -> TokenRow | None:
-        async with self._db.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._row("SELECT * FROM tokens WHERE id = ?", (token_id,))
         return _token(row) if row else None
 
     async def list_tokens(self, user: User | None = None) -> list[tuple[TokenRow, str]]:
@@ -555,8 +580,10 @@ class Store:
         args: tuple[str, ...] = ()
         if user is not None:
             query, args = query + " WHERE tokens.user_id = ?", (user.id,)
-        async with self._db.execute(query + " ORDER BY tokens.created DESC", args) as cursor:
-            return [(_token(row), row["user_name"]) for row in await cursor.fetchall()]
+        return [
+            (_token(row), row["user_name"])
+            for row in await self._db.execute_fetchall(query + " ORDER BY tokens.created DESC", args)
+        ]
 
     async def revoke_token(self, token_id: str, *, by: str) -> TokenRow | None:
         """Revoke one token; the audit event is its owner's, and says who revoked it (`by`)."""
@@ -580,13 +607,12 @@ class Store:
 
     async def project_access(self, name: str, user_id: str) -> tuple[Project | None, str | None, bool]:
         """The project (None if the gateway does not know it), the user's role on it, and whether anyone has one."""
-        async with self._db.execute(
+        row = await self._row(
             "SELECT projects.*, roles.role, EXISTS (SELECT 1 FROM roles r WHERE r.project = projects.name) AS owned "
             "FROM projects "
             "LEFT JOIN roles ON roles.project = projects.name AND roles.user_id = ? WHERE projects.name = ?",
             (user_id, name),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         if row is None:
             return None, None, False
         return Project(row["name"], row["id"], row["display_name"], row["created"]), row["role"], bool(row["owned"])
@@ -611,15 +637,14 @@ class Store:
 
     async def upload_state(self, project: str, user_id: str, token_id: str | None) -> UploadState:
         """Everything an upload's last check needs, read afresh in one query."""
-        async with self._db.execute(
+        row = await self._row(
             "SELECT (SELECT role FROM roles WHERE project = ? AND user_id = ?) AS role, "
             "EXISTS (SELECT 1 FROM roles WHERE project = ?) AS owned, "
             "(SELECT user_id FROM project_claims WHERE project = ?) AS claim_holder, "
             "EXISTS (SELECT 1 FROM users WHERE id = ?) AS user_exists, "
             "EXISTS (SELECT 1 FROM tokens WHERE id = ? AND revoked IS NULL) AS token_valid",
             (project, user_id, project, project, user_id, token_id),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         assert row is not None
         return UploadState(
             role=row["role"],
@@ -646,16 +671,11 @@ class Store:
 
     async def release_claim(self, project: str, user_id: str) -> None:
         """An upload that held a claim ended without creating the project."""
-        await self._db.execute(
-            "UPDATE project_claims SET holders = holders - 1 WHERE project = ? AND user_id = ?", (project, user_id)
-        )
-        await self._db.execute("DELETE FROM project_claims WHERE project = ? AND holders <= 0", (project,))
+        for sql, parameters in _release_claim(project, user_id):
+            await self._db.execute(sql, parameters)
 
     async def _ensure_project(self, name: str, display_name: str) -> bool:
-        cursor = await self._db.execute(
-            "INSERT OR IGNORE INTO projects (name, id, display_name, created) VALUES (?, ?, ?, ?)",
-            (name, str(uuid.uuid4()), display_name, time.time()),
-        )
+        cursor = await self._db.execute(*_ensure_project(name, display_name))
         return cursor.rowcount == 1
 
     async def grant(self, name: str, display_name: str, user: User, role: str, *, by: str) -> None:
@@ -675,16 +695,17 @@ class Store:
 
     async def all_projects(self) -> list[Project]:
         """Every project the gateway knows (private reads: what a token scoped by project id alone may list)."""
-        async with self._db.execute("SELECT * FROM projects ORDER BY name") as cursor:
-            return [Project(r["name"], r["id"], r["display_name"], r["created"]) for r in await cursor.fetchall()]
+        return [
+            Project(r["name"], r["id"], r["display_name"], r["created"])
+            for r in await self._db.execute_fetchall("SELECT * FROM projects ORDER BY name")
+        ]
 
     async def projects_of(self, user: User) -> list[tuple[Project, str]]:
-        async with self._db.execute(
+        rows = await self._db.execute_fetchall(
             "SELECT projects.*, roles.role FROM roles JOIN projects ON projects.name = roles.project "
             "WHERE roles.user_id = ? ORDER BY projects.name",
             (user.id,),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [(Project(r["name"], r["id"], r["display_name"], r["created"]), r["role"]) for r in rows]
 
     async def audit(
@@ -697,15 +718,13 @@ class Store:
         address: str | None = None,
         **detail: Any,
     ) -> None:
-        at = time.time()
-        await self._db.execute(
-            "INSERT INTO audit (at, event, user_name, token_id, project, address, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (at, event, user_name, token_id, project, address, json.dumps(detail, sort_keys=True)),
-        )
+        entry = AuditEvent(time.time(), event, user_name, token_id, project, address, detail)
+        await self._db.execute(*_audit_row(entry))
+        self._audit_line(entry)
+
+    def _audit_line(self, entry: AuditEvent) -> None:
         if self._audit_file is not None:
-            private.append_line(
-                self._audit_file, AuditEvent(at, event, user_name, token_id, project, address, detail).to_json()
-            )
+            private.append_line(self._audit_file, entry.to_json())
 
     async def audit_events(self, *, since: float = 0.0, user_name: str | None = None) -> list[AuditEvent]:
         args: list[Any]
@@ -713,8 +732,7 @@ class Store:
         if user_name is not None:
             query += " AND user_name = ?"
             args.append(user_name)
-        async with self._db.execute(query + " ORDER BY id", args) as cursor:
-            rows = await cursor.fetchall()
+        rows = await self._db.execute_fetchall(query + " ORDER BY id", args)
         return [
             AuditEvent(
                 at=row["at"],
@@ -742,18 +760,23 @@ class Store:
         Its digests answer duplicates later and sizes add up per project. `claim`: the upload created the project,
         and its uploader (who held the claim) becomes the owner, so a refused or failed upload never owns anything.
         """
-        async with self._transaction():
-            if claim is not None:
-                await self._ensure_project(file.project, display_name)
-                await self._db.execute(
+        now = time.time()
+        statements: list[tuple[str, Sequence[Any]]] = []
+        entries: list[AuditEvent] = []
+        if claim is not None:
+            statements.append(_ensure_project(file.project, display_name))
+            statements.append(
+                (
                     "INSERT INTO roles (project, user_id, role, created) SELECT ?, ?, 'owner', ? "
                     "WHERE NOT EXISTS (SELECT 1 FROM roles WHERE project = ?)",
-                    (file.project, claim.id, time.time(), file.project),
+                    (file.project, claim.id, now, file.project),
                 )
-                await self.release_claim(file.project, claim.id)
-                await self.audit("project.claimed", user_name=claim.name, project=file.project)
-            if file.sha256:
-                await self._db.execute(
+            )
+            statements += _release_claim(file.project, claim.id)
+            entries.append(AuditEvent(now, "project.claimed", claim.name, None, file.project, None, {}))
+        if file.sha256:
+            statements.append(
+                (
                     "INSERT INTO files "
                     "(filename, project, size, sha256, blake2_256, uploaded, user_name, token_id) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -763,13 +786,28 @@ class Store:
                         file.size,
                         file.sha256,
                         file.blake2_256,
-                        time.time(),
+                        now,
                         file.user,
                         file.token_id,
                     ),
                 )
-                await self._db.execute("DELETE FROM size_reservations WHERE id = ?", (upload_id,))
-            await self.audit("upload.accepted", **audit)
+            )
+            statements.append(("DELETE FROM size_reservations WHERE id = ?", (upload_id,)))
+        fields = dict(audit)
+        entries.append(
+            AuditEvent(
+                now,
+                "upload.accepted",
+                fields.pop("user_name", None),
+                fields.pop("token_id", None),
+                fields.pop("project", None),
+                fields.pop("address", None),
+                fields,
+            )
+        )
+        await self._in_one_transaction(statements + [_audit_row(entry) for entry in entries])
+        for entry in entries:
+            self._audit_line(entry)
 
     async def import_projects(self, projects: list[tuple[str, str]], owner: User | None, *, by: str) -> int:
         """Record projects the index already has (normalized name, display name): unowned, or owned by `owner`.
@@ -792,17 +830,15 @@ class Store:
 
     async def file_sha256(self, filename: str) -> str | None:
         """The sha256 of a file the gateway delivered under this name, in any letter case."""
-        async with self._db.execute("SELECT sha256 FROM files WHERE lower(filename) = lower(?)", (filename,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._row("SELECT sha256 FROM files WHERE lower(filename) = lower(?)", (filename,))
         return str(row[0]) if row else None
 
     # --- Reads (issue #14): what the JSON simple pages say of files the gateway delivered ---
     async def delivered_files(self, project: str) -> dict[str, tuple[int, float]]:
         """{lower-case filename: (size, upload time)} of the project's files recorded here."""
-        async with self._db.execute(
+        rows = await self._db.execute_fetchall(
             "SELECT filename, size, uploaded FROM files WHERE project = ?", (project,)
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return {str(row[0]).lower(): (int(row[1]), float(row[2])) for row in rows}
 
     # --- end of reads ---
@@ -820,10 +856,7 @@ class Store:
 
     async def count_recovery_codes(self, user_id: str) -> int:
         """Unused recovery codes."""
-        async with self._db.execute(
-            "SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL", (user_id,)
-        ) as cursor:
-            row = await cursor.fetchone()
+        row = await self._row("SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL", (user_id,))
         return int(row[0]) if row else 0
 
     async def replace_recovery_codes(self, user: User, code_hashes: list[str], *, address: str | None = None) -> None:
@@ -854,10 +887,12 @@ class Store:
         await self.audit("user.2fa.webauthn_added", user_name=user.name, address=address, key=credential.name)
 
     async def webauthn_credentials(self, user_id: str) -> list[WebAuthnCredential]:
-        async with self._db.execute(
-            "SELECT * FROM webauthn_credentials WHERE user_id = ? ORDER BY created", (user_id,)
-        ) as cursor:
-            return [_webauthn(row) for row in await cursor.fetchall()]
+        return [
+            _webauthn(row)
+            for row in await self._db.execute_fetchall(
+                "SELECT * FROM webauthn_credentials WHERE user_id = ? ORDER BY created", (user_id,)
+            )
+        ]
 
     async def remove_webauthn_credential(self, user: User, credential_id: str, *, address: str | None = None) -> bool:
         cursor = await self._db.execute(
@@ -882,10 +917,7 @@ class Store:
         )
 
     async def web_session(self, key: str, now: float) -> str | None:
-        async with self._db.execute(
-            "SELECT data FROM web_sessions WHERE key = ? AND expires > ?", (key, now)
-        ) as cursor:
-            row = await cursor.fetchone()
+        row = await self._row("SELECT data FROM web_sessions WHERE key = ? AND expires > ?", (key, now))
         return str(row[0]) if row else None
 
     async def delete_web_session(self, key: str) -> None:
@@ -962,6 +994,35 @@ class Store:
             await self._db.execute("DELETE FROM throttle_streaks WHERE last < ?", (streaks_before,))
             await self._db.execute("DELETE FROM throttle_buckets WHERE at < ?", (buckets_before,))
             await self._db.execute("DELETE FROM throttle_holds WHERE expires < ?", (now,))
+
+
+def _audit_row(entry: AuditEvent) -> tuple[str, Sequence[Any]]:
+    return (
+        "INSERT INTO audit (at, event, user_name, token_id, project, address, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            entry.at,
+            entry.event,
+            entry.user_name,
+            entry.token_id,
+            entry.project,
+            entry.address,
+            json.dumps(entry.detail, sort_keys=True),
+        ),
+    )
+
+
+def _ensure_project(name: str, display_name: str) -> tuple[str, Sequence[Any]]:
+    return (
+        "INSERT OR IGNORE INTO projects (name, id, display_name, created) VALUES (?, ?, ?, ?)",
+        (name, str(uuid.uuid4()), display_name, time.time()),
+    )
+
+
+def _release_claim(project: str, user_id: str) -> list[tuple[str, Sequence[Any]]]:
+    return [
+        ("UPDATE project_claims SET holders = holders - 1 WHERE project = ? AND user_id = ?", (project, user_id)),
+        ("DELETE FROM project_claims WHERE project = ? AND holders <= 0", (project,)),
+    ]
 
 
 def _streak_delay(failures: str) -> str:

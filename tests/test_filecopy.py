@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from gateway.archive import check_distribution
 from gateway.errors import GatewayError
-from gateway.upload.filecopy import HOLE_MIN, FileCopy
+from gateway.upload.filecopy import HOLE_MIN, IN_MEMORY_MAX, FileCopy
 from tests.dists import make_sdist, make_wheel
 
 
@@ -112,5 +112,36 @@ def test_damaged_wheels_are_never_judged_better_on_the_copy(
         assert on_copy == on_file or on_file != "ok", (on_file, on_copy)
         if on_file != "ok":
             assert on_copy != "ok", "a file the checks refuse must be refused on its copy too"
+    finally:
+        copy.close()
+
+
+def test_a_small_copy_stays_in_memory(tmp_path: Path) -> None:
+    """No file system for a small upload's copy: creating and dropping a temporary file cost more than its checks."""
+    wheel = make_wheel(tmp_path, "small-demo", "1.0", payload_size=10 * 1024)
+    assert wheel.stat().st_size <= IN_MEMORY_MAX
+    copy = copied(wheel, sparse=True, step=4096)
+    try:
+        assert os.readlink(copy.path).startswith("/memfd:")
+        assert Path(copy.path).read_bytes() == wheel.read_bytes()
+        assert verdict(copy.path, "small-demo", "1.0", wheel.name) == "ok"
+    finally:
+        copy.close()
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_a_copy_that_outgrows_memory_moves_to_a_temporary_file(tmp_path: Path, sparse: bool) -> None:
+    """Memory held per upload stays bounded: past IN_MEMORY_MAX (holes counted) the copy is on disk, with the same
+    bytes as if it had been there from the start."""
+    wheel = make_wheel(tmp_path, "growing-demo", "1.0", payload_size=IN_MEMORY_MAX + 4096)
+    copy = copied(wheel, sparse=sparse, step=100_000)
+    try:
+        assert not os.readlink(copy.path).startswith("/memfd:")
+        assert os.path.getsize(copy.path) == wheel.stat().st_size
+        if sparse:
+            assert os.stat(copy.path).st_blocks * 512 < IN_MEMORY_MAX, "the payload is still a hole"
+        else:
+            assert copy.reader().read() == wheel.read_bytes()
+        assert verdict(copy.path, "growing-demo", "1.0", wheel.name) == "ok"
     finally:
         copy.close()

@@ -6,11 +6,16 @@ small members of its `.dist-info` directory, never the data of its other members
 follows the local headers as they stream past and leaves a large member's data as a hole in a sparse file; what
 it cannot follow (a data descriptor, anything unexpected) it copies from there on, whole. Any other file is copied
 whole: a spooled upload is also sent on from its copy.
+
+A copy starts in memory (a memfd, which the checks open by path like any file): creating and dropping a temporary
+file costs a small upload more than its archive checks on a slow file system. Past IN_MEMORY_MAX bytes (holes
+counted) it moves to a temporary file, so that the memory each upload in flight holds stays bounded.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import tempfile
 from collections.abc import Sequence
@@ -26,13 +31,15 @@ _ZIP64_EXTRA = 0x0001
 _UNKNOWN_SIZE = 0xFFFFFFFF
 # Members smaller than this are copied even outside .dist-info: holes that small save nothing.
 HOLE_MIN = 256 * 1024
+IN_MEMORY_MAX = 256 * 1024
 
 
 class FileCopy:
     """A temporary file holding what the checks need: the whole file, or (`sparse`) a wheel's structure."""
 
     def __init__(self, *, sparse: bool) -> None:
-        self._file: IO[bytes] = tempfile.TemporaryFile()
+        self._file: IO[bytes] = _in_memory()
+        self._in_memory = True
         self._following = sparse
         self._size = 0
         self._next_header = 0  # stream offset of the next local header while following
@@ -73,6 +80,8 @@ class FileCopy:
     def _write(self, data: Segment) -> None:
         start = self._size
         self._size += len(data)
+        if self._in_memory and self._size > IN_MEMORY_MAX:
+            self._to_disk()
         if not self._following:
             self._put(start, data)
             return
@@ -92,6 +101,13 @@ class FileCopy:
             if self._gave_up():
                 self._put(position, view[position - start :])
                 return
+
+    def _to_disk(self) -> None:
+        disk = tempfile.TemporaryFile()
+        self._file.seek(0)
+        shutil.copyfileobj(self._file, disk)
+        self._file.close()
+        self._file, self._in_memory = disk, False
 
     def _at_header(self, position: int, rest: memoryview) -> int:
         """Take (and copy) the next bytes of the local header at `_next_header`; return where reading goes on.
@@ -147,6 +163,12 @@ class FileCopy:
         if self._file.tell() != position:
             self._file.seek(position)
         self._file.write(data)
+
+
+def _in_memory() -> IO[bytes]:
+    if not hasattr(os, "memfd_create"):  # not Linux
+        return tempfile.TemporaryFile()
+    return os.fdopen(os.memfd_create("upload-copy", os.MFD_CLOEXEC), "w+b")
 
 
 def _zip64_compressed_size(extra: bytes) -> int | None:
