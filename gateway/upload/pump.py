@@ -39,6 +39,8 @@ from gateway.upload.multipart import Segment
 BUFFER = 256 * 1024  # two of them stay in a core's cache beside the hash states
 # How often a thread waiting on a socket looks whether its upload was abandoned (the gateway stopping).
 POLL = 0.25
+# Segments smaller than this together are sent in one write (see `UploadBody`).
+COALESCE = 64 * 1024
 
 
 DETACHED = web.RequestKey("detached", bool)
@@ -200,18 +202,33 @@ class UploadBody(Payload):
         await self.write_with_length(writer, None)
 
     async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
+        """Small segments are written together (a small upload's head, file, trailer and closing delimiter in
+        one send rather than four): held until COALESCE bytes wait, a `Handoff` comes, or the body ends. Holding
+        only ever delays a segment; nothing goes before the body yields it."""
         self._consumed = True
+        waiting: list[Segment] = []
         try:
             async for item in self._body:
                 if isinstance(item, Handoff):
+                    await self._write(writer, waiting)
                     self._handoffs.append(item)
                     item.socket = await _own_socket(writer)
                 else:
-                    self._written += len(item)
-                    await writer.write(item)
+                    waiting.append(item)
+                    if sum(len(segment) for segment in waiting) >= COALESCE:
+                        await self._write(writer, waiting)
+            await self._write(writer, waiting)
         except GatewayError as exc:
             self.failure = exc
             raise
+
+    async def _write(self, writer: AbstractStreamWriter, waiting: list[Segment]) -> None:
+        if not waiting:
+            return
+        data = waiting[0] if len(waiting) == 1 else b"".join(waiting)
+        waiting.clear()
+        self._written += len(data)
+        await writer.write(data)
 
 
 async def _own_socket(writer: AbstractStreamWriter) -> socket.socket | None:
