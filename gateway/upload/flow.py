@@ -670,9 +670,11 @@ class UploadFlow:
         try:
             return await asyncio.shield(job)
         finally:
-            await self._stop_pump()
-            handoff.sent = pump.sent
-            self.pumped = self.source.received - started
+            try:
+                await self._stop_pump()
+            finally:
+                handoff.sent = pump.sent
+                self.pumped = self.source.received - started
 
     async def _stop_pump(self) -> None:
         """Wait for the pump's thread to end, telling it to stop if it still runs (the gateway stopping, or the
@@ -680,12 +682,18 @@ class UploadFlow:
         if self._pumping is None:
             return
         pump, job = self._pumping
-        if not job.done():
+        cancelled = False
+        while not job.done():
             pump.stopped.set()  # seen within POLL seconds
-            await asyncio.shield(asyncio.wait([job]))
+            try:
+                await asyncio.shield(asyncio.wait([job]))
+            except asyncio.CancelledError:
+                cancelled = True  # aiohttp cancels a writer more than once: the thread is waited for all the same
         if not job.cancelled():
             job.exception()  # retrieved here, raised (if it is still wanted) where the job was awaited
         self._pumping = None
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _settle(self, answer: UpstreamAnswer, decided: Decided) -> Outcome:
         upload = decided.upload
