@@ -177,8 +177,14 @@ class BodySource:
         return detachable(self._request)
 
     def detach(self) -> tuple[socket.socket, bytes]:
-        """The connection's socket for a pump's thread (`connections.detach`), and what aiohttp had read."""
-        sock, buffered = detach(self._request)
+        """The connection's socket for a pump's thread (`pump.detach`), and what aiohttp had read. A
+        connection lost since the last read (while the index took the previous chunk) is a truncated upload, as
+        `read` tells it: the client's doing, not the index's."""
+        request = self._request
+        transport = request.transport
+        if transport is None or transport.is_closing() or request.content.exception() is not None:
+            raise truncated_body()
+        sock, buffered = detach(request)
         self.received += len(buffered)
         return sock, buffered
 
@@ -213,10 +219,12 @@ class BodySource:
     def _arrived(self, waited: float, size: int) -> None:
         self._pace.arrived(waited, size)
         if not size:
-            raise GatewayError(
-                400, "Truncated upload: the body ended before Content-Length bytes arrived", "truncated_body"
-            )
+            raise truncated_body()
         self.received += size
+
+
+def truncated_body() -> GatewayError:
+    return GatewayError(400, "Truncated upload: the body ended before Content-Length bytes arrived", "truncated_body")
 
 
 class Hashing:
@@ -656,15 +664,17 @@ class UploadFlow:
             client.close()
             index.close()
             raise
+        started = self.source.received  # before the thread starts: it counts what it reads there
         job = asyncio.get_running_loop().run_in_executor(self.context.pumps, pump.run, pending)
         self._pumping = (pump, job)
-        started = self.source.received
         try:
             return await asyncio.shield(job)
         finally:
-            await self._stop_pump()
-            handoff.sent = pump.sent
-            self.pumped = self.source.received - started
+            try:
+                await self._stop_pump()
+            finally:
+                handoff.sent = pump.sent
+                self.pumped = self.source.received - started
 
     async def _stop_pump(self) -> None:
         """Wait for the pump's thread to end, telling it to stop if it still runs (the gateway stopping, or the
@@ -672,12 +682,18 @@ class UploadFlow:
         if self._pumping is None:
             return
         pump, job = self._pumping
-        if not job.done():
+        cancelled = False
+        while not job.done():
             pump.stopped.set()  # seen within POLL seconds
-            await asyncio.shield(asyncio.wait([job]))
+            try:
+                await asyncio.shield(asyncio.wait([job]))
+            except asyncio.CancelledError:
+                cancelled = True  # aiohttp cancels a writer more than once: the thread is waited for all the same
         if not job.cancelled():
             job.exception()  # retrieved here, raised (if it is still wanted) where the job was awaited
         self._pumping = None
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _settle(self, answer: UpstreamAnswer, decided: Decided) -> Outcome:
         upload = decided.upload
