@@ -20,18 +20,23 @@ def events(body: bytes, step: int) -> list[object]:
     reader = MultipartReader(B)
     out: list[object] = []
     for start in range(0, len(body), step):
-        for event in reader.feed(body[start : start + step]):
-            if isinstance(event, bytes | memoryview):
-                if out and isinstance(out[-1], bytes):
-                    out[-1] += bytes(event)
-                else:
-                    out.append(bytes(event))
-            elif isinstance(event, PartStart):
-                out.append(event.headers)
-            else:
-                out.append(type(event).__name__)
+        collect(out, reader.feed(body[start : start + step]))
     reader.finish()
     return [event for event in out if event != b""]
+
+
+def collect(out: list[object], fed: list[object]) -> None:
+    """Append the events to `out` as `events` returns them: data joined, headers, and the other events' names."""
+    for event in fed:
+        if isinstance(event, bytes | memoryview):
+            if out and isinstance(out[-1], bytes):
+                out[-1] += bytes(event)
+            else:
+                out.append(bytes(event))
+        elif isinstance(event, PartStart):
+            out.append(event.headers)
+        else:
+            out.append(type(event).__name__)
 
 
 def part(headers: bytes, value: bytes) -> bytes:
@@ -200,28 +205,15 @@ def events_in_buffers(raw: bytes, step: int) -> list[object]:
     out: list[object] = []
     held: list[object] = []
     turn = 0
-
-    def consume(pending: list[object]) -> None:
-        for event in pending:
-            if isinstance(event, bytes | memoryview):
-                if out and isinstance(out[-1], bytes):
-                    out[-1] += bytes(event)
-                else:
-                    out.append(bytes(event))
-            elif isinstance(event, PartStart):
-                out.append(event.headers)
-            else:
-                out.append(type(event).__name__)
-
     for start in range(0, len(raw), step):
         piece = raw[start : start + step]
         buffer = buffers[turn]
         buffer[: len(piece)] = piece
         fresh = list(reader.feed(buffer, len(piece)))
-        consume(held)
+        collect(out, held)
         buffers[1 - turn][:] = b"\xff" * step
         held, turn = fresh, 1 - turn
-    consume(held)
+    collect(out, held)
     reader.finish()
     return [event for event in out if event != b""]
 

@@ -24,16 +24,7 @@ from tests.harness import free_port
 
 
 def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    return subprocess.run(
-        [PYTHON, "-m", "gateway", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env={**base, **(env or {})},
-        input=stdin,
-    )
+    return cli_in(ROOT, *args, env=env, stdin=stdin)
 
 
 @pytest.mark.parametrize(

@@ -227,10 +227,8 @@ def test_an_index_that_stops_reading_mid_pump_is_a_504(deaf: DeafRelay, index: I
         _deaf_upload(gw, index, tmp_path)
 
 
-def _deaf_upload(gw: GatewayProcess, index: Index, tmp_path: Path) -> None:
-    wheel = make_wheel(tmp_path, "pumped-deaf", "1.0", payload_size=16 * MiB)
-    content_type, body = upload_body(wheel)
-    started = time.monotonic()
+def _post_whole(gw: GatewayProcess, content_type: str, body: bytes) -> str:
+    """The status line for `body`, sent as far as the gateway takes it (it may stop reading when the index fails)."""
     with connect(gw) as sock:
         sock.sendall(head(gw, content_type, len(body)))
         try:
@@ -238,6 +236,14 @@ def _deaf_upload(gw: GatewayProcess, index: Index, tmp_path: Path) -> None:
         except OSError:
             pass
         status, _ = answer_of(sock, timeout=20)
+    return status
+
+
+def _deaf_upload(gw: GatewayProcess, index: Index, tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, "pumped-deaf", "1.0", payload_size=16 * MiB)
+    content_type, body = upload_body(wheel)
+    started = time.monotonic()
+    status = _post_whole(gw, content_type, body)
     assert status == "HTTP/1.1 504 The package index did not answer in time; try again later", status
     assert time.monotonic() - started < 2 + 4
     assert wheel.name not in index.files()
@@ -254,13 +260,7 @@ def test_an_index_fault_mid_pump_is_a_5xx_and_no_partial_file(fault: str, index:
     with behind(relay.url, index, tmp_path / "gw") as gw:
         wheel = make_wheel(tmp_path, f"pumped-{fault}", "1.0", payload_size=8 * MiB)
         content_type, body = upload_body(wheel)
-        with connect(gw) as sock:
-            sock.sendall(head(gw, content_type, len(body)))
-            try:
-                sock.sendall(body)
-            except OSError:
-                pass
-            status, _ = answer_of(sock, timeout=20)
+        status = _post_whole(gw, content_type, body)
         assert status.startswith(("HTTP/1.1 502 ", "HTTP/1.1 504 ")), status
         assert wheel.name not in index.files() and not list(index.packages.glob(f"pumped_{fault}*"))
         log = gw.log_text()
