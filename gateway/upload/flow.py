@@ -51,7 +51,17 @@ from gateway.upload.filecopy import FileCopy
 from gateway.upload.form import MAX_FORM_BYTES, FormReader, boundary_of
 from gateway.upload.multipart import Segment
 from gateway.upload.pace import Pace
-from gateway.upload.pump import POLL, Handoff, IndexGone, Pump, UploadBody, detach, detachable
+from gateway.upload.pump import (
+    POLL,
+    Handoff,
+    IndexGone,
+    Pump,
+    UploadBody,
+    detach,
+    detachable,
+    hash_segments,
+    shutting_down,
+)
 from gateway.validation import Upload, action_version, check_action, project_of, validate_upload
 
 CHUNK = 256 * 1024
@@ -196,7 +206,7 @@ class BodySource:
         while True:
             patience = self._patience(time.monotonic(), started)
             if stopped.is_set():
-                raise GatewayError(503, "The gateway is stopping; try the upload again", "shutting_down")
+                raise shutting_down()
             try:
                 size = sock.recv_into(buffer, want)
                 break
@@ -250,13 +260,13 @@ class Hashing:
         hashers = list(self._hashers.values())
         if not self._lanes and sum(len(segment) for segment in segments) < THREAD_FEED_MIN:
             for hasher in hashers:
-                _update(hasher, segments)
+                hash_segments(hasher, segments)
             return
         if not self._lanes:
             self._lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest") for _ in hashers]
         loop = asyncio.get_running_loop()
         lanes = zip(self._lanes, hashers, strict=True)
-        jobs = [loop.run_in_executor(lane, _update, hasher, segments) for lane, hasher in lanes]
+        jobs = [loop.run_in_executor(lane, hash_segments, hasher, segments) for lane, hasher in lanes]
         self._outstanding.append(asyncio.gather(*jobs))
         while len(self._outstanding) > MAX_OUTSTANDING:
             await self._outstanding.popleft()
@@ -276,11 +286,6 @@ class Hashing:
     def close(self) -> None:
         for lane in self._lanes:
             lane.shutdown(wait=False, cancel_futures=True)
-
-
-def _update(hasher: Any, segments: Sequence[Segment]) -> None:
-    for segment in segments:
-        hasher.update(segment)
 
 
 def max_body(limits: LimitsConfig) -> int:
@@ -656,7 +661,7 @@ class UploadFlow:
             pump.hashers = await self._hashing.settled()
             if segments:
                 for hasher in pump.hashers:
-                    _update(hasher, segments)
+                    hash_segments(hasher, segments)
                 if self._copy is not None:
                     self._copy.write(segments)
                 pending = [*pending, *segments]

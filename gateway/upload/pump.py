@@ -138,9 +138,9 @@ class Pump:
                 segments = self.form.feed(buffer, size)
                 self.check()
                 if segments:
-                    hashing[turn] = lane.submit(_update, slowest, segments)
+                    hashing[turn] = lane.submit(hash_segments, slowest, segments)
                     for hasher in others:
-                        _update(hasher, segments)
+                        hash_segments(hasher, segments)
                     if self.copy is not None:
                         self.copy.write(segments)
                     self._send(pending)
@@ -178,15 +178,20 @@ class Pump:
         """Wait for the index to take more; the seconds waited. An index that takes nothing for
         `write_timeout` is as good as gone (a timeout, as aiohttp reports a read that waits too long)."""
         if self.stopped.is_set():
-            raise GatewayError(503, "The gateway is stopping; try the upload again", "shutting_down")
+            raise shutting_down()
         started = time.monotonic()
         poller.poll(POLL * 1000)
         return time.monotonic() - started
 
 
-def _update(hasher: Any, segments: Sequence[Segment]) -> None:
+def hash_segments(hasher: Any, segments: Sequence[Segment]) -> None:
+    """Feed segments to one hash state in order (on the loop, in a digest lane or in a pump's thread)."""
     for segment in segments:
         hasher.update(segment)
+
+
+def shutting_down() -> GatewayError:
+    return GatewayError(503, "The gateway is stopping; try the upload again", "shutting_down")
 
 
 def _done(hashing: list[Future[None] | None], turn: int) -> None:
