@@ -459,8 +459,8 @@ async def small_uploads(report: Report, s: Stack, sizes: Sizes) -> None:
             "uploads/s",
             direct_rate,
             ratio,
-            ">= 0.80",
-            ratio >= 0.8,
+            ">= 0.90",
+            ratio >= 0.9,
             "baseline: direct",
         )
     )
