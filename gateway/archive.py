@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from packaging.metadata import RawMetadata, parse_email
 from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
@@ -49,6 +49,8 @@ _RECORD_EXEMPT = ("RECORD.jws", "RECORD.p7s")
 _ENTRY_POINT_NAME = re.compile(r"[\w.-]+")
 _SCRIPT_SECTIONS = ("console_scripts", "gui_scripts")
 _WINDOWS_DRIVE = re.compile(r"[A-Za-z]:")
+_GZIP_MAGIC = b"\x1f\x8b"
+_BZIP2_MAGIC = b"BZh"
 
 REASONS: Mapping[str, str] = MappingProxyType(
     {
@@ -121,11 +123,27 @@ def check_distribution(
 
 
 def _is_tarfile(file: BinaryIO) -> bool:
-    """Plain, gzip, bzip2 or xz tar (each tried in turn, from the file's start)."""
+    """Plain, gzip, bzip2 or xz tar, as `tarfile.is_tarfile` tells. A gzip or bzip2 reader refuses a stream
+    without its magic bytes before reading further, so without them only the plain and xz readers are tried
+    (xz's auto-detection also takes the legacy .lzma format, which has no magic): a wheel's probe costs a
+    third of the four readers'."""
+    magic = file.read(3)
+    file.seek(0)
     try:
-        return tarfile.is_tarfile(file)
+        if magic.startswith(_GZIP_MAGIC) or magic == _BZIP2_MAGIC:
+            return tarfile.is_tarfile(file)
+        return _opens_as(file, "r:xz") or _opens_as(file, "r:")
     except (EOFError, zlib.error, gzip.BadGzipFile):  # a stream that breaks within its first header
         return False
+
+
+def _opens_as(file: BinaryIO, mode: Literal["r:xz", "r:"]) -> bool:
+    file.seek(0)
+    try:
+        tarfile.open(fileobj=file, mode=mode).close()
+    except tarfile.TarError:
+        return False
+    return True
 
 
 def _invalid(detail: str, reason: str, *, hint: str = "") -> GatewayError:
