@@ -1,3 +1,3 @@
-"""The read path's pure building blocks: which request targets reach the index, how its pages are rewritten,
-PEP 691 JSON, and the cache of rendered pages. Nothing here does I/O; the handlers wire it to the network.
+"""The read path: which request targets reach the index, how its pages are rewritten, PEP 691 JSON and the
+cache of rendered pages (pure modules), and `handler`, the one module that wires them to the network.
 """
