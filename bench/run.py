@@ -358,6 +358,24 @@ async def ceiling(report: Report, s: Stack, sizes: Sizes) -> None:
             "baseline: sha256 + blake2b of the same bytes",
         )
     )
+    bound = await asyncio.to_thread(pump_bound, sizes)
+    for key, label in (("one_thread", "both hashes in one thread"), ("lane", "blake2b in a second thread")):
+        report.add(
+            Figure(
+                f"  pump bound, {label} (x floor)",
+                bound[f"{key}_x_floor"],
+                "x",
+                note=f"{bound[f'{key}_mb_s']:.0f} MB/s; bench/pump_bound.py: recv, hash, send, no parsing",
+            )
+        )
+
+
+def pump_bound(sizes: Sizes) -> dict[str, float]:
+    """What a pump with no parsing at all reaches on this machine (`bench.pump_bound`, a process of its own: it
+    forks its sending and discarding ends)."""
+    command = [PYTHON, "-m", "bench.pump_bound", "--size-mib", str(sizes.ceiling // MiB)]
+    done = subprocess.run([*command, "--runs", str(sizes.ceiling_runs)], capture_output=True, check=True)
+    return dict(json.loads(done.stdout))
 
 
 def rss_kib(pid: int) -> int:
