@@ -14,7 +14,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import __version__, error_pages
-from gateway.auth import Authenticator, Authorizer, TokenSettings
+from gateway.authentication import Authenticator, TokenSettings
+from gateway.authorization import Authorizer
 from gateway.config import Config, ConfigError, server_secret, token_location
 from gateway.connections import body_deadline
 from gateway.embedded import EmbeddedIndex

@@ -39,7 +39,8 @@ from aiohttp import web
 
 from gateway import policy
 from gateway.archive import check_distribution
-from gateway.auth import Identity, raise_if_denied
+from gateway.authentication import Identity
+from gateway.authorization import raise_if_denied
 from gateway.config import LimitsConfig
 from gateway.dist_metadata import PlatformPolicy, check_description
 from gateway.errors import GatewayError
