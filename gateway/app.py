@@ -22,10 +22,11 @@ from gateway.embedded import EmbeddedIndex
 from gateway.errors import GatewayError, reason_phrase
 from gateway.existing import ExistingFiles
 from gateway.guard import Guard
+from gateway.index_urls import UpstreamURLs
 from gateway.logs import access_middleware
 from gateway.metrics import Metrics
 from gateway.password_checks import PasswordChecks
-from gateway.proxy import Upstream, UpstreamURLs, aborting_socket
+from gateway.proxy import Upstream, aborting_socket
 from gateway.read_access import ReadGuard
 from gateway.reads.cache import PageCache
 from gateway.reads.handler import Reads
