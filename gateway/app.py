@@ -14,17 +14,19 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import __version__, error_pages
-from gateway.auth import Authenticator, Authorizer, TokenSettings
+from gateway.authentication import Authenticator, TokenSettings
+from gateway.authorization import Authorizer
 from gateway.config import Config, ConfigError, server_secret, token_location
 from gateway.connections import body_deadline
 from gateway.embedded import EmbeddedIndex
 from gateway.errors import GatewayError, reason_phrase
 from gateway.existing import ExistingFiles
 from gateway.guard import Guard
+from gateway.index_urls import UpstreamURLs
 from gateway.logs import access_middleware
 from gateway.metrics import Metrics
 from gateway.password_checks import PasswordChecks
-from gateway.proxy import Upstream, UpstreamURLs, aborting_socket
+from gateway.proxy import Upstream, aborting_socket
 from gateway.read_access import ReadGuard
 from gateway.reads.cache import PageCache
 from gateway.reads.handler import Reads

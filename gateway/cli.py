@@ -31,7 +31,7 @@ from packaging.utils import canonicalize_name
 
 from gateway import connections, logs, twofactor
 from gateway.app import SERVER_OPTIONS, create_app, open_index
-from gateway.auth import TOKEN_USERNAME, TokenSettings, create_token, hash_password, scope_of
+from gateway.authentication import TokenSettings
 from gateway.config import (
     CONFIG_VARIABLE,
     DEFAULT_PATH,
@@ -43,9 +43,12 @@ from gateway.config import (
     server_secret,
     token_location,
 )
+from gateway.credentials import TOKEN_USERNAME
 from gateway.embedded import EmbeddedIndexError
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
+from gateway.minting import create_token, scope_of
+from gateway.passwords import hash_password
 from gateway.policy import Role
 from gateway.store import Store, StoreError, User
 

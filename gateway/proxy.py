@@ -3,7 +3,8 @@
 The gateway talks to the index with its own service credential; client credentials never pass. Every
 request to the index runs in one boundary, `Upstream.exchange`, where any failure becomes a 502 or 504 whose
 message never names the index; its URL and the cause go to the log. The reads clients make are answered by
-`gateway.reads`, through the same boundary.
+`gateway.reads`, through the same boundary. Where the index lives is `gateway.index_urls` (pure); what an answer
+to an upload means is `gateway.upload.answers`.
 """
 
 from __future__ import annotations
@@ -11,63 +12,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import socket
 import struct
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from gateway.errors import GatewayError
+from gateway.index_urls import UpstreamURLs
 from gateway.metrics import Metrics
 from gateway.reads.rewrite import links_of, root_projects
+from gateway.upload import answers
+from gateway.upload.answers import UpstreamAnswer
 from gateway.upload.pump import UploadBody
 
 CHUNK = 256 * 1024
 log = logging.getLogger("gateway.upstream")
-
-
-@dataclass(frozen=True)
-class UpstreamURLs:
-    """Where the index lives; every URL ends with '/'."""
-
-    base: str
-    upload: str
-    simple: str
-
-    @classmethod
-    def build(cls, base: str, upload: str = "", simple: str = "") -> UpstreamURLs:
-        base = _slash(base)
-        return cls(base=base, upload=upload or base, simple=_slash(simple) if simple else base + "simple/")
-
-    def to_public(self, url: str, public_url: str) -> str | None:
-        """The gateway URL for an absolute index URL, or None when it points elsewhere."""
-        if url.startswith(self.simple):
-            return f"{public_url}/simple/{url[len(self.simple) :]}"
-        if url.startswith(self.base):
-            return f"{public_url}/{url[len(self.base) :]}"
-        return None
-
-    def hide(self, text: str, public_url: str) -> str:
-        """The index's own words with every URL on its host shown as the gateway's: they reach clients."""
-        origins = sorted({_origin(url) for url in (self.base, self.upload, self.simple)}, key=len, reverse=True)
-        own = re.compile("(?:" + "|".join(map(re.escape, origins)) + r")[^\s\"'<>]*", re.IGNORECASE)
-        return own.sub(lambda match: self.to_public(match.group(0), public_url) or public_url + "/", text)
-
-
-@dataclass(frozen=True)
-class UpstreamAnswer:
-    status: int
-    reason: str
-    text: str
-
-
-def _slash(url: str) -> str:
-    return url if url.endswith("/") else url + "/"
 
 
 def aborting_socket(addr_info: tuple[Any, ...]) -> socket.socket:
@@ -210,8 +172,9 @@ class Upstream:
                 resp.status, hide(resp.reason or "", self._public_url), hide(text[:4096], self._public_url)
             )
         self._metrics.upstream_duration.labels("upload").observe(time.perf_counter() - started)
-        if answer.status >= 500 or answer.status in (401, 403):
-            kind, reason = ("status_5xx", "upstream_error") if answer.status >= 500 else ("auth", "upstream_auth")
+        fault = answers.fault_of(answer)
+        if fault is not None:
+            kind, reason = fault
             self._metrics.upstream_errors.labels("upload", kind).inc()
             log_fault("upload", reason, "POST", url, f"HTTP {answer.status}: {_gist(text, 200)}")
         return answer
@@ -263,11 +226,6 @@ def log_fault(route: str, reason: str, method: str, url: str, cause: str) -> Non
 def _gist(text: str, limit: int) -> str:
     """The start of `text` on one line, for the log."""
     return " ".join(text.split())[:limit]
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 async def read_up_to(resp: aiohttp.ClientResponse, limit: int) -> bytes:

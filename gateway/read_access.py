@@ -26,20 +26,13 @@ from aiohttp import web
 from cachetools import TTLCache
 
 from gateway import tokens
-from gateway.auth import (
-    _DUMMY_HASH,
-    Authenticator,
-    Identity,
-    PasswordCredentials,
-    TokenCredentials,
-    challenge,
-    parse_authorization,
-    verify_password,
-)
+from gateway.authentication import Authenticator, Identity
+from gateway.credentials import PasswordCredentials, TokenCredentials, challenge, parse_authorization
 from gateway.errors import GatewayError
 from gateway.guard import Guard
 from gateway.logs import FIELDS, client_of
 from gateway.metrics import Metrics
+from gateway.passwords import _DUMMY_HASH, verify_password
 from gateway.store import Store, User
 from gateway.throttle import network_of
 

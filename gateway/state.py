@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from gateway.auth import Authenticator, Authorizer, TokenSettings
+from gateway.authentication import Authenticator, TokenSettings
+from gateway.authorization import Authorizer
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.guard import Guard

@@ -10,7 +10,7 @@ import threading
 import argon2
 import pytest
 
-from gateway import auth
+from gateway import passwords
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.password_checks import PasswordChecks
@@ -68,4 +68,4 @@ async def test_hashing_threads_yield_the_cpu_to_the_event_loop() -> None:
 
 
 def test_an_unknown_user_costs_as_much_as_a_wrong_password() -> None:
-    assert argon2.extract_parameters(auth._DUMMY_HASH) == argon2.extract_parameters(auth.hash_password("x"))
+    assert argon2.extract_parameters(passwords._DUMMY_HASH) == argon2.extract_parameters(passwords.hash_password("x"))

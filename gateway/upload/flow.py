@@ -39,13 +39,15 @@ from aiohttp import web
 
 from gateway import policy
 from gateway.archive import check_distribution
-from gateway.auth import Identity, raise_if_denied
+from gateway.authentication import Identity
+from gateway.authorization import raise_if_denied
 from gateway.config import LimitsConfig
 from gateway.dist_metadata import PlatformPolicy, check_description
 from gateway.errors import GatewayError
 from gateway.existing import ExistingFiles, already_exists, verdict
-from gateway.proxy import Upstream, UpstreamAnswer, log_fault
+from gateway.proxy import Upstream, log_fault
 from gateway.upload import answers
+from gateway.upload.answers import UpstreamAnswer
 from gateway.upload.encoding import CanonicalBody, encode, fill, forwarded
 from gateway.upload.filecopy import FileCopy
 from gateway.upload.form import MAX_FORM_BYTES, FormReader, boundary_of
@@ -620,12 +622,9 @@ class UploadFlow:
         self.index_touched = True
         if payload.sent < length:
             answers.raise_for(answer)
-            log_fault("upload", "upstream_error", "POST", self.upstream.urls.upload, f"HTTP {answer.status} early")
-            raise GatewayError(
-                502,
-                f"The package index answered before it had the whole upload (HTTP {answer.status}); try again later",
-                "upstream_error",
-            )
+            early = answers.answered_early(answer)
+            log_fault("upload", early.reason, "POST", self.upstream.urls.upload, f"HTTP {answer.status} early")
+            raise early
         return answer
 
     def _pumpable(self) -> bool:
@@ -703,13 +702,12 @@ class UploadFlow:
     async def _settle(self, answer: UpstreamAnswer, decided: Decided) -> Outcome:
         upload = decided.upload
         digests = await self._check_file(upload)
-        if answers.is_conflict(answer):
+        if answers.settle(answer) == "conflict":
             self.context.existing.forget(upload.project)
             found = await self.context.existing.lookup(upload.project, upload.filename)
             if found.sha256 is None:
                 raise already_exists(upload.filename, digests["blake2_256"], self.context.help_url)
             return await self._duplicate(upload, found.sha256)
-        answers.raise_for(answer)
         self.context.existing.add(upload.project, upload.filename, digests["sha256"])
         return Outcome(
             upload=upload,

@@ -8,7 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.auth import Credentials, Identity, PasswordCredentials, TokenCredentials, invalid_auth, parse_authorization
+from gateway.authentication import Identity, invalid_auth
+from gateway.credentials import Credentials, PasswordCredentials, TokenCredentials, parse_authorization
 from gateway.errors import GatewayError
 from gateway.logs import FIELDS, client_of, redact
 from gateway.state import GATEWAY, Gateway
@@ -127,7 +128,7 @@ async def _continue(request: web.Request) -> None:
 
 async def _record(gateway: Gateway, identity: Identity, outcome: Outcome, trail: dict[str, Any]) -> None:
     """What the index accepted, with the owner of a project it created, in one transaction."""
-    store, _, _, authorizer = gateway.ready()
+    store, _, authenticator, _ = gateway.ready()
     upload = outcome.upload
     stored = StoredFile(
         filename=upload.filename,
@@ -152,7 +153,7 @@ async def _record(gateway: Gateway, identity: Identity, outcome: Outcome, trail:
             await store.release_claim(upload.project, claim.id)
         await store.release_size(outcome.upload_id)
         raise
-    await authorizer.touch(identity)
+    await authenticator.touch(identity)
 
 
 def _audit_fields(trail: dict[str, Any], reason: str) -> dict[str, Any]:

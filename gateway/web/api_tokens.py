@@ -21,9 +21,9 @@ from aiohttp import web
 from packaging.utils import canonicalize_name
 
 from gateway import crypto
-from gateway.auth import create_token, scope_of
 from gateway.config import parse_duration
 from gateway.errors import GatewayError
+from gateway.minting import create_token, scope_of
 from gateway.store import Project, TokenRow, User
 from gateway.web.common import Account, confirmed, form, gateway_of, redirect, render, signed_in, state, when
 from gateway.web.sessions import flash

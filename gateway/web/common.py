@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp_session import Session, get_session
 
 from gateway import twofactor
-from gateway.auth import Authenticator, TokenSettings
+from gateway.authentication import Authenticator, TokenSettings
 from gateway.errors import GatewayError
 from gateway.logs import client_of, redact
 from gateway.state import GATEWAY, Gateway

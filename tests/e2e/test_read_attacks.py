@@ -23,7 +23,7 @@ import pymacaroons
 import pytest
 from aiohttp import web
 
-from gateway.auth import hash_password
+from gateway.passwords import hash_password
 from tests.conftest import GatewayProcess, start_gateway
 from tests.dists import make_wheel
 from tests.e2e.test_private_reads import basic, get

@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from gateway.auth import PasswordCredentials, TokenCredentials, hash_password, parse_authorization, verify_password
+from gateway.credentials import PasswordCredentials, TokenCredentials, parse_authorization
 from gateway.errors import GatewayError
 
 
@@ -43,11 +43,3 @@ def test_missing_or_malformed_credentials_are_401_with_a_challenge(header: str |
         parse_authorization(header)
     assert exc.value.status == 401 and exc.value.reason == reason
     assert exc.value.headers["WWW-Authenticate"].startswith("Basic ")
-
-
-def test_password_hashes_are_argon2id_and_verify() -> None:
-    hashed = hash_password("correct horse")
-    assert hashed.startswith("$argon2id$")
-    assert verify_password(hashed, "correct horse")
-    assert not verify_password(hashed, "wrong horse")
-    assert not verify_password("not a hash", "correct horse")
