@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import Store, StoredFile
+from gateway.store import Store, StoredFile, StoreFailure
 
 AUDIT = {"user_name": "alice", "token_id": None, "project": "demo", "address": "203.0.113.9", "reason": "ok"}
 
@@ -66,10 +66,11 @@ async def test_a_record_that_fails_part_way_changes_nothing(store: Store, tmp_pa
     before = audit_lines(tmp_path)
     assert await store.hold_claim("demo", alice.id)
     assert await store.reserve_size("u2", "demo", 10, 100)
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(StoreFailure) as failure:
         await store.record_upload(
             stored("demo-1.0.tar.gz"), display_name="Demo", claim=alice, upload_id="u2", audit=AUDIT
         )
+    assert isinstance(failure.value.__cause__, sqlite3.IntegrityError)
     assert rows(tmp_path, "SELECT * FROM projects") == []
     assert rows(tmp_path, "SELECT * FROM roles") == []
     assert rows(tmp_path, "SELECT project, user_id, holders FROM project_claims") == [("demo", alice.id, 1)]

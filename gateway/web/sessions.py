@@ -15,7 +15,6 @@ import asyncio
 import json
 import logging
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from aiohttp_session import AbstractStorage, Session, get_session, new_session
 
 from gateway import crypto
 from gateway.errors import GatewayError
-from gateway.store import Store
+from gateway.store import Store, StoreFailure
 from gateway.web.security import ACCOUNT_ROOT, new_csrf_token, well_formed_token
 
 COOKIE_NAME = "gateway_session"
@@ -203,6 +202,6 @@ async def purge_expired(store_of: StoreGetter, *, interval: float = PURGE_INTERV
         try:
             while await store_of().purge_web_sessions(time.time(), limit=PURGE_BATCH) == PURGE_BATCH:
                 await asyncio.sleep(0)
-        except (GatewayError, sqlite3.Error, ValueError) as exc:  # not ready, busy, closing: the next round will do
+        except (GatewayError, StoreFailure, ValueError) as exc:  # not ready, busy, closing: the next round will do
             log.warning("could not purge expired web sessions: %s", exc)
         await asyncio.sleep(interval)

@@ -1,0 +1,124 @@
+"""What the store's interface speaks: its records (frozen dataclasses) and its two errors. No I/O and nothing of
+SQLite, so a second backend returns and raises the same."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+class StoreError(Exception):
+    """A request the store refuses (duplicate name, unknown user), or a store that cannot be opened; the message is
+    user-facing."""
+
+
+class StoreFailure(Exception):
+    """The database failed a request (busy past its timeout, full, a constraint the method does not expect to
+    break): not the caller's doing, and its message is not for users. The backend's own error is its cause."""
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    name: str
+    password_hash: str
+    created: int
+    has_totp: bool = False
+    webauthn_count: int = 0
+
+    @property
+    def has_2fa(self) -> bool:
+        return self.has_totp or self.webauthn_count > 0
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """A token as stored: `secret` alone cannot verify or mint it (the server secret is outside the database)."""
+
+    id: str
+    user_id: str
+    description: str
+    secret: bytes
+    caveats: tuple[str, ...]
+    created: float
+    last_used: float | None
+    expires: float | None
+    revoked: float | None
+    permissions: tuple[str, ...] = ("upload",)  # sorted: ("upload",), ("read",) or ("read", "upload")
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """What `user list` shows of a user."""
+
+    user: User
+    tokens: int
+    active_tokens: int  # neither revoked nor expired
+    last_token_use: float | None
+    recovery_codes: int  # unused
+
+
+@dataclass(frozen=True)
+class RemovedUser:
+    tokens: int  # deleted with the user
+    orphaned: tuple[str, ...]  # projects the user was the last to have a role on
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    filename: str
+    project: str
+    size: int
+    sha256: str
+    blake2_256: str
+    user: str | None
+    token_id: str | None
+
+
+@dataclass(frozen=True)
+class UploadState:
+    """An upload's standing, read again right before the index may keep its file."""
+
+    role: str | None
+    owned: bool
+    claim_holder: str | None
+    user_exists: bool
+    token_valid: bool  # the token exists and is not revoked (False, too, for a password upload)
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    id: str
+    display_name: str
+    created: float
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    at: float
+    event: str
+    user_name: str | None
+    token_id: str | None
+    project: str | None
+    address: str | None
+    detail: Mapping[str, Any]
+
+    def to_json(self) -> str:
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.at)) + f".{int(self.at % 1 * 1000):03d}Z"
+        return json.dumps({**asdict(self), "at": when, "detail": dict(self.detail)}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class WebAuthnCredential:
+    """A security key: `id` is the credential id, base64url as the browser sends it."""
+
+    id: str
+    name: str
+    public_key: bytes
+    sign_count: int
+    created: float
+    last_used: float | None = None
