@@ -31,11 +31,10 @@ from gateway.dist_metadata import (
     CORE_METADATA_URL,
     LOCAL_VERSION_URL,
     SUPPORTED_METADATA_VERSIONS,
-    PlatformPolicy,
     check_form_metadata,
-    check_platform_tags,
 )
 from gateway.errors import GatewayError
+from gateway.platform_tags import PlatformPolicy, check_platform_tags
 
 PEP_527_URL = "https://www.python.org/dev/peps/pep-0527"
 # PyPI writes `{filename}.metadata` next to a wheel: a 255-byte file name leaves 246 for the filename.

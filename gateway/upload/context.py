@@ -11,8 +11,8 @@ from typing import Protocol
 from gateway import policy
 from gateway.auth import Identity
 from gateway.config import LimitsConfig
-from gateway.dist_metadata import PlatformPolicy
 from gateway.existing import ExistingFiles
+from gateway.platform_tags import PlatformPolicy
 from gateway.proxy import Upstream
 from gateway.validation import Upload
 

@@ -30,7 +30,7 @@ from gateway import policy
 from gateway.archive import check_distribution
 from gateway.auth import Identity, raise_if_denied
 from gateway.config import LimitsConfig
-from gateway.dist_metadata import check_description
+from gateway.description import check_description
 from gateway.errors import GatewayError
 from gateway.existing import already_exists, verdict
 from gateway.proxy import UpstreamAnswer, log_fault
