@@ -33,29 +33,6 @@ SUPPORTED_METADATA_VERSIONS = frozenset({"1.0", "1.1", "1.2", "2.1", "2.2", "2.3
 MAX_SUMMARY_LENGTH = 512
 MAX_URL_LABEL_LENGTH = 32
 
-REASONS: Mapping[str, str] = MappingProxyType(
-    {
-        "duplicate_field": "Send each single-valued metadata field, and each project URL label, only once.",
-        "invalid_metadata_version": "Build with a tool that writes metadata version 1.0, 1.1, 1.2 or 2.1 to 2.5.",
-        "invalid_name": "Use a name of ASCII letters, digits, '.', '_' and '-', starting and ending alphanumeric.",
-        "invalid_version": "Send a PEP 440 version, such as 1.0 or 2.1.0rc1.",
-        "local_version": "Drop the local label ('+...') from the version; it is for private builds only.",
-        "invalid_summary": "Keep the summary to one line of at most 512 characters.",
-        "invalid_description_content_type": "Use text/plain, text/x-rst or text/markdown (UTF-8; GFM or CommonMark).",
-        "invalid_description": "Fix the description's markup so that it renders (try `twine check`).",
-        "invalid_classifier": "Use classifiers from https://pypi.org/classifiers/ (no Private :: ones).",
-        "deprecated_classifier": "Replace the deprecated classifier, as the message says.",
-        "invalid_license": "Use License-Expression alone (PEP 639): drop License, or fix the SPDX expression.",
-        "invalid_license_file": "List License-File paths relative to the project root, with '/', no '..' or globs.",
-        "invalid_email": "Give valid e-mail addresses in Author-email and Maintainer-email.",
-        "invalid_url": "Give http(s) URLs for Home-page, Download-URL and each Project-URL (label <= 32 chars).",
-        "invalid_dependency": "Give valid requirements (PEP 508), without direct URLs, and a valid Requires-Python.",
-        "invalid_dynamic": "List only core-metadata fields other than Name and Version as Dynamic.",
-        "invalid_metadata": "Fix the core metadata as the message says.",
-        "unsupported_platform": "Build for a platform PyPI accepts (manylinux, musllinux, macOS, Windows, ...).",
-    }
-)
-
 # PyPI reports the problem of the first of these fields that has one, else of the first field by name.
 _FIELD_PRIORITY = ("metadata-version", "name", "version")
 _FIELD_REASONS: Mapping[str, str] = MappingProxyType(

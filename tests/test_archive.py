@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.archive import REASONS, check_distribution
+from gateway.archive import check_distribution
 from gateway.archive.shared import MAX_MEMBER_READ, DistInfo
 from gateway.archive.tar_check import is_tarfile
 from gateway.errors import GatewayError
@@ -32,6 +32,7 @@ from tests.archives import (
     zip_bytes,
 )
 from tests.dists import make_sdist, make_wheel
+from tests.reasons import ARCHIVE_REASONS as REASONS
 
 WHEEL = "demo_pkg-1.0-py3-none-any.whl"
 SDIST = "demo_pkg-1.0.tar.gz"

@@ -14,38 +14,12 @@ nothing but the member headers and PKG-INFO (PyPI inflates it whole too, to list
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import MappingProxyType
 
 from gateway.archive.shared import DistInfo, invalid
 from gateway.archive.tar_check import TarCheck, is_tarfile
 from gateway.archive.zip_check import ZipCheck
-
-REASONS: Mapping[str, str] = MappingProxyType(
-    {
-        "polyglot_archive": "Upload the archive your build tool made: this file reads both as a zip and as a tar.",
-        "not_a_zip": "Upload a real wheel (.whl) or .zip file, as built.",
-        "not_a_tar": "Upload a real gzip-compressed tar (.tar.gz), as built.",
-        "corrupt_archive": "The archive is truncated or corrupt (PyPI's message ends in 'None'): rebuild it.",
-        "compression_ratio": "Past 64 MiB uncompressed an archive may expand at most 50 times (zip bombs do more).",
-        "unsupported_compression": "Build the wheel with stored or deflated members only (no bzip2, lzma or zstd).",
-        "zip_framing": "Rebuild the wheel with a standard tool: its ZIP records disagree (docs.pypi.org/archives).",
-        "sparse_member": "Rebuild the sdist without GNU or pax sparse members (see docs.pypi.org/archives).",
-        "unsafe_member": "Rebuild the archive: no absolute paths, '..', links out of it, device files or zip symlinks.",
-        "member_too_large": "METADATA, PKG-INFO, WHEEL, RECORD and entry_points.txt may be at most 32 MiB each.",
-        "sdist_top_level": "Put every file of the sdist under one top-level directory, as build tools do.",
-        "sdist_directory_name": "Name the sdist's top-level directory '{name}-{version}', like the file.",
-        "missing_pkg_info": "Build the sdist with a tool that writes PKG-INFO in its top-level directory.",
-        "unparsable_wheel_filename": "Upload the wheel under the name its build tool gave it.",
-        "missing_wheel_file": "Build the wheel with a tool that writes {name}-{version}.dist-info/WHEEL.",
-        "missing_license_file": "Include every License-File the metadata names, or drop it from the metadata.",
-        "missing_record": "Build the wheel with a tool that writes a readable {name}-{version}.dist-info/RECORD.",
-        "invalid_entry_points": "Make entry_points.txt valid INI, script names of letters, digits, '.', '_' and '-'.",
-        "missing_metadata": "Build the wheel with a tool that writes {name}-{version}.dist-info/METADATA.",
-        "metadata_mismatch": "The file's METADATA or PKG-INFO must name the project and version of its filename.",
-    }
-)
 
 
 def check_distribution(
