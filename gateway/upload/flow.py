@@ -13,6 +13,9 @@ The handler has authenticated the request on its headers. The flow then:
    request opened, and the body re-encoded from the spool;
 4. settles the index's answer: stored, already there, or refused.
 
+An action other than a file upload (`remove_pkg`, … when allowed) is spooled too, checked on the project's
+rights and passed on re-encoded (`spooled`).
+
 The handler records what was accepted; until then the store holds only the upload's claim on a new project and
 its size reservation (`Holds`), released whatever the outcome.
 """
