@@ -4,26 +4,20 @@ PyPI validates the metadata twine sends as form fields, not the file's own METAD
 does the same, and `check_core_metadata` applies the identical rules to a METADATA or PKG-INFO for an index
 that wants the file held to them too. Fields go through packaging.metadata, then PyPI's own rules on top
 (summary length, e-mail addresses, URLs, classifiers from trove-classifiers, PEP 639 licenses, dynamic
-fields); of all problems found PyPI reports one, picked by field. The description must render as its content
-type says, with readme_renderer as on PyPI, and a wheel's platform tags must be ones PyPI knows, unless the
-index accepts any (`policy.platform_tags = "any"`, for private builds such as linux_x86_64).
+fields); of all problems found PyPI reports one, picked by field. The description's rendering is
+`description`, the wheel's platform tags `platform_tags`.
 """
 
 from __future__ import annotations
 
 import email.utils
-import re
-from collections.abc import Callable, Mapping, Sequence
-from email.message import EmailMessage
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Literal, NamedTuple, cast, get_args, get_origin, get_type_hints
+from typing import NamedTuple, cast, get_args, get_origin, get_type_hints
 
 import email_validator
-import readme_renderer.markdown
-import readme_renderer.rst
 from packaging.metadata import _RAW_TO_EMAIL_MAPPING, InvalidMetadata, Metadata, RawMetadata
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from rfc3986 import exceptions as uri_errors  # type: ignore[import-untyped]
 from rfc3986 import uri_reference, validators
 from trove_classifiers import all_classifiers, deprecated_classifiers
@@ -36,33 +30,8 @@ LOCAL_VERSION_URL = (
 )
 SUPPORTED_METADATA_VERSIONS = frozenset({"1.0", "1.1", "1.2", "2.1", "2.2", "2.3", "2.4", "2.5"})
 
-DESCRIPTION_HELP_URL = "https://pypi.org/help/#description-content-type"
 MAX_SUMMARY_LENGTH = 512
 MAX_URL_LABEL_LENGTH = 32
-PlatformPolicy = Literal["pypi", "any"]
-
-REASONS: Mapping[str, str] = MappingProxyType(
-    {
-        "duplicate_field": "Send each single-valued metadata field, and each project URL label, only once.",
-        "invalid_metadata_version": "Build with a tool that writes metadata version 1.0, 1.1, 1.2 or 2.1 to 2.5.",
-        "invalid_name": "Use a name of ASCII letters, digits, '.', '_' and '-', starting and ending alphanumeric.",
-        "invalid_version": "Send a PEP 440 version, such as 1.0 or 2.1.0rc1.",
-        "local_version": "Drop the local label ('+...') from the version; it is for private builds only.",
-        "invalid_summary": "Keep the summary to one line of at most 512 characters.",
-        "invalid_description_content_type": "Use text/plain, text/x-rst or text/markdown (UTF-8; GFM or CommonMark).",
-        "invalid_description": "Fix the description's markup so that it renders (try `twine check`).",
-        "invalid_classifier": "Use classifiers from https://pypi.org/classifiers/ (no Private :: ones).",
-        "deprecated_classifier": "Replace the deprecated classifier, as the message says.",
-        "invalid_license": "Use License-Expression alone (PEP 639): drop License, or fix the SPDX expression.",
-        "invalid_license_file": "List License-File paths relative to the project root, with '/', no '..' or globs.",
-        "invalid_email": "Give valid e-mail addresses in Author-email and Maintainer-email.",
-        "invalid_url": "Give http(s) URLs for Home-page, Download-URL and each Project-URL (label <= 32 chars).",
-        "invalid_dependency": "Give valid requirements (PEP 508), without direct URLs, and a valid Requires-Python.",
-        "invalid_dynamic": "List only core-metadata fields other than Name and Version as Dynamic.",
-        "invalid_metadata": "Fix the core metadata as the message says.",
-        "unsupported_platform": "Build for a platform PyPI accepts (manylinux, musllinux, macOS, Windows, ...).",
-    }
-)
 
 # PyPI reports the problem of the first of these fields that has one, else of the first field by name.
 _FIELD_PRIORITY = ("metadata-version", "name", "version")
@@ -144,50 +113,6 @@ _URL_VALIDATOR = (
     .check_validity_of("scheme", "host", "port", "path", "query")
 )
 
-# Platform tags PyPI accepts: a fixed list, then families whose versions or architectures vary.
-_PYPI_PLATFORMS = frozenset(
-    {
-        "any",
-        "win32",
-        "win_arm64",
-        "win_amd64",
-        "win_ia64",
-        "manylinux1_x86_64",
-        "manylinux1_i686",
-        "manylinux2010_x86_64",
-        "manylinux2010_i686",
-        "manylinux2014_x86_64",
-        "manylinux2014_i686",
-        "manylinux2014_aarch64",
-        "manylinux2014_armv7l",
-        "manylinux2014_ppc64",
-        "manylinux2014_ppc64le",
-        "manylinux2014_s390x",
-        "linux_armv6l",
-        "linux_armv7l",
-    }
-)
-_MACOS_ARCHES = frozenset(
-    {"ppc", "ppc64", "i386", "x86_64", "arm64", "intel", "fat", "fat3", "fat64", "universal", "universal2"}
-)
-# macOS 10.x counts minor versions; from 11 on only `{major}_0` is a tag, for the majors released so far.
-_MACOS_MAJORS = frozenset({"11", "12", "13", "14", "15", "26"})
-_LINUX_ARCHES = frozenset({"x86_64", "i686", "aarch64", "armv7l", "ppc64le", "s390x", "riscv64"})
-_GLIBC_ARCHES = _LINUX_ARCHES | {"ppc64"}
-_IOS_ARCHES = frozenset({"arm64", "x86_64"})
-_ANDROID_ARCHES = frozenset({"armeabi_v7a", "arm64_v8a", "x86", "x86_64"})
-_PLATFORM_FAMILIES: Sequence[tuple[re.Pattern[str], Callable[[re.Match[str]], bool]]] = (
-    (
-        re.compile(r"macosx_(\d+)_(\d+)_(.+)"),
-        lambda m: m[3] in _MACOS_ARCHES and (m[1] == "10" or (m[1] in _MACOS_MAJORS and m[2] == "0")),
-    ),
-    (re.compile(r"manylinux_\d+_\d+_(.+)"), lambda m: m[1] in _GLIBC_ARCHES),
-    (re.compile(r"musllinux_\d+_\d+_(.+)"), lambda m: m[1] in _LINUX_ARCHES),
-    (re.compile(r"ios_\d+_\d+_(.+)_(?:iphoneos|iphonesimulator)"), lambda m: m[1] in _IOS_ARCHES),
-    (re.compile(r"android_\d+_(.+)"), lambda m: m[1] in _ANDROID_ARCHES),
-    (re.compile(r"pyemscripten_\d+_\d+_wasm32"), lambda m: True),
-)
-
 
 class _Problem(NamedTuple):
     field: str  # the core-metadata field, as packaging names it in errors (e.g. "classifier")
@@ -216,47 +141,6 @@ def check_core_metadata(content: bytes) -> Metadata:
         raise _refusal(_problems_of(group)) from None
     _check_pypi_rules(metadata)
     return metadata
-
-
-def check_description(
-    description: str | None, description_content_type: str | None, *, help_url: str = DESCRIPTION_HELP_URL
-) -> None:
-    """The description must render as its content type says (reStructuredText when it says nothing)."""
-    if not description:
-        return
-    content_type = description_content_type or "text/x-rst"
-    if _renders(description, content_type):
-        return
-    if description_content_type:
-        failure = f"The description failed to render for '{content_type}'."
-    else:
-        failure = "The description failed to render in the default format of reStructuredText."
-    raise GatewayError(400, f"{failure} See {help_url} for more information.", "invalid_description")
-
-
-def check_platform_tags(filename: str, policy: PlatformPolicy = "pypi") -> None:
-    """Under "pypi", each platform tag of the wheel `filename` must be one PyPI accepts; "any" accepts all."""
-    if policy == "any":
-        return
-    try:
-        parse_wheel_filename(filename)
-    except InvalidWheelFilename as exc:
-        raise GatewayError(400, str(exc), "invalid_filename") from exc
-    for platform in filename[: -len(".whl")].rpartition("-")[2].lower().split("."):
-        if not is_pypi_platform(platform):
-            message = f"Binary wheel '{filename}' has an unsupported platform tag '{platform}'."
-            raise GatewayError(400, message, "unsupported_platform")
-
-
-def is_pypi_platform(platform: str) -> bool:
-    """Whether PyPI accepts a wheel built for `platform` (one tag, e.g. manylinux_2_17_x86_64)."""
-    if platform in _PYPI_PLATFORMS:
-        return True
-    for pattern, accepts in _PLATFORM_FAMILIES:
-        match = pattern.fullmatch(platform)
-        if match:
-            return accepts(match)
-    return False
 
 
 def _sanitized(fields: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
@@ -460,15 +344,3 @@ def _refusal(problems: Sequence[_Problem]) -> GatewayError:
     local = field == "version" and any("use of local versions" in problem.message for problem in by_field[field])
     url = LOCAL_VERSION_URL if local else CORE_METADATA_URL
     return GatewayError(400, f"{text} See {url} for more information.", chosen.reason)
-
-
-def _renders(text: str, content_type: str) -> bool:
-    """Whether readme_renderer renders `text` for `content_type`; plain text always does."""
-    message = EmailMessage()
-    message["content-type"] = content_type
-    kind = message.get_content_type()
-    if kind == "text/x-rst":
-        return readme_renderer.rst.render(text) is not None
-    if kind == "text/markdown":
-        return readme_renderer.markdown.render(text) is not None
-    return True

@@ -16,7 +16,7 @@ from gateway.proxy import Upstream
 from gateway.read_access import ReadGuard
 from gateway.reads.handler import Reads
 from gateway.store import Store
-from gateway.upload.flow import UploadContext
+from gateway.upload.context import UploadContext
 from gateway.upload.slots import UploadSlots
 
 

@@ -2,7 +2,7 @@
 
 Pure: it sees the form fields and the `content` part's filename and Content-Type, which twine sends before
 the file's bytes, so an upload is decided before any of it goes upstream. Each refusal is a `GatewayError`
-whose `reason` is a key of `REASONS`.
+with a bounded `reason` code (docs/errors.md).
 """
 
 from __future__ import annotations
@@ -31,42 +31,14 @@ from gateway.dist_metadata import (
     CORE_METADATA_URL,
     LOCAL_VERSION_URL,
     SUPPORTED_METADATA_VERSIONS,
-    PlatformPolicy,
     check_form_metadata,
-    check_platform_tags,
 )
 from gateway.errors import GatewayError
+from gateway.platform_tags import PlatformPolicy, check_platform_tags
 
 PEP_527_URL = "https://www.python.org/dev/peps/pep-0527"
 # PyPI writes `{filename}.metadata` next to a wheel: a 255-byte file name leaves 246 for the filename.
 MAX_FILENAME_LENGTH = 246
-
-REASONS: Mapping[str, str] = MappingProxyType(
-    {
-        "invalid_action": "Send ':action=file_upload', as twine does; other actions are disabled on this index.",
-        "doc_upload_removed": "Host documentation elsewhere, for example on https://readthedocs.org/.",
-        "submit_removed": "Skip pre-registration: upload the distribution files directly.",
-        "duplicate_field": "Send each single-valued field (name, version, digests, :action, ...) only once.",
-        "invalid_protocol_version": "Send protocol_version=1 or leave the field out.",
-        "invalid_name": "Use a name of ASCII letters, digits, '.', '_' and '-', starting and ending alphanumeric.",
-        "invalid_filetype": "Send filetype=bdist_wheel for a wheel or filetype=sdist for a source distribution.",
-        "invalid_digest": "Send md5_digest as 32 and sha256_digest or blake2_256_digest as 64 hexadecimal digits.",
-        "invalid_pyversion": "Send pyversion=source for an sdist and a Python tag such as py3 for a wheel.",
-        "missing_digest": "Send at least one of sha256_digest, blake2_256_digest or md5_digest.",
-        "invalid_metadata_version": "Build with a tool that writes metadata version 1.0, 1.1, 1.2 or 2.1 to 2.5.",
-        "invalid_version": "Send a PEP 440 version, such as 1.0 or 2.1.0rc1.",
-        "local_version": "Drop the local label ('+...') from the version; it is for private builds only.",
-        "unsafe_filename": "Name the file without control or non-ASCII characters, '/', '\\' or '..'.",
-        "filename_too_long": f"Shorten the filename to at most {MAX_FILENAME_LENGTH} characters.",
-        "invalid_extension": "Upload wheels as .whl and source distributions as .tar.gz (PEP 527, PEP 625).",
-        "invalid_content_type": "Send the file part as application/octet-stream (or without a Content-Type).",
-        "invalid_filename": "Upload the file under the name the build tool gave it (a valid wheel or sdist name).",
-        "ambiguous_filename": "Name the wheel as build tools do: the version after the first '-' starts with a digit.",
-        "name_mismatch": "Make the form's name and the project name in the filename the same project.",
-        "unnormalized_filename": "Rename the file with the normalized project name, as the message says (PEP 427/625).",
-        "version_mismatch": "Make the form's version and the version in the filename the same.",
-    }
-)
 
 _NAME_RULE = "Start and end with a letter or numeral containing only ASCII numeric and '.', '_' and '-'."
 _REQUIRED = "This field is required."

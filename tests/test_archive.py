@@ -17,7 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.archive import MAX_MEMBER_READ, REASONS, DistInfo, _is_tarfile, check_distribution
+from gateway.archive import check_distribution
+from gateway.archive.shared import MAX_MEMBER_READ, DistInfo
+from gateway.archive.tar_check import is_tarfile
 from gateway.errors import GatewayError
 from tests.archives import (
     core_metadata,
@@ -30,6 +32,7 @@ from tests.archives import (
     zip_bytes,
 )
 from tests.dists import make_sdist, make_wheel
+from tests.reasons import ARCHIVE_REASONS as REASONS
 
 WHEEL = "demo_pkg-1.0-py3-none-any.whl"
 SDIST = "demo_pkg-1.0.tar.gz"
@@ -777,4 +780,4 @@ def _tar_kinds() -> list[bytes]:
 def test_tar_probe_agrees_with_tarfile(data: bytes) -> None:
     """The probe skips the gzip and bzip2 readers on a file without their magic bytes (a wheel's probe was a
     quarter of its check); it must say what all four readers say, legacy .lzma and polyglots included."""
-    assert _is_tarfile(io.BytesIO(data)) is _tar_probe_reference(data)
+    assert is_tarfile(io.BytesIO(data)) is _tar_probe_reference(data)

@@ -4,15 +4,11 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from gateway.dist_metadata import (
-    REASONS,
-    check_core_metadata,
-    check_description,
-    check_form_metadata,
-    check_platform_tags,
-    is_pypi_platform,
-)
+from gateway.description import check_description
+from gateway.dist_metadata import check_core_metadata, check_form_metadata
 from gateway.errors import GatewayError
+from gateway.platform_tags import check_platform_tags, is_pypi_platform
+from tests.reasons import METADATA_REASONS as REASONS
 
 CORE = "See https://packaging.python.org/specifications/core-metadata for more information."
 LOCAL = (

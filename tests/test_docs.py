@@ -25,7 +25,8 @@ RAISERS = {
 def reason_codes() -> set[str]:
     codes: set[str] = set()
     # The upload path; the web UI's codes are not upload reasons.
-    for path in [*(ROOT / "gateway").glob("*.py"), *(ROOT / "gateway" / "upload").glob("*.py")]:
+    packages = [ROOT / "gateway", ROOT / "gateway" / "upload", ROOT / "gateway" / "archive"]
+    for path in [path for package in packages for path in package.glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in RAISERS:
                 # IndexFault's `kind` is a metric label, not a reason code.

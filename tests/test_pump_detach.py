@@ -13,7 +13,8 @@ from aiohttp.test_utils import make_mocked_request
 
 from gateway.config import load_config
 from gateway.errors import GatewayError
-from gateway.upload.flow import BodySource, UploadFlow
+from gateway.upload.pumping import Pumping
+from gateway.upload.source import BodySource
 
 
 async def _source(*, transport: object | None, lost: BaseException | None) -> BodySource:
@@ -48,12 +49,12 @@ async def test_a_connection_lost_before_the_pump_is_a_truncated_upload(
 async def test_stopping_a_pump_waits_for_its_thread_through_repeated_cancels() -> None:
     """aiohttp cancels the index request's writer more than once (the answer's end, then its release): the flow
     must still not go on (closing the file copy and hashers the thread uses) before the thread has ended."""
-    flow = UploadFlow.__new__(UploadFlow)
+    pumping = Pumping.__new__(Pumping)
     pump = mock.Mock(stopped=threading.Event())
     release = threading.Event()
     job = asyncio.get_running_loop().run_in_executor(None, release.wait, 10)
-    flow._pumping = (pump, job)
-    stopping = asyncio.create_task(flow._stop_pump())
+    pumping._pumping = (pump, job)
+    stopping = asyncio.create_task(pumping.stop())
     for _ in range(3):
         await asyncio.sleep(0.05)
         stopping.cancel()
@@ -63,4 +64,4 @@ async def test_stopping_a_pump_waits_for_its_thread_through_repeated_cancels() -
     release.set()
     with pytest.raises(asyncio.CancelledError):
         await stopping
-    assert job.done() and flow._pumping is None
+    assert job.done() and pumping._pumping is None

@@ -9,16 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.reads.html_tokens import PageTooComplex, unescape_attribute
 from gateway.reads.paths import IndexLayout
-from gateway.reads.rewrite import (
-    PageRewriter,
-    PageTooComplex,
-    file_links,
-    links_of,
-    rewrite_page,
-    root_projects,
-    unescape_attribute,
-)
+from gateway.reads.rewrite import PageRewriter, file_links, links_of, rewrite_page, root_projects
 
 LAYOUT = IndexLayout.build("http://127.0.0.1:8081")
 PAGE_URL = "http://127.0.0.1:8081/simple/demo/"

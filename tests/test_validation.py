@@ -8,9 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from packaging.utils import canonicalize_name
 
-from gateway.dist_metadata import REASONS as METADATA_REASONS
 from gateway.errors import GatewayError
-from gateway.validation import REASONS, Upload, action_version, check_action, validate_upload
+from gateway.validation import Upload, action_version, check_action, validate_upload
+from tests.reasons import METADATA_REASONS
+from tests.reasons import VALIDATION_REASONS as REASONS
 
 MD5 = "c" * 32
 SHA256 = "a" * 64

@@ -13,6 +13,9 @@ The handler has authenticated the request on its headers. The flow then:
    request opened, and the body re-encoded from the spool;
 4. settles the index's answer: stored, already there, or refused.
 
+An action other than a file upload (`remove_pkg`, … when allowed) is spooled too, checked on the project's
+rights and passed on re-encoded (`spooled`).
+
 The handler records what was accepted; until then the store holds only the upload's claim on a new project and
 its size reservation (`Holds`), released whatever the outcome.
 """
@@ -20,21 +23,10 @@ its size reservation (`Holds`), released whatever the outcome.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import re
-import select
-import socket
-import threading
-import time
 import uuid
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, Protocol
 
-import aiohttp
 from aiohttp import web
 
 from gateway import policy
@@ -42,92 +34,29 @@ from gateway.archive import check_distribution
 from gateway.authentication import Identity
 from gateway.authorization import raise_if_denied
 from gateway.config import LimitsConfig
-from gateway.dist_metadata import PlatformPolicy, check_description
+from gateway.description import check_description
 from gateway.errors import GatewayError
-from gateway.existing import ExistingFiles, already_exists, verdict
-from gateway.proxy import Upstream, log_fault
+from gateway.existing import already_exists, verdict
+from gateway.proxy import log_fault
 from gateway.upload import answers
 from gateway.upload.answers import UpstreamAnswer
+from gateway.upload.context import Outcome, UploadContext
 from gateway.upload.encoding import CanonicalBody, encode, fill, forwarded
 from gateway.upload.filecopy import FileCopy
 from gateway.upload.form import MAX_FORM_BYTES, FormReader, boundary_of
+from gateway.upload.hashing import DIGEST_FIELDS, Hashing, verify_digests
 from gateway.upload.multipart import Segment
-from gateway.upload.pace import Pace
 from gateway.upload.pump import (
-    POLL,
     Handoff,
     IndexGone,
-    Pump,
     UploadBody,
-    detach,
-    detachable,
-    hash_segments,
-    shutting_down,
 )
-from gateway.validation import Upload, action_version, check_action, project_of, validate_upload
+from gateway.upload.pumping import Pumping
+from gateway.upload.source import BodySource
+from gateway.upload.spooled import action_body, action_of, from_spool
+from gateway.validation import Upload, check_action, validate_upload
 
-CHUNK = 256 * 1024
-# Below this, hashing on the event loop is cheaper than a hop to a worker thread.
-THREAD_FEED_MIN = 64 * 1024
-MAX_OUTSTANDING = 8
-# A remainder of at least this much goes through a pump's thread (below it, the hop costs more than it saves).
-PUMP_MIN = 2**20
 MAX_HEAD_BYTES = 2 * MAX_FORM_BYTES
-DIGEST_FIELDS = {"md5_digest": "md5", "sha256_digest": "sha256", "blake2_256_digest": "blake2_256"}
-_DOCS_ARCHIVE = re.compile(r"[A-Za-z0-9._+-]{1,200}\.zip")
-
-
-class Authorizer(Protocol):
-    async def authorize_upload(self, identity: Identity, upload: Upload) -> policy.Allowed: ...
-
-    async def authorize_action(self, identity: Identity, action: str, project: str, display_name: str) -> None: ...
-
-    async def confirm_upload(self, identity: Identity, upload: Upload, *, claim: bool) -> None: ...
-
-
-class Holds(Protocol):
-    """What an upload holds in the store while it runs: the claim of a new project (so two users can never both
-    upload its first files) and a share of its project's size limit (so concurrent uploads cannot exceed it)."""
-
-    async def hold_claim(self, project: str, user_id: str) -> bool: ...
-
-    async def release_claim(self, project: str, user_id: str) -> None: ...
-
-    async def reserve_size(self, upload_id: str, project: str, size: int, limit: int) -> bool: ...
-
-    async def release_size(self, upload_id: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class UploadContext:
-    """What every upload needs, built once per app."""
-
-    upstream: Upstream
-    authorizer: Authorizer
-    holds: Holds
-    existing: ExistingFiles
-    limits: LimitsConfig
-    allowed_actions: frozenset[str]
-    platform_tags: PlatformPolicy
-    help_url: str
-    pumps: Executor | None  # threads that move large files (`pump`); None keeps every upload on the loop
-    upstream_timeout: float  # how long the index may take no bytes of an upload
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What the index was given and kept: `reason` is `ok`, `already_present` or the action passed on.
-
-    `claim`: the upload created a new project, which the handler records as the uploader's in the same
-    transaction as the file.
-    """
-
-    upload: Upload
-    size: int
-    digests: Mapping[str, str]
-    reason: str
-    claim: bool = False
-    upload_id: str = ""  # names the project-size reservation the record takes over
 
 
 def fields_after_file() -> GatewayError:
@@ -153,157 +82,9 @@ def _grouped(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
     return grouped
 
 
-class BodySource:
-    """The client's body, chunk by chunk: refused with a 408 when nothing comes for `limits.read_timeout`, or when
-    it comes too slowly or for too long (`pace`). Read on the event loop (`read`), or, once `detach`ed, from the
-    connection's socket in a pump's thread (`recv_into`)."""
-
-    def __init__(self, request: web.Request, *, length: int, limits: LimitsConfig) -> None:
-        self._request = request
-        self.length = length
-        self.received = 0
-        self._timeout = limits.read_timeout
-        self._loop = asyncio.get_running_loop()
-        self._pace = Pace(limits.clients, started=self._loop.time())
-
-    async def read(self) -> bytes:
-        """The next chunk, or b"" once Content-Length bytes have arrived."""
-        if self.received >= self.length:
-            return b""
-        started = self._loop.time()
-        while True:
-            patience = self._patience(self._loop.time(), started)
-            try:
-                async with asyncio.timeout(patience):
-                    chunk = await self._request.content.readany()
-                break
-            except TimeoutError:
-                continue
-            except (ConnectionError, aiohttp.ClientError, asyncio.IncompleteReadError):
-                chunk = b""
-                break
-        self._arrived(self._loop.time() - started, len(chunk))
-        return chunk
-
-    def detachable(self) -> bool:
-        return detachable(self._request)
-
-    def detach(self) -> tuple[socket.socket, bytes]:
-        """The connection's socket for a pump's thread (`pump.detach`), and what aiohttp had read. A
-        connection lost since the last read (while the index took the previous chunk) is a truncated upload, as
-        `read` tells it: the client's doing, not the index's."""
-        request = self._request
-        transport = request.transport
-        if transport is None or transport.is_closing() or request.content.exception() is not None:
-            raise truncated_body()
-        sock, buffered = detach(request)
-        self.received += len(buffered)
-        return sock, buffered
-
-    def recv_into(self, sock: socket.socket, buffer: bytearray, want: int, stopped: threading.Event) -> int:
-        """Like `read`, into `buffer` from the socket itself, in a pump's thread; the number of bytes."""
-        started = time.monotonic()  # the event loop's clock (`loop.time()`), which the pace was started on
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        while True:
-            patience = self._patience(time.monotonic(), started)
-            if stopped.is_set():
-                raise shutting_down()
-            try:
-                size = sock.recv_into(buffer, want)
-                break
-            except BlockingIOError:
-                poller.poll(min(patience, POLL) * 1000)
-            except OSError:
-                size = 0
-                break
-        self._arrived(time.monotonic() - started, size)
-        return size
-
-    def _patience(self, now: float, started: float) -> float:
-        """How long a read begun at `started` may still wait; a 408 once it may not."""
-        waiting = now - started
-        self._pace.check(now, waiting)
-        if waiting >= self._timeout:
-            raise GatewayError(408, "Request timeout: the client stopped sending the upload; try again", "read_timeout")
-        return min(self._timeout - waiting, self._pace.patience(now, waiting))
-
-    def _arrived(self, waited: float, size: int) -> None:
-        self._pace.arrived(waited, size)
-        if not size:
-            raise truncated_body()
-        self.received += size
-
-
-def truncated_body() -> GatewayError:
-    return GatewayError(400, "Truncated upload: the body ended before Content-Length bytes arrived", "truncated_body")
-
-
-class Hashing:
-    """The file's digests, computed beside the stream: one ordered thread per digest, never holding it up.
-
-    sha256 and blake2b run side by side (hashlib releases the GIL on large buffers) while the next chunks are read
-    and forwarded; at most MAX_OUTSTANDING chunks wait to be hashed.
-    """
-
-    def __init__(self, algorithms: set[str]) -> None:
-        factories: dict[str, Callable[[], Any]] = {
-            "md5": lambda: hashlib.md5(usedforsecurity=False),
-            "sha256": hashlib.sha256,
-            "blake2_256": lambda: hashlib.blake2b(digest_size=32),
-        }
-        self._hashers = {name: factories[name]() for name in sorted(algorithms)}
-        self._lanes: list[ThreadPoolExecutor] = []
-        self._outstanding: deque[asyncio.Future[list[None]]] = deque()
-
-    async def feed(self, segments: Sequence[Segment]) -> None:
-        if not segments:
-            return
-        hashers = list(self._hashers.values())
-        if not self._lanes and sum(len(segment) for segment in segments) < THREAD_FEED_MIN:
-            for hasher in hashers:
-                hash_segments(hasher, segments)
-            return
-        if not self._lanes:
-            self._lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest") for _ in hashers]
-        loop = asyncio.get_running_loop()
-        lanes = zip(self._lanes, hashers, strict=True)
-        jobs = [loop.run_in_executor(lane, hash_segments, hasher, segments) for lane, hasher in lanes]
-        self._outstanding.append(asyncio.gather(*jobs))
-        while len(self._outstanding) > MAX_OUTSTANDING:
-            await self._outstanding.popleft()
-
-    async def settled(self) -> list[Any]:
-        """The hash states, once every segment fed so far is in them, for a pump to update directly."""
-        while self._outstanding:
-            await self._outstanding.popleft()
-        return list(self._hashers.values())
-
-    async def hexdigests(self) -> dict[str, str]:
-        """The digests, once every segment fed so far is hashed."""
-        while self._outstanding:
-            await self._outstanding.popleft()
-        return {name: hasher.hexdigest() for name, hasher in self._hashers.items()}
-
-    def close(self) -> None:
-        for lane in self._lanes:
-            lane.shutdown(wait=False, cancel_futures=True)
-
-
 def max_body(limits: LimitsConfig) -> int:
     """The largest upload body: the file's limit plus room for the form around it."""
     return limits.max_file_size + MAX_HEAD_BYTES
-
-
-def verify_digests(supplied: Mapping[str, str], computed: Mapping[str, str]) -> None:
-    """Every digest the client supplied must match the bytes (PyPI's check), compared in constant time."""
-    for name, value in supplied.items():
-        if not hmac.compare_digest(value.lower(), computed.get(name, "")):
-            raise GatewayError(
-                400,
-                "The digest supplied does not match a digest calculated from the uploaded file.",
-                "digest_mismatch",
-            )
 
 
 def file_too_large(limit: int) -> GatewayError:
@@ -325,16 +106,15 @@ class UploadFlow:
         self.upstream = context.upstream
         self.form = FormReader(boundary_of(request.headers.get("Content-Type")))
         self.source = BodySource(request, length=request.content_length or 0, limits=context.limits)
+        self.pumping = Pumping(context, self.source, self.form)
         self.buffer = buffer
         self.decided: Upload | None = None  # what the request was found to be, once validated
         self.index_touched = False  # the index got the whole request, so it may have changed (its pages go stale)
-        self.pumped = 0  # body bytes a pump's thread read
         self._hashing: Hashing | None = None
         self._digests: dict[str, str] | None = None
         self._claimed: str | None = None
         self._reserved = False
         self._copy: FileCopy | None = None  # what the archive checks read (and a spooled upload is sent from)
-        self._pumping: tuple[Pump, asyncio.Future[list[Segment]]] | None = None
         self.upload_id = str(uuid.uuid4())
 
     async def run(self) -> Outcome:
@@ -345,7 +125,7 @@ class UploadFlow:
             await self._release()
             raise
         finally:
-            await self._stop_pump()
+            await self.pumping.stop()
             if self._hashing is not None:
                 self._hashing.close()
             if self._copy is not None:
@@ -392,7 +172,7 @@ class UploadFlow:
             return await self._duplicate(decided.upload, existing)
         await self._confirm(decided)
         body = encode(self._forwarded(decided.upload), filename=decided.upload.filename)
-        answer = await self._forward(_from_spool(body, spool.reader()), body, self.form.file_size)
+        answer = await self._forward(from_spool(body, spool.reader()), body, self.form.file_size)
         return await self._settle(answer, decided)
 
     async def _refuse_early(self) -> None:
@@ -556,13 +336,19 @@ class UploadFlow:
                 for segment in pending:
                     yield segment
                 pending = segments
-                if not pumped and self._pumpable():
+                if not pumped and self.pumping.pumpable():
                     pumped = True
                     handoff = Handoff()
                     yield handoff
                     if handoff.socket is not None:
                         try:
-                            pending = await self._pump(handoff, pending, predicted)
+                            pending = await self.pumping.run(
+                                handoff,
+                                pending,
+                                hashing=self._hashing,
+                                copy=self._copy,
+                                check=lambda: self._check_size(predicted),
+                            )
                         except IndexGone:
                             return  # the index stopped reading: its answer (read next) tells why
         self.form.finish()
@@ -627,78 +413,6 @@ class UploadFlow:
             raise early
         return answer
 
-    def _pumpable(self) -> bool:
-        """Whether the rest of the body is worth a pump's thread: a large remainder, over plain sockets."""
-        return (
-            self.context.pumps is not None
-            and self.source.length - self.source.received >= PUMP_MIN
-            and self.source.detachable()
-        )
-
-    async def _pump(self, handoff: Handoff, pending: list[Segment], predicted: int) -> list[Segment]:
-        """The rest of the body through a pump's thread (`pump`); what is not sent yet (the last chunk)."""
-        assert handoff.socket is not None and self.context.pumps is not None and self._hashing is not None
-        index = handoff.socket
-        try:
-            client, buffered = self.source.detach()
-        except BaseException:
-            index.close()
-            raise
-        pump = Pump(
-            client=client,
-            index=index,
-            source=self.source,
-            form=self.form,
-            hashers=[],
-            copy=self._copy,
-            check=lambda: self._check_size(predicted),
-            write_timeout=self.context.upstream_timeout,
-        )
-        try:
-            segments = self.form.feed(buffered) if buffered else []
-            self._check_size(predicted)
-            pump.hashers = await self._hashing.settled()
-            if segments:
-                for hasher in pump.hashers:
-                    hash_segments(hasher, segments)
-                if self._copy is not None:
-                    self._copy.write(segments)
-                pending = [*pending, *segments]
-        except BaseException:
-            client.close()
-            index.close()
-            raise
-        started = self.source.received  # before the thread starts: it counts what it reads there
-        job = asyncio.get_running_loop().run_in_executor(self.context.pumps, pump.run, pending)
-        self._pumping = (pump, job)
-        try:
-            return await asyncio.shield(job)
-        finally:
-            try:
-                await self._stop_pump()
-            finally:
-                handoff.sent = pump.sent
-                self.pumped = self.source.received - started
-
-    async def _stop_pump(self) -> None:
-        """Wait for the pump's thread to end, telling it to stop if it still runs (the gateway stopping, or the
-        index's request given up while its body was sent): nothing it uses may be closed under it."""
-        if self._pumping is None:
-            return
-        pump, job = self._pumping
-        cancelled = False
-        while not job.done():
-            pump.stopped.set()  # seen within POLL seconds
-            try:
-                await asyncio.shield(asyncio.wait([job]))
-            except asyncio.CancelledError:
-                cancelled = True  # aiohttp cancels a writer more than once: the thread is waited for all the same
-        if not job.cancelled():
-            job.exception()  # retrieved here, raised (if it is still wanted) where the job was awaited
-        self._pumping = None
-        if cancelled:
-            raise asyncio.CancelledError
-
     async def _settle(self, answer: UpstreamAnswer, decided: Decided) -> Outcome:
         upload = decided.upload
         digests = await self._check_file(upload)
@@ -720,20 +434,13 @@ class UploadFlow:
 
     async def _act(self, spool: FileCopy) -> Outcome:
         """Checked on the project's rights (removing a release needs its owner), then re-encoded."""
-        self.form.finish_form()
-        fields = self.form.fields
-        action = check_action(fields, self.context.allowed_actions)
-        project, name = project_of(fields)
-        version = action_version(fields)
-        upload = Upload(project=project, name=name, version=version, filename="", filetype=action, digests={})
+        action, upload = action_of(self.form, self.context.allowed_actions)
         self.decided = upload
-        await self.context.authorizer.authorize_action(self.identity, action, project, name)
-        kept = [(":action", action), ("name", name), ("version", version)]
-        filename = _document_name(self.form.filename) if self.form.file_started else None
-        body = encode(kept, filename=filename)
-        answer = await self._forward(_from_spool(body, spool.reader()), body, self.form.file_size if filename else 0)
+        await self.context.authorizer.authorize_action(self.identity, action, upload.project, upload.name)
+        body, file_size = action_body(self.form, upload)
+        answer = await self._forward(from_spool(body, spool.reader()), body, file_size)
         answers.raise_for(answer)
-        self.context.existing.forget(project)
+        self.context.existing.forget(upload.project)
         return Outcome(upload=upload, size=0, digests={}, reason=action)
 
 
@@ -748,18 +455,3 @@ def _check_archive(copy: FileCopy, upload: Upload) -> None:
         version=upload.version,
         license_files=upload.license_files,
     )
-
-
-def _document_name(filename: str | None) -> str:
-    """A documentation archive's name, passed on only when it is a plain file name."""
-    if filename is None or not _DOCS_ARCHIVE.fullmatch(filename):
-        raise GatewayError(400, "Name the documentation archive NAME-VERSION.zip", "invalid_filename")
-    return filename
-
-
-async def _from_spool(body: CanonicalBody, spool: IO[bytes]) -> AsyncIterator[Segment | Handoff]:
-    yield body.head
-    if body.tail:
-        while chunk := await asyncio.to_thread(spool.read, CHUNK):
-            yield chunk
-        yield body.tail

@@ -14,7 +14,8 @@ from gateway.errors import GatewayError
 from gateway.logs import FIELDS, client_of, redact
 from gateway.state import GATEWAY, Gateway
 from gateway.store import StoredFile
-from gateway.upload.flow import Outcome, UploadFlow, file_too_large, max_body
+from gateway.upload.context import Outcome
+from gateway.upload.flow import UploadFlow, file_too_large, max_body
 from gateway.upload.pump import ends_connection
 
 # Refused before anything was checked, and what floods send: counted and logged, but not written one by one (a
@@ -86,7 +87,7 @@ async def _receive(request: web.Request, gateway: Gateway, trail: dict[str, Any]
                 try:
                     outcome = await flow.run()
                 finally:
-                    gateway.metrics.upload_pumped_bytes.inc(flow.pumped)
+                    gateway.metrics.upload_pumped_bytes.inc(flow.pumping.pumped)
                     if flow.decided is not None:
                         trail.update(project=flow.decided.project, file=flow.decided.filename or None)
                 await _record(gateway, identity, outcome, trail)

@@ -6,7 +6,7 @@ time the gateway spent waiting for the client's bytes. While the gateway itself 
 a slow index to take what it was sent) the client is not to blame, and its bytes pile up in the socket buffers to
 be read at once later. The deadline runs on the wall clock from the body's start.
 
-Pure logic, no I/O: `BodySource` (gateway.upload.flow) feeds it what each read waited and got.
+Pure logic, no I/O: `BodySource` (gateway.upload.source) feeds it what each read waited and got.
 """
 
 from __future__ import annotations
