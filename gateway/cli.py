@@ -40,9 +40,9 @@ from gateway.config import (
     find_config,
     load_config,
     parse_duration,
-    server_secret,
     token_location,
 )
+from gateway.crypto import server_secret
 from gateway.embedded import EmbeddedIndexError
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics

@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from gateway.crypto import load_or_create_secret
-
 DEFAULT_PATH = Path("config/gateway.toml")
 CONFIG_VARIABLE = "GATEWAY_CONFIG"
 # The keys that name files or directories; store.url's sqlite path too (`_SQLITE`).
@@ -572,11 +570,3 @@ def _sqlite_path(url: str) -> Path:
 def token_location(config: Config) -> str:
     """The macaroon location: the public URL's host, as PyPI uses its domain."""
     return urlsplit(config.server.public_url).hostname or "localhost"
-
-
-def server_secret(config: Config) -> bytes:
-    """The secret outside the database that tokens and sealed TOTP seeds need (created on first use)."""
-    try:
-        return load_or_create_secret(config.tokens.secret_file)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"tokens.secret_file: {exc}") from None
