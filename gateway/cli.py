@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import web
 from packaging.utils import canonicalize_name
 
-from gateway import connections, logs, twofactor
+from gateway import connections, escaping, logs, twofactor
 from gateway.app import SERVER_OPTIONS, create_app, open_index
 from gateway.auth import TOKEN_USERNAME, TokenSettings, create_token, hash_password, scope_of
 from gateway.config import (
@@ -354,7 +354,7 @@ async def token_list(store: Store, args: argparse.Namespace, config: Config) -> 
         state = f"revoked {item['revoked']}" if item["revoked"] else f"expires {item['expires'] or 'never'}"
         print(
             f"{item['id']}  {item['user']}  {item['scope']}  created {item['created']}  "
-            f"last used {item['last_used'] or 'never'}  {state}  {logs.printable(str(item['description']))}"
+            f"last used {item['last_used'] or 'never'}  {state}  {escaping.printable(str(item['description']))}"
         )
 
 
@@ -433,12 +433,12 @@ async def audit_show(store: Store, args: argparse.Namespace, config: Config) -> 
             print(event.to_json())
             continue
         who = [
-            logs.key_value(label, value)
+            escaping.key_value(label, value)
             for label, value in (("user", event.user_name), ("token", event.token_id), ("project", event.project))
             if value
         ]
-        detail = [logs.key_value(key, value) for key, value in sorted(event.detail.items())]
-        print(f"{_when(event.at)}  {logs.printable(event.event):<24} {' '.join(who + detail)}".rstrip())
+        detail = [escaping.key_value(key, value) for key, value in sorted(event.detail.items())]
+        print(f"{_when(event.at)}  {escaping.printable(event.event):<24} {' '.join(who + detail)}".rstrip())
 
 
 COMMANDS: dict[tuple[str, str], Callable[[Store, argparse.Namespace, Config], Awaitable[None]]] = {
