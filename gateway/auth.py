@@ -14,6 +14,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -22,10 +23,12 @@ from cachetools import LRUCache, TTLCache
 from gateway import policy, tokens
 from gateway.config import PolicyConfig
 from gateway.errors import GatewayError
-from gateway.metrics import Metrics
-from gateway.password_checks import PasswordChecks
 from gateway.store import Project, Store, TokenRow, User
-from gateway.validation import Upload
+
+if TYPE_CHECKING:  # annotations only: `token list` and the other store commands need none of them
+    from gateway.metrics import Metrics
+    from gateway.password_checks import PasswordChecks
+    from gateway.validation import Upload
 
 TOKEN_USERNAME = "__token__"  # noqa: S105 - the username twine sends with a token, not a secret
 # One of OWASP's equivalent argon2id settings (12 MiB, 3 passes): ~40 ms here, and a small transient
