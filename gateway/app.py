@@ -16,8 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway import __version__, error_pages
 from gateway.authentication import Authenticator, TokenSettings
 from gateway.authorization import Authorizer
-from gateway.config import Config, ConfigError, server_secret, token_location
+from gateway.config import Config, ConfigError, token_location
 from gateway.connections import body_deadline
+from gateway.crypto import server_secret
 from gateway.embedded import EmbeddedIndex
 from gateway.errors import GatewayError, reason_phrase
 from gateway.existing import ExistingFiles

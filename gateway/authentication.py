@@ -12,16 +12,19 @@ import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cachetools import LRUCache, TTLCache
 
 from gateway import tokens
 from gateway.credentials import TokenCredentials
 from gateway.errors import GatewayError
-from gateway.metrics import Metrics
-from gateway.password_checks import PasswordChecks
 from gateway.passwords import _DUMMY_HASH, verify_password
 from gateway.store import Store, TokenRow, User
+
+if TYPE_CHECKING:  # annotations only: `token list` and the other store commands need neither
+    from gateway.metrics import Metrics
+    from gateway.password_checks import PasswordChecks
 
 # NOTE: revocation must hold within 5 s in every process: rows are re-read after at most this long.
 ROW_TTL = 2.0

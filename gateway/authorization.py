@@ -10,13 +10,16 @@ the index accepted.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from gateway import policy, tokens
 from gateway.authentication import Authenticator, Identity, invalid_auth, invalid_token
 from gateway.config import PolicyConfig
 from gateway.errors import GatewayError
 from gateway.store import Project, Store, User
-from gateway.validation import Upload
+
+if TYPE_CHECKING:  # annotations only: the CLI's store commands need no form validation
+    from gateway.validation import Upload
 
 
 def project_scoped(identity: Identity) -> bool:

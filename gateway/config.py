@@ -8,7 +8,6 @@ directory, as for any command-line argument).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import tomllib
@@ -18,7 +17,28 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from gateway.crypto import load_or_create_secret
+from gateway.config_defaults import DEFAULTS
+from gateway.config_values import (
+    ConfigError as ConfigError,
+)
+from gateway.config_values import (
+    boolean,
+    check_http_url,
+    choice,
+    count,
+    default_public_url,
+    duration,
+    is_list,
+    networks,
+    optional_path,
+    parse_listen,
+    parse_size,
+    text,
+    text_list,
+)
+from gateway.config_values import (
+    parse_duration as parse_duration,
+)
 
 DEFAULT_PATH = Path("config/gateway.toml")
 CONFIG_VARIABLE = "GATEWAY_CONFIG"
@@ -30,13 +50,6 @@ PATH_KEYS = (
     ("logging", "audit_file"),
 )
 _SQLITE = "sqlite:///"
-
-_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-class ConfigError(Exception):
-    """A configuration value that cannot be used; the message is the one line printed at start-up."""
 
 
 @dataclass(frozen=True)
@@ -84,17 +97,7 @@ class PolicyConfig:
 
 
 # --- Connections, timeouts and slow clients (issue #13; docs/operations.md has a section of the same name) ---
-# `limits.*` keys beside max_file_size, and upstream.buffer_uploads. The durations are whole seconds.
-CLIENT_LIMIT_DEFAULTS: dict[str, Any] = {
-    "header_timeout": "10s",
-    "keepalive_timeout": "15s",
-    "max_connections_per_address": 64,
-    "upload_grace": "30s",
-    "min_upload_rate": "8KiB",
-    "upload_deadline": "1h",
-}
-
-
+# `limits.*` keys beside max_file_size (their defaults: `CLIENT_LIMIT_DEFAULTS`). The durations are whole seconds.
 @dataclass(frozen=True)
 class ClientLimits:
     """How long and how many: what keeps slow or numerous connections from holding the gateway or the index."""
@@ -115,28 +118,18 @@ def _client_limits(raw: dict[str, Any]) -> ClientLimits:
         raise ConfigError(
             f"limits.max_connections_per_address: {connections!r} must be a whole number (0 turns the cap off)"
         )
-    grace = float(_duration("limits.upload_grace", raw["upload_grace"]))
-    deadline = float(_duration("limits.upload_deadline", raw["upload_deadline"]))
+    grace = float(duration("limits.upload_grace", raw["upload_grace"]))
+    deadline = float(duration("limits.upload_deadline", raw["upload_deadline"]))
     if deadline < grace:
         raise ConfigError(f"limits.upload_deadline: {raw['upload_deadline']!r} must not be shorter than upload_grace")
     return ClientLimits(
-        header_timeout=float(_duration("limits.header_timeout", raw["header_timeout"])),
-        keepalive_timeout=float(_duration("limits.keepalive_timeout", raw["keepalive_timeout"])),
+        header_timeout=float(duration("limits.header_timeout", raw["header_timeout"])),
+        keepalive_timeout=float(duration("limits.keepalive_timeout", raw["keepalive_timeout"])),
         max_connections_per_address=connections,
         upload_grace=grace,
         min_upload_rate=parse_size("limits.min_upload_rate", raw["min_upload_rate"]),
         upload_deadline=deadline,
     )
-
-
-def _bool(raw: dict[str, Any], section: str, key: str) -> bool:
-    """TOML booleans, and "true"/"false" from GATEWAY_* variables."""
-    value = raw[key]
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    if not isinstance(value, bool):
-        raise ConfigError(f"{section}.{key}: {value!r} must be true or false")
-    return value
 
 
 # --- end of connections, timeouts and slow clients ---
@@ -145,13 +138,6 @@ def _bool(raw: dict[str, Any], section: str, key: str) -> bool:
 # --- Reads (issue #14; docs/operations.md, "Reads" and "Private indexes") ---
 # Who may read (`access`), the read path's cache and page limits, and the index's file roots.
 READ_ACCESS = ("public", "authenticated")
-READS_DEFAULTS: dict[str, Any] = {
-    "access": "public",
-    "cache_ttl": "30s",
-    "cache_size": "64MiB",
-    "max_page_size": "8MiB",
-    "file_roots": [],
-}
 
 
 @dataclass(frozen=True)
@@ -167,17 +153,17 @@ class ReadsConfig:
 
 
 def _reads(raw: dict[str, Any]) -> ReadsConfig:
-    access = _choice(raw, "reads", "access", READ_ACCESS)
+    access = choice(raw, "reads", "access", READ_ACCESS)
     max_page = parse_size("reads.max_page_size", raw["max_page_size"])
     if max_page > 32 * 2**20:
         raise ConfigError(f"reads.max_page_size: {raw['max_page_size']!r} must be at most 32MiB")
-    roots = tuple(_str_list(raw, "reads", "file_roots"))
+    roots = tuple(text_list(raw, "reads", "file_roots"))
     for root in roots:
         if "://" in root:
-            _check_http_url("reads.file_roots", root)
+            check_http_url("reads.file_roots", root)
     return ReadsConfig(
         access="authenticated" if access == "authenticated" else "public",
-        cache_ttl=float(_duration("reads.cache_ttl", raw["cache_ttl"])),
+        cache_ttl=float(duration("reads.cache_ttl", raw["cache_ttl"])),
         cache_size=parse_size("reads.cache_size", raw["cache_size"]),
         max_page_size=max_page,
         file_roots=roots,
@@ -232,50 +218,6 @@ class Config:
     logging: LoggingConfig
     throttle: ThrottleConfig
     reads: ReadsConfig
-
-
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "server": {"listen": "127.0.0.1:8080", "public_url": "", "trusted_proxies": []},
-    "upstream": {
-        "url": "embedded",
-        "upload_url": "",
-        "simple_url": "",
-        "username": "",
-        "password_file": "",
-        "data_dir": "data/packages",
-        "timeout": "300s",
-        "buffer_uploads": False,
-    },
-    "store": {"url": "sqlite:///data/gateway.db"},
-    "tokens": {"prefix": "pypi", "secret_file": "data/secret.key", "max_lifetime": ""},
-    "policy": {
-        "password_uploads": "deny-2fa",
-        "new_projects": "claim",
-        "allowed_actions": ["file_upload"],
-        "platform_tags": "pypi",
-    },
-    "limits": {
-        "max_file_size": "100MiB",
-        "max_project_size": "",
-        "read_timeout": "60s",
-        **CLIENT_LIMIT_DEFAULTS,
-        "max_uploads_per_user": 8,
-        "max_uploads": 64,
-    },
-    "logging": {"level": "info", "format": "text", "audit_file": ""},
-    "throttle": {
-        "failures": 5,
-        "lock": "1m",
-        "max_lock": "15m",
-        "account_failures": 100,
-        "account_window": "1h",
-        "address_failures": 50,
-        "address_window": "5m",
-        "password_checks": 2,
-        "password_check_queue": 16,
-    },
-    "reads": dict(READS_DEFAULTS),
-}
 
 
 def find_config(given: Path | None, environ: Mapping[str, str], cwd: Path | None = None) -> Path | None:
@@ -350,46 +292,40 @@ def _apply_env(raw: dict[str, dict[str, Any]], name: str, value: str) -> tuple[s
             key = name[len(prefix) :].lower()
             if key not in values:
                 raise ConfigError(f"{name}: unknown key {section}.{key}; allowed: {', '.join(values)}")
-            values[key] = (
-                [item.strip() for item in value.split(",") if item.strip()] if _is_list(values[key]) else value
-            )
+            values[key] = [item.strip() for item in value.split(",") if item.strip()] if is_list(values[key]) else value
             return section, key
     return None
 
 
-def _is_list(value: Any) -> bool:
-    return isinstance(value, list | tuple)
-
-
 def _build(raw: dict[str, dict[str, Any]]) -> Config:
     server, upstream = raw["server"], raw["upstream"]
-    host, port = parse_listen(_str(server, "server", "listen"))
-    public_url = _str(server, "server", "public_url") or default_public_url(host, port)
-    _check_http_url("server.public_url", public_url)
-    url = _str(upstream, "upstream", "url")
+    host, port = parse_listen(text(server, "server", "listen"))
+    public_url = text(server, "server", "public_url") or default_public_url(host, port)
+    check_http_url("server.public_url", public_url)
+    url = text(upstream, "upstream", "url")
     if url != "embedded":
-        _check_http_url("upstream.url", url, allow="'embedded' or ")
+        check_http_url("upstream.url", url, allow="'embedded' or ")
     for key in ("upload_url", "simple_url"):
-        if _str(upstream, "upstream", key):
-            _check_http_url(f"upstream.{key}", upstream[key])
+        if text(upstream, "upstream", key):
+            check_http_url(f"upstream.{key}", upstream[key])
     return Config(
         server=ServerConfig(
             host=host,
             port=port,
             public_url=public_url.rstrip("/"),
-            trusted_proxies=_networks(_str_list(server, "server", "trusted_proxies")),
+            trusted_proxies=networks(text_list(server, "server", "trusted_proxies")),
         ),
         upstream=UpstreamConfig(
             url=url,
-            upload_url=_str(upstream, "upstream", "upload_url"),
-            simple_url=_str(upstream, "upstream", "simple_url"),
-            username=_str(upstream, "upstream", "username"),
-            password_file=_optional_path(upstream, "upstream", "password_file"),
-            data_dir=Path(_str(upstream, "upstream", "data_dir")),
-            timeout=float(_duration("upstream.timeout", upstream["timeout"])),
-            buffer_uploads=_bool(upstream, "upstream", "buffer_uploads"),
+            upload_url=text(upstream, "upstream", "upload_url"),
+            simple_url=text(upstream, "upstream", "simple_url"),
+            username=text(upstream, "upstream", "username"),
+            password_file=optional_path(upstream, "upstream", "password_file"),
+            data_dir=Path(text(upstream, "upstream", "data_dir")),
+            timeout=float(duration("upstream.timeout", upstream["timeout"])),
+            buffer_uploads=boolean(upstream, "upstream", "buffer_uploads"),
         ),
-        store=StoreConfig(path=_sqlite_path(_str(raw["store"], "store", "url"))),
+        store=StoreConfig(path=_sqlite_path(text(raw["store"], "store", "url"))),
         tokens=_tokens(raw["tokens"]),
         policy=_policy(raw["policy"]),
         limits=_limits(raw["limits"]),
@@ -400,27 +336,27 @@ def _build(raw: dict[str, dict[str, Any]]) -> Config:
 
 
 def _tokens(raw: dict[str, Any]) -> TokensConfig:
-    prefix = _str(raw, "tokens", "prefix")
+    prefix = text(raw, "tokens", "prefix")
     if not re.fullmatch(r"[a-z][a-z0-9]{0,15}", prefix):
         raise ConfigError(f"tokens.prefix: {prefix!r} must be 1-16 lowercase letters or digits, starting with a letter")
-    lifetime = _str(raw, "tokens", "max_lifetime")
+    lifetime = text(raw, "tokens", "max_lifetime")
     return TokensConfig(
         prefix=prefix,
-        secret_file=Path(_str(raw, "tokens", "secret_file")),
-        max_lifetime=_duration("tokens.max_lifetime", lifetime) if lifetime else None,
+        secret_file=Path(text(raw, "tokens", "secret_file")),
+        max_lifetime=duration("tokens.max_lifetime", lifetime) if lifetime else None,
     )
 
 
 def _policy(raw: dict[str, Any]) -> PolicyConfig:
-    actions = frozenset(_str_list(raw, "policy", "allowed_actions"))
+    actions = frozenset(text_list(raw, "policy", "allowed_actions"))
     known = {"file_upload", "remove_pkg", "doc_upload"}
     if not actions <= known:
         raise ConfigError(f"policy.allowed_actions: {sorted(actions - known)} not allowed; choose from {sorted(known)}")
     return PolicyConfig(
-        password_uploads=_choice(raw, "policy", "password_uploads", ("deny-2fa", "deny", "allow")),
-        new_projects=_choice(raw, "policy", "new_projects", ("claim", "deny")),
+        password_uploads=choice(raw, "policy", "password_uploads", ("deny-2fa", "deny", "allow")),
+        new_projects=choice(raw, "policy", "new_projects", ("claim", "deny")),
         allowed_actions=actions,
-        platform_tags="any" if _choice(raw, "policy", "platform_tags", ("pypi", "any")) == "any" else "pypi",
+        platform_tags="any" if choice(raw, "policy", "platform_tags", ("pypi", "any")) == "any" else "pypi",
     )
 
 
@@ -429,41 +365,31 @@ def _limits(raw: dict[str, Any]) -> LimitsConfig:
     return LimitsConfig(
         max_file_size=parse_size("limits.max_file_size", raw["max_file_size"]),
         max_project_size=parse_size("limits.max_project_size", project_size) if project_size else None,
-        read_timeout=float(_duration("limits.read_timeout", raw["read_timeout"])),
+        read_timeout=float(duration("limits.read_timeout", raw["read_timeout"])),
         clients=_client_limits(raw),
-        max_uploads_per_user=_count(raw, "limits", "max_uploads_per_user"),
-        max_uploads=_count(raw, "limits", "max_uploads"),
+        max_uploads_per_user=count(raw, "limits", "max_uploads_per_user"),
+        max_uploads=count(raw, "limits", "max_uploads"),
     )
 
 
 # ---- [throttle] and the upload caps of [limits] (issue #13)
 def _throttle(raw: dict[str, Any]) -> ThrottleConfig:
-    lock, max_lock = _duration("throttle.lock", raw["lock"]), _duration("throttle.max_lock", raw["max_lock"])
+    lock, max_lock = duration("throttle.lock", raw["lock"]), duration("throttle.max_lock", raw["max_lock"])
     if not lock <= max_lock <= lock * 2**20:
         raise ConfigError(
             f"throttle.max_lock: {raw['max_lock']!r} must be at least throttle.lock and at most 2**20 times it"
         )
     return ThrottleConfig(
-        failures=_count(raw, "throttle", "failures"),
+        failures=count(raw, "throttle", "failures"),
         lock=lock,
         max_lock=max_lock,
-        account_failures=_count(raw, "throttle", "account_failures"),
-        account_window=_duration("throttle.account_window", raw["account_window"]),
-        address_failures=_count(raw, "throttle", "address_failures"),
-        address_window=_duration("throttle.address_window", raw["address_window"]),
-        password_checks=_count(raw, "throttle", "password_checks"),
-        password_check_queue=_count(raw, "throttle", "password_check_queue", minimum=0),
+        account_failures=count(raw, "throttle", "account_failures"),
+        account_window=duration("throttle.account_window", raw["account_window"]),
+        address_failures=count(raw, "throttle", "address_failures"),
+        address_window=duration("throttle.address_window", raw["address_window"]),
+        password_checks=count(raw, "throttle", "password_checks"),
+        password_check_queue=count(raw, "throttle", "password_check_queue", minimum=0),
     )
-
-
-def _count(raw: dict[str, Any], section: str, key: str, *, minimum: int = 1) -> int:
-    """A whole number (from TOML, or the text of an environment variable)."""
-    value = raw[key]
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= 10**9:
-        raise ConfigError(f"{section}.{key}: {value!r} must be a whole number of at least {minimum}")
-    return value
 
 
 # ---- end of [throttle]
@@ -471,96 +397,10 @@ def _count(raw: dict[str, Any], section: str, key: str, *, minimum: int = 1) -> 
 
 def _logging(raw: dict[str, Any]) -> LoggingConfig:
     return LoggingConfig(
-        level=_choice(raw, "logging", "level", ("debug", "info", "warning", "error")),
-        format=_choice(raw, "logging", "format", ("text", "json")),
-        audit_file=_optional_path(raw, "logging", "audit_file"),
+        level=choice(raw, "logging", "level", ("debug", "info", "warning", "error")),
+        format=choice(raw, "logging", "format", ("text", "json")),
+        audit_file=optional_path(raw, "logging", "audit_file"),
     )
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"server.listen: {value!r} must be HOST:PORT, e.g. 127.0.0.1:8080")
-    return host.strip("[]"), int(port)
-
-
-def default_public_url(host: str, port: int) -> str:
-    """`server.public_url` when it is not set: the listening address, a loopback or any-address host spelled
-    `localhost`, the one local name browsers accept as a security key's site (WebAuthn refuses IP addresses)."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return f"http://{host}:{port}"
-    if address.is_loopback or address.is_unspecified:
-        return f"http://localhost:{port}"
-    return f"http://[{host}]:{port}" if address.version == 6 else f"http://{host}:{port}"
-
-
-def parse_size(key: str, value: Any) -> int:
-    """Parse `100MiB`, `1 GB`, `512` (bytes)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
-    unit = match.group(2).lower() if match else ""
-    if not match or unit not in _SIZE_UNITS or float(match.group(1)) <= 0:
-        raise ConfigError(f"{key}: {value!r} must be a positive size such as 100MiB, 2GiB or 500MB")
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
-
-
-def parse_duration(value: str) -> int:
-    """Seconds in `30d`, `12h`, `90m`, `45s`; raises ValueError otherwise."""
-    match = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", value)
-    if not match or int(match.group(1)) <= 0:
-        raise ValueError(f"{value!r} must be a positive duration such as 30d, 12h, 90m or 45s")
-    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
-
-
-def _duration(key: str, value: Any) -> int:
-    try:
-        return parse_duration(str(value))
-    except ValueError as exc:
-        raise ConfigError(f"{key}: {exc}") from None
-
-
-def _str(raw: dict[str, Any], section: str, key: str) -> str:
-    value = raw[key]
-    if not isinstance(value, str):
-        raise ConfigError(f"{section}.{key}: must be a string, got {value!r}")
-    return value.strip()
-
-
-def _str_list(raw: dict[str, Any], section: str, key: str) -> list[str]:
-    value = raw[key]
-    if not _is_list(value) or not all(isinstance(item, str) for item in value):
-        raise ConfigError(f"{section}.{key}: must be a list of strings, got {value!r}")
-    return list(value)
-
-
-def _networks(entries: list[str]) -> tuple[str, ...]:
-    for entry in entries:
-        try:
-            ipaddress.ip_network(entry, strict=False)
-        except ValueError:
-            raise ConfigError(f"server.trusted_proxies: {entry!r} is not an IP address or network") from None
-    return tuple(entries)
-
-
-def _optional_path(raw: dict[str, Any], section: str, key: str) -> Path | None:
-    value = _str(raw, section, key)
-    return Path(value) if value else None
-
-
-def _choice(raw: dict[str, Any], section: str, key: str, allowed: tuple[str, ...]) -> str:
-    value = _str(raw, section, key)
-    if value not in allowed:
-        raise ConfigError(f"{section}.{key}: {value!r} not allowed; choose one of {', '.join(allowed)}")
-    return value
-
-
-def _check_http_url(key: str, value: str, allow: str = "") -> None:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{key}: {value!r} must be {allow}an http:// or https:// URL")
 
 
 def _sqlite_path(url: str) -> Path:
@@ -572,11 +412,3 @@ def _sqlite_path(url: str) -> Path:
 def token_location(config: Config) -> str:
     """The macaroon location: the public URL's host, as PyPI uses its domain."""
     return urlsplit(config.server.public_url).hostname or "localhost"
-
-
-def server_secret(config: Config) -> bytes:
-    """The secret outside the database that tokens and sealed TOTP seeds need (created on first use)."""
-    try:
-        return load_or_create_secret(config.tokens.secret_file)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"tokens.secret_file: {exc}") from None

@@ -16,10 +16,20 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from gateway.config import Config, ConfigError
+
 SECRET_BYTES = 32
 NONCE_BYTES = 12
 _TAG_BYTES = 16
 _SUBKEY_LABEL = b"upload-gateway/subkey/"
+
+
+def server_secret(config: Config) -> bytes:
+    """The secret outside the database that tokens and sealed TOTP seeds need (created on first use)."""
+    try:
+        return load_or_create_secret(config.tokens.secret_file)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"tokens.secret_file: {exc}") from None
 
 
 def load_or_create_secret(path: Path) -> bytes:

@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from gateway.config import LoggingConfig
+from gateway.escaping import key_value, printable, quoted
 
 FIELDS = web.RequestKey("log_fields", dict[str, Any])
 ACCESS = logging.getLogger("gateway.access")
@@ -35,38 +36,6 @@ REDACTED = "[redacted]"
 REDACTED_MACAROON = "[token redacted]"
 # Continuation lines (tracebacks) start with this, so a record's first line is the only one at column 0.
 CONTINUATION = "  | "
-
-_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_BARE = re.compile(r'[^\s"=\\]+')
-
-
-def printable(text: str) -> str:
-    """`text` with the backslash and every non-printable character (controls, ANSI escapes, NUL, U+2028,
-    bidi overrides…) written as a Python string escape (`\\n`, `\\x1b`, `\\u2028`): one visible line that
-    reads back unambiguously."""
-    if text.isprintable() and "\\" not in text:
-        return text
-    return "".join(_escape(ch) for ch in text)
-
-
-def _escape(ch: str) -> str:
-    if ch in _ESCAPES:
-        return _ESCAPES[ch]
-    if ch.isprintable():
-        return ch
-    code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
-def key_value(key: str, value: object) -> str:
-    """`key=value` (logfmt): the value escaped, and quoted when it holds a space, `=` or `"`, so that no
-    value can pass for another field."""
-    text = printable(str(value))
-    return f"{key}={text}" if _BARE.fullmatch(text) else f"{key}={_quoted(text)}"
-
-
-def _quoted(text: str) -> str:
-    return '"' + text.replace('"', '\\"') + '"'
 
 
 class Redactor(logging.Filter):
@@ -172,7 +141,7 @@ class TextFormatter(logging.Formatter):
         ]
         message = printable(record.getMessage())
         if "=" in message or message.startswith('"'):
-            message = _quoted(message)  # so that nothing in it passes for a field after it
+            message = quoted(message)  # so that nothing in it passes for a field after it
         head = " ".join([f"{self.formatTime(record)} {record.levelname} {record.name}: {message}", *fields])
         tail = record.exc_text or (self.formatException(record.exc_info) if record.exc_info else "")
         if record.stack_info:

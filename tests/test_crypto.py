@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.crypto import keyed_hash, load_or_create_secret, seal, subkey, unseal
+from gateway.config import ConfigError, load_config
+from gateway.crypto import keyed_hash, load_or_create_secret, seal, server_secret, subkey, unseal
 
 KEY = bytes(range(32))
 CONTEXT = b"user:1b4e28ba-2fa1-11d2-883f-0016d3cca427"
@@ -50,6 +51,18 @@ class TestSecretFile:
         monkeypatch.setattr(os, "link", link_after_another_process)
         assert load_or_create_secret(path) == theirs
         assert os.listdir(tmp_path) == ["secret.key"]
+
+    def test_loading_the_configuration_writes_no_file(self, tmp_path: Path) -> None:
+        config = load_config(None, {}, cwd=tmp_path)
+        assert list(tmp_path.iterdir()) == []
+        secret = server_secret(config)
+        assert config.tokens.secret_file.read_bytes() == secret
+
+    def test_a_bad_file_is_one_line_naming_the_key(self, tmp_path: Path) -> None:
+        (tmp_path / "secret.key").write_bytes(b"short")
+        config = load_config(None, {"GATEWAY_TOKENS_SECRET_FILE": "secret.key"}, cwd=tmp_path)
+        with pytest.raises(ConfigError, match=r"^tokens\.secret_file: secret file .* holds 5 bytes"):
+            server_secret(config)
 
 
 def test_subkeys_are_separated_by_purpose_and_secret() -> None:

@@ -255,6 +255,6 @@ def test_the_wheel_the_image_installs_holds_the_whole_package(tmp_path: Path) ->
         for path in (ROOT / "gateway").rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     }
-    assert {"gateway/__init__.py", "gateway/cli.py", "gateway/py.typed"} <= package
+    assert {"gateway/__init__.py", "gateway/cli/__init__.py", "gateway/py.typed"} <= package
     assert package - names == set(), "files of the package missing from the wheel (package-data?)"
     assert "upload-gateway = gateway.cli:main" in entry_points

@@ -10,7 +10,8 @@ import uuid
 import pytest
 
 from gateway import logs
-from gateway.logs import CONTINUATION, JsonFormatter, Redactor, TextFormatter, client_address, printable
+from gateway.escaping import printable
+from gateway.logs import CONTINUATION, JsonFormatter, Redactor, TextFormatter, client_address
 from tests.logcheck import parse_text_line
 
 

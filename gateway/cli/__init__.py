@@ -1,0 +1,153 @@
+"""`upload-gateway` / `python -m gateway`: serve, and administer users, tokens and projects.
+
+User mistakes print one line on stderr and exit 1 (usage errors 2); never a traceback. Parsing imports
+neither the server nor any command: each command's module is imported when it runs (`COMMANDS`), so `--help`
+and `token list` start without aiohttp, the app or the account pages, and only `serve` loads the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.cli.common import Command, CommandError
+from gateway.config import CONFIG_VARIABLE, DEFAULT_PATH, Config, ConfigError, find_config, load_config
+from gateway.policy import Role
+from gateway.store import Store, StoreError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="upload-gateway", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="TOML file (default: $GATEWAY_CONFIG, then config/gateway.toml)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("serve", help="run the gateway")
+    user = commands.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
+    add = user.add_parser("add", help="add a user (asks for the password)")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    listing = user.add_parser("list", help="list users, their second factors, tokens and last token use")
+    listing.add_argument("--json", action="store_true")
+    remove = user.add_parser("remove", help="remove a user: their tokens, factors, sessions and roles go with them")
+    remove.add_argument("name")
+    password = user.add_parser("password", help="set a user's password (asks for it); signs them out of the pages")
+    password.add_argument("name")
+    password.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    twofa = user.add_parser("2fa", help="two-factor authentication").add_subparsers(dest="twofa", required=True)
+    enable = twofa.add_parser("enable", help="enrol TOTP: prints the otpauth:// URI and recovery codes")
+    enable.add_argument("name")
+    enable.add_argument(
+        "--replace", action="store_true", help="for a user who has a second factor: new secret and recovery codes"
+    )
+    disable = twofa.add_parser(
+        "disable", help="an administrator's reset: remove every second factor and recovery code of a user"
+    )
+    disable.add_argument("name")
+
+    token = commands.add_parser("token", help="manage API tokens").add_subparsers(dest="action", required=True)
+    create = token.add_parser("create", help="create a token; prints the token alone on stdout")
+    create.add_argument("name", help="the user the token acts for")
+    create.add_argument("--project", action="append", default=[], help="limit to this project (repeatable)")
+    reading = create.add_mutually_exclusive_group()
+    reading.add_argument(
+        "--read", action="store_true", help="the token may also read a private index (reads.access = authenticated)"
+    )
+    reading.add_argument("--read-only", action="store_true", help="the token may read a private index, never upload")
+    create.add_argument("--expires", help="lifetime, e.g. 30d, 12h")
+    create.add_argument("--description", default="", help="what the token is for")
+    tlist = token.add_parser("list", help="list tokens (never their secrets)")
+    tlist.add_argument("name", nargs="?")
+    tlist.add_argument("--json", action="store_true")
+    revoke = token.add_parser("revoke", help="revoke a token, or every token of a user with --all")
+    target = revoke.add_mutually_exclusive_group(required=True)
+    target.add_argument("token_id", nargs="?")
+    target.add_argument("--all", metavar="NAME", help="revoke every token of this user")
+
+    project = commands.add_parser("project", help="manage project roles").add_subparsers(dest="action", required=True)
+    grant = project.add_parser("grant", help="give a user a role on a project (creates the project)")
+    grant.add_argument("project")
+    grant.add_argument("user")
+    grant.add_argument("--role", choices=[role.value for role in Role], default=Role.OWNER.value)
+    remove = project.add_parser("remove", help="take a user's role on a project away")
+    remove.add_argument("project")
+    remove.add_argument("user")
+    adopt = project.add_parser(
+        "import", help="record the projects the index already has, so nobody can claim them by uploading first"
+    )
+    adopt.add_argument("--owner", metavar="USER", help="make USER their owner (default: no owner until granted)")
+    plist = project.add_parser("list", help="a user's projects and roles")
+    plist.add_argument("user")
+    plist.add_argument("--json", action="store_true")
+
+    audit = commands.add_parser("audit", help="the audit trail: security events, oldest first")
+    audit.add_argument("--since", help="a duration back from now (24h, 7d) or a date (2026-11-24, ISO 8601)")
+    audit.add_argument("--user", help="only events of this user")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.set_defaults(action="show")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        path = find_config(args.config, os.environ)
+        if path is None and args.command != "serve":
+            raise CommandError(
+                f"no configuration file (no {DEFAULT_PATH} in {Path.cwd()}): pass --config FILE or set "
+                f"{CONFIG_VARIABLE} to the file the gateway is served with"
+            )
+        config = load_config(path, os.environ)
+        if args.command == "serve":
+            from gateway.cli.serve import command_line, serve  # the server's imports, for this command alone
+
+            named = args.config is not None or bool(os.environ.get(CONFIG_VARIABLE))
+            return serve(config, None if path is None else command_line(Path(os.path.abspath(path)) if named else None))
+        action = args.twofa if (args.command, args.action) == ("user", "2fa") else args.action
+        # What goes wrong is the command's one line; the gateway's log records (an index fault) are for `serve`.
+        logging.getLogger("gateway").addHandler(logging.NullHandler())
+        return asyncio.run(_with_store(config, _command(args.command, action), args))
+    except (ConfigError, CommandError, StoreError) as exc:
+        print(f"upload-gateway: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _with_store(config: Config, command: Command, args: argparse.Namespace) -> int:
+    store = await Store.open(config.store.path, audit_file=config.logging.audit_file)
+    try:
+        await command(store, args, config)
+    finally:
+        await store.close()
+    return 0
+
+
+# Each command's module (under gateway.cli) and function, imported when the command runs.
+COMMANDS: dict[tuple[str, str], tuple[str, str]] = {
+    ("audit", "show"): ("audit", "audit_show"),
+    ("user", "add"): ("users", "user_add"),
+    ("user", "list"): ("users", "user_list"),
+    ("user", "remove"): ("users", "user_remove"),
+    ("user", "password"): ("users", "user_password"),
+    ("user", "enable"): ("users", "user_2fa_enable"),
+    ("user", "disable"): ("users", "user_2fa_disable"),
+    ("token", "create"): ("tokens", "token_create"),
+    ("token", "list"): ("tokens", "token_list"),
+    ("token", "revoke"): ("tokens", "token_revoke"),
+    ("project", "grant"): ("projects", "project_grant"),
+    ("project", "remove"): ("projects", "project_remove"),
+    ("project", "import"): ("project_import", "project_import"),
+    ("project", "list"): ("projects", "project_list"),
+}
+
+
+def _command(group: str, action: str) -> Command:
+    """A command's function, its module imported only now: a command loads what it uses and nothing more."""
+    module, name = COMMANDS[(group, action)]
+    command: Command = getattr(importlib.import_module(f"gateway.cli.{module}"), name)
+    return command
