@@ -35,8 +35,8 @@ from gateway.reads.paths import IndexLayout
 from gateway.state import GATEWAY, Gateway
 from gateway.store import Store
 from gateway.throttle import Rules
+from gateway.upload.body_limits import max_body
 from gateway.upload.context import UploadContext
-from gateway.upload.flow import max_body
 from gateway.upload.handler import defer_continue, upload
 from gateway.upload.pump import ends_connection
 from gateway.web import application as account_pages

@@ -17,13 +17,12 @@ An action other than a file upload (`remove_pkg`, … when allowed) is spooled t
 rights and passed on re-encoded (`spooled`).
 
 The handler records what was accepted; until then the store holds only the upload's claim on a new project and
-its size reservation (`Holds`), released whatever the outcome.
+its size reservation (`holding.Holding`), released whatever the outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -33,18 +32,19 @@ from gateway import policy
 from gateway.archive import check_distribution
 from gateway.authentication import Identity
 from gateway.authorization import raise_if_denied
-from gateway.config import LimitsConfig
 from gateway.description import check_description
 from gateway.errors import GatewayError
 from gateway.existing import already_exists, verdict
 from gateway.proxy import log_fault
 from gateway.upload import answers
 from gateway.upload.answers import UpstreamAnswer
+from gateway.upload.body_limits import MAX_HEAD_BYTES, fields_after_file, file_too_large, unexpected_end
 from gateway.upload.context import Outcome, UploadContext
 from gateway.upload.encoding import CanonicalBody, encode, fill, forwarded
 from gateway.upload.filecopy import FileCopy
-from gateway.upload.form import MAX_FORM_BYTES, FormReader, boundary_of
+from gateway.upload.form import FormReader, boundary_of
 from gateway.upload.hashing import DIGEST_FIELDS, Hashing, verify_digests
+from gateway.upload.holding import Holding
 from gateway.upload.multipart import Segment
 from gateway.upload.pump import (
     Handoff,
@@ -56,39 +56,12 @@ from gateway.upload.source import BodySource
 from gateway.upload.spooled import action_body, action_of, from_spool
 from gateway.validation import Upload, check_action, validate_upload
 
-MAX_HEAD_BYTES = 2 * MAX_FORM_BYTES
-
-
-def fields_after_file() -> GatewayError:
-    return GatewayError(
-        400,
-        "Form fields after the file: send every field before the 'content' part (as twine does)",
-        "fields_after_file",
-    )
-
-
-def unexpected_end() -> GatewayError:
-    return GatewayError(
-        400,
-        "The upload body does not end right after its last part: close it with CRLF '--boundary--' CRLF",
-        "unexpected_layout",
-    )
-
 
 def _grouped(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
     grouped: dict[str, list[str]] = {}
     for name, value in pairs:
         grouped.setdefault(name, []).append(value)
     return grouped
-
-
-def max_body(limits: LimitsConfig) -> int:
-    """The largest upload body: the file's limit plus room for the form around it."""
-    return limits.max_file_size + MAX_HEAD_BYTES
-
-
-def file_too_large(limit: int) -> GatewayError:
-    return GatewayError(413, f"File too large. Limit is {limit // 2**20} MiB per file", "file_too_large")
 
 
 @dataclass(frozen=True)
@@ -112,17 +85,15 @@ class UploadFlow:
         self.index_touched = False  # the index got the whole request, so it may have changed (its pages go stale)
         self._hashing: Hashing | None = None
         self._digests: dict[str, str] | None = None
-        self._claimed: str | None = None
-        self._reserved = False
         self._copy: FileCopy | None = None  # what the archive checks read (and a spooled upload is sent from)
-        self.upload_id = str(uuid.uuid4())
+        self.holding = Holding(context.holds, identity.user, help_url=context.help_url)
 
     async def run(self) -> Outcome:
         """The outcome; what the upload holds stays held only for a file the index stored (the record takes it)."""
         try:
             outcome = await self._run()
         except BaseException:
-            await self._release()
+            await self.holding.release()
             raise
         finally:
             await self.pumping.stop()
@@ -131,7 +102,7 @@ class UploadFlow:
             if self._copy is not None:
                 self._copy.close()
         if outcome.reason != "ok":
-            await self._release()
+            await self.holding.release()
         return outcome
 
     async def _run(self) -> Outcome:
@@ -240,22 +211,11 @@ class UploadFlow:
         project, and it must not be on the index at all."""
         upload = decided.upload
         if decided.claim:
-            if not await self.context.holds.hold_claim(upload.project, self.identity.user.id):
-                raise_if_denied(policy.claim_in_progress(upload.name))
-            self._claimed = upload.project
+            await self.holding.claim(upload)
         found = await self.context.existing.lookup(upload.project, upload.filename, fresh=decided.claim)
         if decided.claim and found.project_listed:
             raise_if_denied(policy.unowned_project(upload.name, self.identity.user.name))
         return found.sha256
-
-    async def _release(self) -> None:
-        holds = self.context.holds
-        if self._claimed is not None:
-            claimed, self._claimed = self._claimed, None
-            await asyncio.shield(holds.release_claim(claimed, self.identity.user.id))
-        if self._reserved:
-            self._reserved = False
-            await asyncio.shield(holds.release_size(self.upload_id))
 
     async def _check_file(self, upload: Upload) -> dict[str, str]:
         """Once every byte is in: the form complete, the digests, the per-file limit and the project's total."""
@@ -281,14 +241,7 @@ class UploadFlow:
         await self.context.authorizer.confirm_upload(self.identity, upload, claim=decided.claim)
         limit = self.context.limits.max_project_size
         if limit is not None:
-            if not await self.context.holds.reserve_size(self.upload_id, upload.project, self.form.file_size, limit):
-                raise GatewayError(
-                    400,
-                    f"Project size too large. Limit for project '{upload.name}' total size is "
-                    f"{limit / 2**30:g} GiB. See {self.context.help_url}",
-                    "project_too_large",
-                )
-            self._reserved = True
+            await self.holding.reserve(upload, self.form.file_size, limit)
 
     def _forwarded(self, upload: Upload) -> list[tuple[str, str]]:
         """The form as the index gets it: what was validated, with the action and version as the gateway read
@@ -429,7 +382,7 @@ class UploadFlow:
             digests=digests,
             reason="ok",
             claim=decided.claim,
-            upload_id=self.upload_id,
+            upload_id=self.holding.upload_id,
         )
 
     async def _act(self, spool: FileCopy) -> Outcome:

@@ -14,8 +14,9 @@ from gateway.errors import GatewayError
 from gateway.logs import FIELDS, client_of, redact
 from gateway.state import GATEWAY, Gateway
 from gateway.store import StoredFile
+from gateway.upload.body_limits import file_too_large, max_body
 from gateway.upload.context import Outcome
-from gateway.upload.flow import UploadFlow, file_too_large, max_body
+from gateway.upload.flow import UploadFlow
 from gateway.upload.pump import ends_connection
 
 # Refused before anything was checked, and what floods send: counted and logged, but not written one by one (a

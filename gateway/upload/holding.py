@@ -1,0 +1,54 @@
+"""What one upload holds in the store while it runs (`context.Holds`): the claim of a new project, so two users
+can never both upload its first files, and a share of its project's size limit, so concurrent uploads cannot
+exceed it. Taken before the index's answer and released whatever the outcome, unless the record of a stored file
+takes them over (by `upload_id`)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from gateway import policy
+from gateway.authorization import raise_if_denied
+from gateway.errors import GatewayError
+from gateway.store import User
+from gateway.upload.context import Holds
+from gateway.validation import Upload
+
+
+class Holding:
+    """One upload's holds, and their release."""
+
+    def __init__(self, holds: Holds, user: User, *, help_url: str) -> None:
+        self._holds = holds
+        self._user = user
+        self._help_url = help_url
+        self.upload_id = str(uuid.uuid4())  # names the size reservation the record takes over
+        self._claimed: str | None = None
+        self._reserved = False
+
+    async def claim(self, upload: Upload) -> None:
+        """Claim the new project for this user; refused while another user's upload holds it."""
+        if not await self._holds.hold_claim(upload.project, self._user.id):
+            raise_if_denied(policy.claim_in_progress(upload.name))
+        self._claimed = upload.project
+
+    async def reserve(self, upload: Upload, size: int, limit: int) -> None:
+        """Hold `size` bytes of the project's `limit`, counting the files recorded and the uploads in flight."""
+        if not await self._holds.reserve_size(self.upload_id, upload.project, size, limit):
+            raise GatewayError(
+                400,
+                f"Project size too large. Limit for project '{upload.name}' total size is "
+                f"{limit / 2**30:g} GiB. See {self._help_url}",
+                "project_too_large",
+            )
+        self._reserved = True
+
+    async def release(self) -> None:
+        """Give back what is held (shielded: a cancelled upload releases all the same)."""
+        if self._claimed is not None:
+            claimed, self._claimed = self._claimed, None
+            await asyncio.shield(self._holds.release_claim(claimed, self._user.id))
+        if self._reserved:
+            self._reserved = False
+            await asyncio.shield(self._holds.release_size(self.upload_id))
