@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import web
 from packaging.utils import canonicalize_name
 
-from gateway import connections, logs, twofactor
+from gateway import accounts, connections, logs, twofactor
 from gateway.app import SERVER_OPTIONS, create_app, open_index
 from gateway.authentication import TokenSettings
 from gateway.config import (
@@ -47,7 +47,6 @@ from gateway.credentials import TOKEN_USERNAME
 from gateway.embedded import EmbeddedIndexError
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
-from gateway.minting import create_token, scope_of
 from gateway.passwords import hash_password
 from gateway.policy import Role
 from gateway.store import Store, StoreError, User
@@ -241,7 +240,7 @@ async def user_remove(store: Store, args: argparse.Namespace, config: Config) ->
 async def user_password(store: Store, args: argparse.Namespace, config: Config) -> None:
     user = await store.require_user(args.name)
     password = _read_password(args.password_stdin)
-    await store.set_password(user, await asyncio.to_thread(hash_password, password), by=actor())
+    await accounts.change_password(store, user, password, by=actor())
     print(f"password of {user.name} changed; their account-page sessions are ended", file=sys.stderr)
 
 
@@ -252,16 +251,11 @@ async def user_2fa_enable(store: Store, args: argparse.Namespace, config: Config
             f"{user.name} already has {_factors(user)}: --replace gives a new authenticator secret and new recovery "
             f"codes (the old ones stop working), or reset first with: upload-gateway user 2fa disable {user.name}"
         )
-    secret = server_secret(config)
+    settings = _settings(config)
     totp = twofactor.new_totp_secret()
     codes = twofactor.new_recovery_codes()
-    await store.set_totp(
-        user,
-        twofactor.seal_totp(secret, user.id, totp),
-        [twofactor.recovery_code_hash(secret, code) for code in codes],
-        by=actor(),
-    )
-    print(twofactor.provisioning_uri(totp, account=user.name, issuer=f"upload-gateway {token_location(config)}"))
+    await accounts.enrol_totp(store, settings, user, totp, recovery_codes=codes, by=actor())
+    print(accounts.totp_uri(settings, user.name, totp))
     print("Recovery codes (each works once; store them safely, they are not shown again):")
     for code in codes:
         print(f"  {code}")
@@ -291,32 +285,26 @@ def _settings(config: Config) -> TokenSettings:
     return TokenSettings(config.tokens.prefix, token_location(config), server_secret(config))
 
 
-def _expiry(given: str | None, config: Config) -> int | None:
-    cap = config.tokens.max_lifetime
-    try:
-        lifetime = parse_duration(given) if given else cap
-    except ValueError as exc:
-        raise CommandError(f"--expires: {exc}") from None
-    if lifetime is not None and cap is not None and lifetime > cap:
-        raise CommandError(f"--expires {given} is longer than tokens.max_lifetime ({cap // 86400}d)")
-    return int(time.time()) + lifetime if lifetime is not None else None
-
-
 async def token_create(store: Store, args: argparse.Namespace, config: Config) -> None:
     user = await store.require_user(args.name)
-    projects = []
-    for given in args.project:
-        project, role, _ = await store.project_access(canonicalize_name(given), user.id)
-        if project is None or role is None:
-            raise CommandError(
-                f"{user.name} has no role on project {given!r}: grant one first "
-                f"(upload-gateway project grant {given} {user.name})"
-            )
-        projects.append(project)
-    expires_at = _expiry(args.expires, config)
+    try:
+        projects = await accounts.token_projects(store, user, args.project)
+    except accounts.NoRole as exc:
+        raise CommandError(
+            f"{user.name} has no role on project {exc.project!r}: grant one first "
+            f"(upload-gateway project grant {exc.project} {user.name})"
+        ) from None
+    try:
+        expires_at = accounts.token_expiry(args.expires, config.tokens.max_lifetime, time.time())
+    except accounts.TooLong as exc:
+        raise CommandError(
+            f"--expires {args.expires} is longer than tokens.max_lifetime ({exc.max_lifetime // 86400}d)"
+        ) from None
+    except ValueError as exc:
+        raise CommandError(f"--expires: {exc}") from None
     description = args.description or f"created with the CLI on {time.strftime('%Y-%m-%d %H:%M:%S')}"
-    permissions = ("read",) if args.read_only else ("read", "upload") if args.read else ("upload",)
-    token, row = await create_token(
+    permissions = accounts.token_permissions(read=args.read or args.read_only, upload=not args.read_only)
+    token, row = await accounts.create_token(
         store,
         _settings(config),
         user,
@@ -326,7 +314,10 @@ async def token_create(store: Store, args: argparse.Namespace, config: Config) -
         permissions=permissions,
     )
     print(token)
-    print(f"token {row.id} created for {user.name} ({scope_of(row, user.id)}); it is not shown again", file=sys.stderr)
+    print(
+        f"token {row.id} created for {user.name} ({accounts.scope_of(row, user.id)}); it is not shown again",
+        file=sys.stderr,
+    )
 
 
 def _when(stamp: float | None) -> str | None:
@@ -342,7 +333,7 @@ async def token_list(store: Store, args: argparse.Namespace, config: Config) -> 
                 "id": row.id,
                 "user": owner,
                 "description": row.description,
-                "scope": scope_of(row, row.user_id),
+                "scope": accounts.scope_of(row, row.user_id),
                 "permissions": list(row.permissions),
                 "created": _when(row.created),
                 "last_used": _when(row.last_used),
@@ -367,7 +358,7 @@ async def token_revoke(store: Store, args: argparse.Namespace, config: Config) -
         count = await store.revoke_all_tokens(user, by=actor())
         print(f"revoked {count} token(s) of {user.name}", file=sys.stderr)
         return
-    row = await store.revoke_token(args.token_id, by=actor())
+    row = await accounts.revoke_token(store, args.token_id, by=actor())
     if row is None:
         raise CommandError(f"no token with id {args.token_id[:40]!r} (see: upload-gateway token list)")
     print(f"token {row.id} revoked", file=sys.stderr)
