@@ -31,10 +31,10 @@ import aiohttp
 from bench import reads
 from bench.common import Figure, Report, machine, start_nginx
 from gateway import tokens
+from gateway.accounts import create_token
 from gateway.authentication import Authenticator, TokenSettings
 from gateway.credentials import TokenCredentials
 from gateway.metrics import Metrics
-from gateway.minting import create_token
 from gateway.password_checks import PasswordChecks
 from gateway.store import Store
 from tests.conftest import (

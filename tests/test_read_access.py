@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import read_access, tokens
+from gateway.accounts import create_token
 from gateway.authentication import Authenticator, TokenSettings
 from gateway.config import load_config
 from gateway.errors import GatewayError
 from gateway.guard import Guard
 from gateway.logs import FIELDS
 from gateway.metrics import Metrics
-from gateway.minting import create_token
 from gateway.password_checks import PasswordChecks
 from gateway.passwords import hash_password
 from gateway.read_access import OTHER, ROOT, ReadGrant, ReadGuard, ReadTarget, root_page

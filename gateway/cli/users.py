@@ -10,11 +10,11 @@ import re
 import sys
 import time
 
-from gateway import twofactor
+from gateway import accounts, twofactor
 from gateway.cli.common import CommandError, _when, actor
-from gateway.config import Config, token_location
+from gateway.cli.tokens import token_settings
+from gateway.config import Config
 from gateway.credentials import TOKEN_USERNAME
-from gateway.crypto import server_secret
 from gateway.passwords import hash_password
 from gateway.store import Store, User
 
@@ -88,7 +88,7 @@ async def user_remove(store: Store, args: argparse.Namespace, config: Config) ->
 async def user_password(store: Store, args: argparse.Namespace, config: Config) -> None:
     user = await store.require_user(args.name)
     password = _read_password(args.password_stdin)
-    await store.set_password(user, await asyncio.to_thread(hash_password, password), by=actor())
+    await accounts.change_password(store, user, password, by=actor())
     print(f"password of {user.name} changed; their account-page sessions are ended", file=sys.stderr)
 
 
@@ -99,16 +99,11 @@ async def user_2fa_enable(store: Store, args: argparse.Namespace, config: Config
             f"{user.name} already has {_factors(user)}: --replace gives a new authenticator secret and new recovery "
             f"codes (the old ones stop working), or reset first with: upload-gateway user 2fa disable {user.name}"
         )
-    secret = server_secret(config)
+    settings = token_settings(config)
     totp = twofactor.new_totp_secret()
     codes = twofactor.new_recovery_codes()
-    await store.set_totp(
-        user,
-        twofactor.seal_totp(secret, user.id, totp),
-        [twofactor.recovery_code_hash(secret, code) for code in codes],
-        by=actor(),
-    )
-    print(twofactor.provisioning_uri(totp, account=user.name, issuer=f"upload-gateway {token_location(config)}"))
+    await accounts.enrol_totp(store, settings, user, totp, recovery_codes=codes, by=actor())
+    print(accounts.totp_uri(settings, user.name, totp))
     print("Recovery codes (each works once; store them safely, they are not shown again):")
     for code in codes:
         print(f"  {code}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from gateway.store.audit import AuditLog
 from gateway.store.connection import IntegrityError, Row
@@ -10,20 +11,28 @@ from gateway.store.records import StoreError, User, WebAuthnCredential
 
 
 class Factors(AuditLog):
-    async def set_totp(self, user: User, sealed_secret: bytes, recovery_hashes: list[str], *, by: str) -> None:
-        """Enrol TOTP and replace the recovery codes, in one transaction (an administrator's enrolment)."""
+    async def set_totp(
+        self,
+        user: User,
+        sealed_secret: bytes,
+        recovery_hashes: list[str] | None = None,
+        *,
+        last_step: int | None = None,
+        by: str | None = None,
+        address: str | None = None,
+    ) -> None:
+        """Enrol TOTP, the one way (`gateway.accounts.enrol_totp`). `last_step`: the step of the code that proved
+        the seed, so that code cannot sign in afterwards; `recovery_hashes`, when given, replace the recovery codes
+        in the same transaction (an administrator's enrolment)."""
+        detail: dict[str, Any] = {"by": by} if by is not None else {}
         async with self._transaction():
             await self._db.execute(
-                "UPDATE users SET totp_secret = ?, totp_last_step = NULL WHERE id = ?", (sealed_secret, user.id)
+                "UPDATE users SET totp_secret = ?, totp_last_step = ? WHERE id = ?", (sealed_secret, last_step, user.id)
             )
-            await self._set_recovery_codes(user.id, recovery_hashes)
-        await self.audit(
-            "user.2fa.totp_enabled",
-            user_name=user.name,
-            by=by,
-            recovery_codes=len(recovery_hashes),
-            replaced=user.has_2fa,
-        )
+            if recovery_hashes is not None:
+                await self._set_recovery_codes(user.id, recovery_hashes)
+                detail |= {"recovery_codes": len(recovery_hashes), "replaced": user.has_2fa}
+        await self.audit("user.2fa.totp_enabled", user_name=user.name, address=address, **detail)
 
     async def totp_secret(self, user_id: str) -> tuple[bytes | None, int | None]:
         row = await self._row("SELECT totp_secret, totp_last_step FROM users WHERE id = ?", (user_id,))
@@ -43,13 +52,6 @@ class Factors(AuditLog):
             (time.time(), user_id, code_hash),
         )
         return cursor.rowcount == 1
-
-    async def enable_totp(self, user: User, sealed_secret: bytes, step: int, *, address: str | None = None) -> None:
-        """Enrol TOTP with the step of the code that proved it, so that code cannot sign in afterwards."""
-        await self._db.execute(
-            "UPDATE users SET totp_secret = ?, totp_last_step = ? WHERE id = ?", (sealed_secret, step, user.id)
-        )
-        await self.audit("user.2fa.totp_enabled", user_name=user.name, address=address)
 
     async def delete_totp(self, user: User, *, address: str | None = None) -> None:
         await self._db.execute("UPDATE users SET totp_secret = NULL, totp_last_step = NULL WHERE id = ?", (user.id,))

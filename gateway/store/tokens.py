@@ -1,5 +1,5 @@
 """API tokens as stored: their secret, caveats and permissions, use and revocation (verifying and minting them is
-`gateway.tokens`', `gateway.authentication`'s and `gateway.minting`'s)."""
+`gateway.tokens`', `gateway.authentication`'s and `gateway.accounts`')."""
 
 from __future__ import annotations
 

@@ -18,12 +18,9 @@ import time
 from typing import Any
 
 from aiohttp import web
-from packaging.utils import canonicalize_name
 
-from gateway import crypto
-from gateway.config import parse_duration
+from gateway import accounts, crypto
 from gateway.errors import GatewayError
-from gateway.minting import create_token, scope_of
 from gateway.store import Project, TokenRow, User
 from gateway.web.common import Account, confirmed, form, gateway_of, redirect, render, signed_in, state, when
 from gateway.web.sessions import flash
@@ -36,14 +33,6 @@ SHOWN_ONCE = (
     "add another."
 )
 MAX_DESCRIPTION = 100
-EXPIRY_CHOICES = (
-    ("", "Never"),
-    ("1d", "1 day"),
-    ("7d", "7 days"),
-    ("30d", "30 days"),
-    ("90d", "90 days"),
-    ("365d", "1 year"),
-)
 
 
 def _row(row: TokenRow, user: User, now: float) -> dict[str, Any]:
@@ -51,7 +40,7 @@ def _row(row: TokenRow, user: User, now: float) -> dict[str, Any]:
     return {
         "id": row.id,
         "description": row.description,
-        "scope": scope_of(row, user.id),
+        "scope": accounts.scope_of(row, user.id),
         "created": when(row.created, zone=False),
         "last_used": when(row.last_used, zone=False) or "never",
         "expires": when(row.expires, zone=False) or "never",
@@ -68,14 +57,6 @@ async def tokens_page(request: web.Request, account: Account) -> web.StreamRespo
     return await render(request, "tokens.html", {"section": "tokens", "tokens": rows}, account=account)
 
 
-def _expiry_choices(max_lifetime: int | None) -> list[tuple[str, str]]:
-    """What the form offers: without a cap any choice; with one, nothing longer, no 'never', and the cap itself."""
-    if max_lifetime is None:
-        return list(EXPIRY_CHOICES)
-    shorter = [(value, label) for value, label in EXPIRY_CHOICES if value and parse_duration(value) < max_lifetime]
-    return [*shorter, (f"{max_lifetime}s", f"The longest allowed ({max_lifetime / 86400:g} days)")]
-
-
 async def _new_form(
     request: web.Request, account: Account, *, error: str = "", values: dict[str, str] | None = None, status: int = 200
 ) -> web.Response:
@@ -83,7 +64,7 @@ async def _new_form(
     context = {
         "section": "tokens",
         "projects": [project for project, _ in await store.projects_of(account.user)],
-        "expiries": _expiry_choices(gateway_of(request).config.tokens.max_lifetime),
+        "expiries": accounts.expiry_choices(gateway_of(request).config.tokens.max_lifetime),
         "error": error,
         "values": values or {},
     }
@@ -104,14 +85,14 @@ async def new_token(request: web.Request, account: Account) -> web.StreamRespons
     except GatewayError as exc:
         return await _new_form(request, account, error=exc.message, values=fields, status=400)
     store, _, settings = state(request).ready()
-    token, row = await create_token(
+    token, row = await accounts.create_token(
         store,
         settings,
         account.user,
         description=description,
         projects=projects,
         expires_at=expires_at,
-        permissions=("read", "upload") if fields.get("read") == "on" else ("upload",),
+        permissions=accounts.token_permissions(read=fields.get("read") == "on"),
     )
     context = _shown_once_context(account, row.id)
     account.session[WAITING] = {"id": row.id, "sealed": _seal(settings.server_secret, context, token)}
@@ -175,37 +156,34 @@ async def _token_request(
     if not description or len(description) > MAX_DESCRIPTION or not description.isprintable():
         raise GatewayError(400, f"Describe the token in 1 to {MAX_DESCRIPTION} characters", "bad_description")
     scope = fields.get("scope", "")
-    projects: list[Project] = []
-    if scope:
-        store, _, _ = state(request).ready()
-        project, role, _ = await store.project_access(canonicalize_name(scope), user.id)
-        if project is None or role is None:
-            raise GatewayError(400, "Choose one of your projects, or all projects", "bad_scope")
-        projects.append(project)
-    allowed = dict(_expiry_choices(gateway_of(request).config.tokens.max_lifetime))
-    expiry = fields.get("expires", "")
-    if expiry not in allowed:
-        raise GatewayError(400, "Choose an expiry from the list", "bad_expiry")
-    return description, projects, int(time.time()) + parse_duration(expiry) if expiry else None
-
-
-async def _own_token(request: web.Request, user: User) -> TokenRow:
     store, _, _ = state(request).ready()
-    row = await store.get_token(request.match_info["token_id"])
-    if row is None or row.user_id != user.id:
-        raise GatewayError(404, "No such token on your account", "not_found")
-    return row
+    try:
+        projects = await accounts.token_projects(store, user, [scope] if scope else [])
+    except accounts.NoRole:
+        raise GatewayError(400, "Choose one of your projects, or all projects", "bad_scope") from None
+    max_lifetime = gateway_of(request).config.tokens.max_lifetime
+    expiry = fields.get("expires", "")
+    if expiry not in dict(accounts.expiry_choices(max_lifetime)):
+        raise GatewayError(400, "Choose an expiry from the list", "bad_expiry")
+    return description, projects, accounts.token_expiry(expiry, max_lifetime, time.time())
+
+
+def _not_found() -> GatewayError:
+    return GatewayError(404, "No such token on your account", "not_found")
 
 
 @confirmed
 async def revoke_page(request: web.Request, account: Account) -> web.StreamResponse:
-    row = await _own_token(request, account.user)
+    store, _, _ = state(request).ready()
+    row = await accounts.own_token(store, account.user, request.match_info["token_id"])
+    if row is None:
+        raise _not_found()
     if row.revoked is not None:
         return redirect(TOKENS_PATH)
     context = {
         "section": "tokens",
         "title": "Revoke the token",
-        "text": f"“{row.description}” ({scope_of(row, account.user.id)}) stops working at once, for good.",
+        "text": f"“{row.description}” ({accounts.scope_of(row, account.user.id)}) stops working at once, for good.",
         "button": "Revoke the token",
         "cancel": TOKENS_PATH,
     }
@@ -214,9 +192,10 @@ async def revoke_page(request: web.Request, account: Account) -> web.StreamRespo
 
 @confirmed
 async def revoke(request: web.Request, account: Account) -> web.StreamResponse:
-    row = await _own_token(request, account.user)
     store, authenticator, _ = state(request).ready()
-    await store.revoke_token(row.id, by=account.user.name)
+    row = await accounts.revoke_token(store, request.match_info["token_id"], by=account.user.name, owner=account.user)
+    if row is None:
+        raise _not_found()
     authenticator.forget(row.id)
     flash(account.session, f"The token “{row.description}” is revoked.")
     return redirect(TOKENS_PATH)

@@ -1,4 +1,7 @@
-"""What every account page shares: who is signed in, rendering, redirects, and throttled password and code checks."""
+"""What every account page shares: who is signed in, rendering, redirects, throttled checks and the password check.
+
+The second factors' checks are `gateway.accounts`' (`totp_matches`, `use_recovery_code`), run under `attempt`.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,6 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import Session, get_session
 
-from gateway import twofactor
 from gateway.authentication import Authenticator, TokenSettings
 from gateway.errors import GatewayError
 from gateway.logs import client_of, redact
@@ -182,21 +184,3 @@ async def password_user(request: web.Request, name: str, password: str) -> User 
     if not name or not password:
         return None
     return await authenticator.password_user(name, password)
-
-
-async def totp_matches(request: web.Request, user: User, code: str) -> bool:
-    """A current code from the user's app, each accepted once only (also across processes)."""
-    store, _, settings = state(request).ready()
-    sealed, last_step = await store.totp_secret(user.id)
-    if sealed is None:
-        return False
-    secret = twofactor.unseal_totp(settings.server_secret, user.id, sealed)
-    step = twofactor.verify_totp(secret, code, now=time.time(), last_step=last_step)
-    return step is not None and await store.advance_totp_step(user.id, step)
-
-
-async def recovery_code_matches(request: web.Request, user: User, code: str) -> bool:
-    store, _, settings = state(request).ready()
-    if not code:
-        return False
-    return await store.use_recovery_code(user.id, twofactor.recovery_code_hash(settings.server_secret, code))

@@ -1,7 +1,8 @@
 """Two-factor settings: an authenticator app (TOTP), security keys (WebAuthn), recovery codes.
 
-Every change needs a recent confirmation of the password (`confirmed`) and goes to the audit table (the store's
-methods write it). Recovery codes are shown once, in the answer that made them, and kept only as keyed hashes.
+Every change needs a recent confirmation of the password (`confirmed`), is made by `gateway.accounts` (as the
+CLI's are) and goes to the audit table. Recovery codes are shown once, in the answer that made them, and kept only
+as keyed hashes.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import time
 import segno
 from aiohttp import web
 
-from gateway import twofactor
-from gateway.config import token_location
+from gateway import accounts, twofactor
 from gateway.errors import GatewayError
 from gateway.logs import client_of
 from gateway.store import StoreError, User
@@ -23,7 +23,6 @@ from gateway.web.common import (
     attempt,
     confirmed,
     form,
-    gateway_of,
     json_body,
     redirect,
     render,
@@ -79,8 +78,8 @@ def _new_pending_seed(request: web.Request, account: Account) -> str:
 
 async def _totp_setup(request: web.Request, account: Account, *, error: str = "", status: int = 200) -> web.Response:
     secret = _pending_seed(request, account) or _new_pending_seed(request, account)
-    issuer = f"upload-gateway {token_location(gateway_of(request).config)}"
-    uri = twofactor.provisioning_uri(secret, account=account.user.name, issuer=issuer)
+    _, _, settings = state(request).ready()
+    uri = accounts.totp_uri(settings, account.user.name, secret)
     context = {
         "section": "two-factor",
         "qr": qr_svg(uri),
@@ -113,9 +112,7 @@ async def totp_enable(request: web.Request, account: Account) -> web.StreamRespo
     if step is None:
         return await _totp_setup(request, account, error="That code is not right: check the app's clock.", status=400)
     store, _, settings = state(request).ready()
-    await store.enable_totp(
-        user, twofactor.seal_totp(settings.server_secret, user.id, secret), step, address=client_of(request)
-    )
+    await accounts.enrol_totp(store, settings, user, secret, last_step=step, address=client_of(request))
     del account.session[TOTP_SETUP]
     return await _first_factor_done(request, account, "The authenticator app is set up.")
 
@@ -131,9 +128,7 @@ async def _first_factor_done(request: web.Request, account: Account, message: st
 
 async def _new_recovery_codes(request: web.Request, account: Account, message: str = "") -> web.Response:
     store, _, settings = state(request).ready()
-    codes = twofactor.new_recovery_codes()
-    hashes = [twofactor.recovery_code_hash(settings.server_secret, code) for code in codes]
-    await store.replace_recovery_codes(account.user, hashes, address=client_of(request))
+    codes = await accounts.new_recovery_codes(store, settings, account.user, address=client_of(request))
     context = {"section": "two-factor", "codes": codes, "message": message}
     return await render(request, "recovery_codes.html", context, account=account)
 
@@ -177,18 +172,9 @@ async def totp_remove_page(request: web.Request, account: Account) -> web.Stream
 async def totp_remove(request: web.Request, account: Account) -> web.StreamResponse:
     store, _, _ = state(request).ready()
     if account.user.has_totp:
-        await store.delete_totp(account.user, address=client_of(request))
-        await _after_removal(request, account, "The authenticator app was removed.")
+        await accounts.remove_totp(store, account.user, address=client_of(request))
+        flash(account.session, "The authenticator app was removed.")
     return redirect(FACTORS_PATH)
-
-
-async def _after_removal(request: web.Request, account: Account, message: str) -> None:
-    """When the last factor goes, its recovery codes go too: they must not outlive what they recover."""
-    store, _, _ = state(request).ready()
-    user = await store.get_user_by_id(account.user.id)
-    if user is not None and not user.has_2fa:
-        await store.replace_recovery_codes(user, [], address=client_of(request))
-    flash(account.session, message)
 
 
 @confirmed
@@ -223,7 +209,7 @@ async def key_add(request: web.Request, account: Account) -> web.StreamResponse:
     try:
         key = webauthn_flow.verify_registration(state(request).relying_party, body.get("credential"), challenge, name)
         store, _, _ = state(request).ready()
-        await store.add_webauthn_credential(account.user, key, address=client_of(request))
+        await accounts.add_security_key(store, account.user, key, address=client_of(request))
     except (GatewayError, StoreError) as exc:
         # Answered, not raised: the session must be saved, so the challenge is spent.
         return web.json_response({"error": str(exc)}, status=400)
@@ -261,8 +247,8 @@ async def key_remove_page(request: web.Request, account: Account) -> web.StreamR
 @confirmed
 async def key_remove(request: web.Request, account: Account) -> web.StreamResponse:
     store, _, _ = state(request).ready()
-    await store.remove_webauthn_credential(
-        account.user, await _own_key(request, account.user), address=client_of(request)
+    await accounts.remove_security_key(
+        store, account.user, await _own_key(request, account.user), address=client_of(request)
     )
-    await _after_removal(request, account, "The security key was removed.")
+    flash(account.session, "The security key was removed.")
     return redirect(FACTORS_PATH)

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp_session import Session, get_session
 
+from gateway import accounts
 from gateway.errors import GatewayError
 from gateway.logs import client_of
 from gateway.store import User
@@ -27,12 +28,10 @@ from gateway.web.common import (
     gateway_of,
     json_body,
     password_user,
-    recovery_code_matches,
     redirect,
     render,
     signed_in,
     state,
-    totp_matches,
 )
 from gateway.web.security import safe_next, still_valid
 from gateway.web.sessions import (
@@ -121,10 +120,11 @@ async def second_factor(request: web.Request) -> web.StreamResponse:
     user = pending.user
     fields = await form(request)
     recovery = fields.get("recovery_code", "").strip()
+    store, _, settings = state(request).ready()
     if recovery:
-        check = functools.partial(recovery_code_matches, request, user, recovery)
+        check = functools.partial(accounts.use_recovery_code, store, settings, user, recovery)
     else:
-        check = functools.partial(totp_matches, request, user, fields.get("code", ""))
+        check = functools.partial(_totp_matches, request, user, fields.get("code", ""))
     ok = await attempt(request, user.name, check, what="recovery" if recovery else "totp", hold=pending.hold)
     if not ok:
         error = "That recovery code is wrong or was used already." if recovery else "That code is wrong or was used."
@@ -132,10 +132,14 @@ async def second_factor(request: web.Request) -> web.StreamResponse:
     target = _pending_next(await get_session(request))
     if not recovery:
         return await _signed_in(request, user, target, method="totp")
-    store, _, _ = state(request).ready()
     return await _signed_in(
         request, user, target, method="recovery", notice=recovery_notice(await store.count_recovery_codes(user.id))
     )
+
+
+async def _totp_matches(request: web.Request, user: User, code: str) -> bool:
+    store, _, settings = state(request).ready()
+    return await accounts.totp_matches(store, settings, user, code, now=time.time())
 
 
 def recovery_notice(left: int) -> str:
@@ -241,7 +245,7 @@ async def confirm(request: web.Request, account: Account) -> web.StreamResponse:
     user, target = account.user, safe_next(fields.get("next"))
     code = fields.get("code", "").strip()
     if code:
-        ok = await attempt(request, user.name, lambda: totp_matches(request, user, code), what="confirm_totp")
+        ok = await attempt(request, user.name, lambda: _totp_matches(request, user, code), what="confirm_totp")
     else:
         ok = bool(
             await attempt(

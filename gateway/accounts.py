@@ -1,0 +1,247 @@
+"""Account operations, for the CLI and the account pages alike: tokens (scope, expiry, grant, minting, revocation,
+how a token reads), second factors (TOTP enrolment and removal, security-key removal, recovery codes) and
+password changes. Each rule is written here once.
+
+The rules are pure functions; the operations act on the store passed in, which writes their audit events. A
+refusal is an exception carrying the facts (`NoRole`, `TooLong`), not a sentence: the CLI says it in terms of its
+flags, a page in terms of its form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from packaging.utils import canonicalize_name
+
+from gateway import tokens, twofactor
+from gateway.authentication import TokenSettings
+from gateway.config import parse_duration
+from gateway.passwords import hash_password
+from gateway.store import Project, Store, TokenRow, User, WebAuthnCredential
+
+EXPIRY_CHOICES = (
+    ("", "Never"),
+    ("1d", "1 day"),
+    ("7d", "7 days"),
+    ("30d", "30 days"),
+    ("90d", "90 days"),
+    ("365d", "1 year"),
+)
+
+
+class NoRole(Exception):
+    """A token was asked for a project its user has no role on (or that does not exist)."""
+
+    def __init__(self, project: str) -> None:
+        super().__init__(project)
+        self.project = project
+
+
+class TooLong(Exception):
+    """A token was asked to live longer than `tokens.max_lifetime`."""
+
+    def __init__(self, max_lifetime: int) -> None:
+        super().__init__(max_lifetime)
+        self.max_lifetime = max_lifetime
+
+
+# --- Tokens ---
+
+
+def expiry_choices(max_lifetime: int | None) -> list[tuple[str, str]]:
+    """The lifetimes offered: without a cap any choice; with one, nothing longer, no 'never', and the cap itself."""
+    if max_lifetime is None:
+        return list(EXPIRY_CHOICES)
+    shorter = [(value, label) for value, label in EXPIRY_CHOICES if value and parse_duration(value) < max_lifetime]
+    return [*shorter, (f"{max_lifetime}s", f"The longest allowed ({max_lifetime / 86400:g} days)")]
+
+
+def token_expiry(given: str | None, max_lifetime: int | None, now: float) -> int | None:
+    """When a new token expires (None: never). `given` is a duration (`30d`, `12h`); none given is the longest
+    allowed: the cap, or never without one. ValueError when it does not parse; `TooLong` past the cap."""
+    lifetime = parse_duration(given) if given else max_lifetime
+    if lifetime is not None and max_lifetime is not None and lifetime > max_lifetime:
+        raise TooLong(max_lifetime)
+    return int(now) + lifetime if lifetime is not None else None
+
+
+def token_permissions(*, read: bool, upload: bool = True) -> tuple[str, ...]:
+    """The gateway's grant to a token: upload (the default), read as well, or read only."""
+    return tuple(action for action, wanted in ((tokens.READ, read), (tokens.UPLOAD, upload)) if wanted)
+
+
+async def token_projects(store: Store, user: User, names: Sequence[str]) -> list[Project]:
+    """The projects a token is scoped to, as named (none: every project of the user's). Only projects the user
+    has a role on: `NoRole` with the first name that is not one."""
+    projects = []
+    for given in names:
+        project, role, _ = await store.project_access(canonicalize_name(given), user.id)
+        if project is None or role is None:
+            raise NoRole(given)
+        projects.append(project)
+    return projects
+
+
+async def create_token(
+    store: Store,
+    settings: TokenSettings,
+    user: User,
+    *,
+    description: str,
+    projects: list[Project],
+    expires_at: int | None,
+    permissions: tuple[str, ...] = (tokens.UPLOAD,),
+) -> tuple[str, TokenRow]:
+    """Mint a token for `user`, for every project of theirs or for `projects` only; the string is shown once.
+
+    Caveats follow PyPI: account-wide `[3, user_id]`, project-scoped `[1, names]` + `[2, ids]`, plus an
+    expiry `[0, expires_at, created]`. They are embedded in the token and kept in the store, and both are checked.
+    `permissions` (upload, read, or both) is the gateway's grant, kept in the store only: no caveat can widen it.
+    """
+    if not permissions or not set(permissions) <= set(tokens.ACTIONS):
+        raise ValueError(f"permissions must be some of {tokens.ACTIONS}, not {permissions!r}")
+    caveats: list[tokens.Caveat]
+    if projects:
+        caveats = [
+            tokens.ProjectName(tuple(p.name for p in projects)),
+            tokens.ProjectID(tuple(p.id for p in projects)),
+        ]
+    else:
+        caveats = [tokens.RequestUser(user.id)]
+    if expires_at is not None:
+        caveats.append(tokens.Expiration(expires_at=expires_at, not_before=int(time.time()) - 1))
+    secret = tokens.new_token_secret()
+    row = await store.add_token(
+        user,
+        description=description,
+        secret=secret,
+        caveats=[tokens.serialize(c).decode() for c in caveats],
+        expires=float(expires_at) if expires_at is not None else None,
+        permissions=permissions,
+    )
+    key = tokens.root_key(settings.server_secret, secret)
+    token = tokens.mint(prefix=settings.prefix, location=settings.location, token_id=row.id, key=key, caveats=caveats)
+    return token, row
+
+
+def scope_of(row: TokenRow, user_id: str) -> str:
+    """How a token's stored caveats read to a person."""
+    parts: list[str] = []
+    for caveat in (tokens.deserialize(c, user_id=user_id) for c in row.caveats):
+        if isinstance(caveat, tokens.ProjectName):
+            parts.append("projects: " + ", ".join(caveat.normalized_names))
+    scope = "; ".join(parts) or "all projects"
+    return scope if row.permissions == (tokens.UPLOAD,) else f"{scope}; {permissions_of(row)}"
+
+
+def permissions_of(row: TokenRow) -> str:
+    """What the gateway granted the token, in words: "upload only", "read and upload" or "read only"."""
+    if tokens.READ not in row.permissions:
+        return "upload only"
+    return "read and upload" if tokens.UPLOAD in row.permissions else "read only"
+
+
+async def own_token(store: Store, user: User, token_id: str) -> TokenRow | None:
+    """The user's token with this id; None for another user's, as for none at all."""
+    row = await store.get_token(token_id)
+    return row if row is not None and row.user_id == user.id else None
+
+
+async def revoke_token(store: Store, token_id: str, *, by: str, owner: User | None = None) -> TokenRow | None:
+    """Revoke a token (one revoked already stays as it was); None when there is no such token or, with `owner`,
+    when it is not theirs (an account page revokes its own tokens only). `by` is who revoked it."""
+    if owner is not None and await own_token(store, owner, token_id) is None:
+        return None
+    return await store.revoke_token(token_id, by=by)
+
+
+# --- Second factors ---
+
+
+def totp_uri(settings: TokenSettings, user_name: str, seed: str) -> str:
+    """The otpauth:// URI an authenticator app takes, issued as `upload-gateway HOST`."""
+    return twofactor.provisioning_uri(seed, account=user_name, issuer=f"upload-gateway {settings.location}")
+
+
+async def enrol_totp(
+    store: Store,
+    settings: TokenSettings,
+    user: User,
+    seed: str,
+    *,
+    last_step: int | None = None,
+    recovery_codes: list[str] | None = None,
+    by: str | None = None,
+    address: str | None = None,
+) -> None:
+    """Make `seed` the user's TOTP seed, sealed and bound to them. `last_step`: the step of the code that proved
+    it (the pages ask for one), so that code cannot sign in afterwards; `recovery_codes`, when given, replace the
+    user's in the same transaction (the CLI's enrolment)."""
+    hashes = None if recovery_codes is None else _hashes(settings, recovery_codes)
+    sealed = twofactor.seal_totp(settings.server_secret, user.id, seed)
+    await store.set_totp(user, sealed, hashes, last_step=last_step, by=by, address=address)
+
+
+async def totp_matches(store: Store, settings: TokenSettings, user: User, code: str, *, now: float) -> bool:
+    """A current code from the user's app, each accepted once only (also across processes)."""
+    sealed, last_step = await store.totp_secret(user.id)
+    if sealed is None:
+        return False
+    seed = twofactor.unseal_totp(settings.server_secret, user.id, sealed)
+    step = twofactor.verify_totp(seed, code, now=now, last_step=last_step)
+    return step is not None and await store.advance_totp_step(user.id, step)
+
+
+async def remove_totp(store: Store, user: User, *, address: str | None = None) -> None:
+    await store.delete_totp(user, address=address)
+    await _drop_orphaned_codes(store, user, address)
+
+
+async def add_security_key(store: Store, user: User, key: WebAuthnCredential, *, address: str | None = None) -> None:
+    """A verified security key (`gateway.web.webauthn_flow`); StoreError when it is registered already."""
+    await store.add_webauthn_credential(user, key, address=address)
+
+
+async def remove_security_key(store: Store, user: User, key_id: str, *, address: str | None = None) -> bool:
+    """False when the user has no such key."""
+    removed = await store.remove_webauthn_credential(user, key_id, address=address)
+    await _drop_orphaned_codes(store, user, address)
+    return removed
+
+
+async def _drop_orphaned_codes(store: Store, user: User, address: str | None) -> None:
+    """When the last factor goes, its recovery codes go too: they must not outlive what they recover."""
+    current = await store.get_user_by_id(user.id)
+    if current is not None and not current.has_2fa:
+        await store.replace_recovery_codes(current, [], address=address)
+
+
+async def new_recovery_codes(
+    store: Store, settings: TokenSettings, user: User, *, address: str | None = None
+) -> list[str]:
+    """Fresh recovery codes in place of the user's old ones: the caller shows them once; the store keeps keyed
+    hashes only."""
+    codes = twofactor.new_recovery_codes()
+    await store.replace_recovery_codes(user, _hashes(settings, codes), address=address)
+    return codes
+
+
+async def use_recovery_code(store: Store, settings: TokenSettings, user: User, code: str) -> bool:
+    """Whether `code` is one of the user's unused recovery codes; if so it is used up."""
+    if not code:
+        return False
+    return await store.use_recovery_code(user.id, twofactor.recovery_code_hash(settings.server_secret, code))
+
+
+def _hashes(settings: TokenSettings, codes: list[str]) -> list[str]:
+    return [twofactor.recovery_code_hash(settings.server_secret, code) for code in codes]
+
+
+# --- Passwords ---
+
+
+async def change_password(store: Store, user: User, password: str, *, by: str) -> None:
+    """A new password (hashed off the event loop); the user's account-page sessions end."""
+    await store.set_password(user, await asyncio.to_thread(hash_password, password), by=by)
