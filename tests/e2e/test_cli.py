@@ -19,8 +19,8 @@ from gateway import tokens
 from tests.conftest import PYTHON, ROOT, GatewayFactory, GatewayProcess, Index, write_config
 from tests.dists import make_wheel
 from tests.e2e.test_upload import basic, raw_post
-from tests.forms import upload_body
 from tests.harness import free_port
+from tests.harness.forms import upload_body
 
 
 def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
