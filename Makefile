@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-tools lint format bench clean
+.PHONY: install run test test-tools coverage lint format bench clean
 
 install: $(STAMP)
 
@@ -33,6 +33,24 @@ test-tools:
 test: test-tools $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The same tests as `make test`, each once, under coverage (issue #17): first the unit and integration tests, whose
+# share of gateway/ must stay at UNIT_FLOOR percent, then the e2e tests, whose gateway subprocesses are measured too
+# (pyproject.toml's [tool.coverage.run]); with them the whole suite must stay at SUITE_FLOOR. Raise a floor when
+# the figure rises; never lower one to let a change in. UNIT_FLOOR is the 88.0% reached (issue #17); SUITE_FLOOR
+# the 90.9% of the unit, integration and three e2e files (test_upload, test_index_faults, test_cli), a lower bound.
+COVERAGE := $(VENV)/bin/coverage
+UNIT_FLOOR := 88
+SUITE_FLOOR := 90
+
+coverage: test-tools $(STAMP)
+	$(COVERAGE) erase
+	$(COVERAGE) run -m pytest --ignore=tests/e2e $(PYTEST_ARGS)
+	$(COVERAGE) combine -q
+	$(COVERAGE) report --fail-under=$(UNIT_FLOOR)
+	$(COVERAGE) run -m pytest tests/e2e $(PYTEST_ARGS)
+	$(COVERAGE) combine -q --append
+	$(COVERAGE) report --fail-under=$(SUITE_FLOOR)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gateway tests bench
 	$(VENV)/bin/ruff format --check gateway tests bench
@@ -46,4 +64,4 @@ bench: $(STAMP)
 	$(PY) -m bench.run $(if $(QUICK),--quick)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -18,6 +18,7 @@ import pytest
 from passlib.apache import HtpasswdFile
 
 from tests.harness import free_port, stop, wait_http
+from tests.harness.config import write_config
 from tests.harness.devpi import Devpi, start_devpi
 from tests.logcheck import problems
 
@@ -229,16 +230,6 @@ class GatewayProcess:
         if audit_file and Path(audit_file).exists():
             found += [f"audit file: {problem}" for problem in problems(Path(audit_file).read_text(), secrets=secrets)]
         return found
-
-
-def write_config(path: Path, sections: dict[str, dict[str, object]]) -> None:
-    lines: list[str] = []
-    for section, values in sections.items():
-        lines.append(f"[{section}]")
-        for key, value in values.items():
-            rendered = repr(value).replace("'", '"') if isinstance(value, list) else f'"{value}"'
-            lines.append(f"{key} = {rendered}")
-    path.write_text("\n".join(lines) + "\n")
 
 
 def start_gateway(

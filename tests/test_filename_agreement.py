@@ -41,7 +41,7 @@ from packaging.version import InvalidVersion, Version
 
 from gateway.errors import GatewayError
 from gateway.validation import Upload, validate_upload
-from tests.forms import twine_fields
+from tests.harness.forms import twine_fields
 
 
 def _pypiserver_pkg_helpers() -> ModuleType:

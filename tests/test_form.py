@@ -6,7 +6,7 @@ import pytest
 
 from gateway.errors import GatewayError
 from gateway.upload.form import FormReader, boundary_of
-from tests.forms import multipart, twine_fields
+from tests.harness.forms import multipart, twine_fields
 
 DATA = b"wheel bytes " * 5000
 FILENAME = "Demo_Pkg-0.1.0-py3-none-any.whl"

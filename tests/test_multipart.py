@@ -10,7 +10,7 @@ from python_multipart.multipart import MultipartParser
 
 from gateway.errors import GatewayError
 from gateway.upload.multipart import End, MultipartReader, PartEnd, PartStart
-from tests.forms import multipart
+from tests.harness.forms import multipart
 
 B = b"b0undary"
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from gateway.errors import GatewayError
 from gateway.upload.form import FormReader
 from gateway.validation import check_action, validate_upload
-from tests.forms import multipart, twine_fields
+from tests.harness.forms import multipart, twine_fields
 
 BOUNDARY = "b0undary"
 NAMES = st.sampled_from(

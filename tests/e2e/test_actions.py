@@ -7,7 +7,7 @@ from pathlib import Path
 from tests.conftest import GatewayFactory, Index, twine
 from tests.dists import make_wheel
 from tests.e2e.test_upload import basic, raw_post
-from tests.forms import multipart
+from tests.harness.forms import multipart
 
 PASSWORD = "actions password here"
 

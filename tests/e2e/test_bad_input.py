@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import GatewayProcess, Index, Relay, index_upstream, start_gateway, stop, twine
 from tests.dists import make_wheel
-from tests.forms import multipart, twine_fields
+from tests.harness.forms import multipart, twine_fields
 
 PASSWORD = "hostile input password"
 AUTH = "Basic " + base64.b64encode(f"mallory:{PASSWORD}".encode()).decode()

@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import Index, index_upstream, start_gateway, start_index, stop, twine
 from tests.dists import make_wheel, sha256_of
 from tests.e2e.test_slow_clients import PASSWORD, connect, upload_head
-from tests.forms import multipart, twine_fields
+from tests.harness.forms import multipart, twine_fields
 
 ONE_SYNC_WORKER = "--workers=1 --worker-class=sync --timeout=30"
 MiB = 2**20

@@ -22,7 +22,7 @@ from tests.conftest import PYTHON, GatewayProcess, Index, RecordedRequest, Relay
 from tests.conftest import twine as run_twine
 from tests.dists import make_sdist, make_wheel
 from tests.e2e.test_upload import basic
-from tests.forms import read_multipart, upload_body
+from tests.harness.forms import read_multipart, upload_body
 
 PASSWORD = "canonical encoding password"
 

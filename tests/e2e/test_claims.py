@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from tests.conftest import GatewayFactory, GatewayProcess, Index, twine
 from tests.dists import make_wheel
 from tests.e2e.test_upload import basic
-from tests.forms import upload_body
+from tests.harness.forms import upload_body
 
 PASSWORD = "claims test password"
 

@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 
 from gateway import tokens
-from tests.conftest import PYTHON, ROOT, GatewayFactory, GatewayProcess, Index, write_config
+from tests.conftest import PYTHON, ROOT, GatewayFactory, GatewayProcess, Index
 from tests.dists import make_wheel
 from tests.e2e.test_upload import basic, raw_post
-from tests.forms import upload_body
 from tests.harness import free_port
+from tests.harness.config import write_config
+from tests.harness.forms import upload_body
 
 
 def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

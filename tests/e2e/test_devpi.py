@@ -36,8 +36,8 @@ import pytest
 
 from tests.conftest import GatewayProcess, devpi_upstream, pip_download, start_gateway, stop, twine
 from tests.dists import make_sdist, make_wheel, sha256_of
-from tests.forms import multipart, twine_fields, upload_body
 from tests.harness.devpi import Devpi
+from tests.harness.forms import multipart, twine_fields, upload_body
 
 PASSWORD = "devpi uploader password"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.conftest import PYTHON, ROOT, start_gateway, stop, twine
 from tests.dists import make_wheel, sha256_of
 from tests.e2e.test_upload import basic, raw_post
-from tests.forms import upload_body
+from tests.harness.forms import upload_body
 
 
 def children(pid: int) -> list[int]:

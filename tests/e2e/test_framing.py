@@ -18,7 +18,7 @@ from gateway import tokens
 from tests.conftest import GatewayProcess
 from tests.dists import make_wheel
 from tests.e2e.test_upload import basic
-from tests.forms import upload_body
+from tests.harness.forms import upload_body
 
 PASSWORD = "framing test password"
 

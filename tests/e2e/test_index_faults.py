@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import GatewayProcess, Index, index_upstream, start_gateway, stop, twine
 from tests.dists import make_wheel
 from tests.e2e.test_upload import basic, raw_post
-from tests.forms import upload_body
+from tests.harness.forms import upload_body
 
 PASSWORD = "index faults password 3"
 NOT_HTTP = "The package index sent no valid answer; try again later"

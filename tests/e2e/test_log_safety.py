@@ -19,7 +19,7 @@ from tests.conftest import GatewayFactory, GatewayProcess
 from tests.dists import make_wheel
 from tests.e2e.test_upload import basic, raw_post
 from tests.e2e.test_web import Client
-from tests.forms import multipart, twine_fields, upload_body
+from tests.harness.forms import multipart, twine_fields, upload_body
 from tests.logcheck import CONTINUATION, RECORD, parse_text_line, problems
 
 PASSWORD = "log safety password 7"

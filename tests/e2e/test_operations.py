@@ -13,7 +13,7 @@ from gateway import tokens
 from tests.conftest import GatewayFactory, twine
 from tests.dists import make_wheel
 from tests.e2e.test_upload import basic, raw_post
-from tests.forms import upload_body
+from tests.harness.forms import upload_body
 
 PASSWORD = "operations password 1"
 

@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import ROOT, GatewayProcess, free_port, stop, twine, wait_http
 from tests.dists import make_sdist, make_wheel
 from tests.e2e.test_upload import basic, raw_post
-from tests.forms import upload_body
+from tests.harness.forms import upload_body
 
 CONFIG = ROOT / "config"
 PROMETHEUS_YML = CONFIG / "prometheus.yml"

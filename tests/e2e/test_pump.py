@@ -20,7 +20,7 @@ from tests.dists import make_wheel, sha256_of
 from tests.e2e.test_index_faults import FaultyRelay
 from tests.e2e.test_slow_clients import connect, send_paced, until_closed
 from tests.e2e.test_upload import basic, metric
-from tests.forms import multipart, twine_fields, upload_body
+from tests.harness.forms import multipart, twine_fields, upload_body
 
 PASSWORD = "pump password 15"
 MiB = 2**20

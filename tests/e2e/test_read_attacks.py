@@ -29,8 +29,8 @@ from tests.dists import make_wheel
 from tests.e2e.test_private_reads import basic, get
 from tests.e2e.test_reads import SERVICE_AUTH, raw_get, recording_upstream
 from tests.e2e.test_upload import raw_post
-from tests.forms import upload_body
 from tests.harness import stop
+from tests.harness.forms import upload_body
 from tests.harness.threaded_app import serve_in_thread
 
 HTML = "text/html"

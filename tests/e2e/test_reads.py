@@ -39,7 +39,7 @@ from tests.dists import make_wheel, sha256_of
 from tests.e2e.test_actions import PASSWORD as REMOVER_PASSWORD
 from tests.e2e.test_actions import remove
 from tests.e2e.test_upload import basic, raw_post
-from tests.forms import upload_body
+from tests.harness.forms import upload_body
 from tests.harness.threaded_app import serve_in_thread
 from tests.test_rewrite import HOSTILE
 

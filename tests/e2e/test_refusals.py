@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import GatewayProcess
 from tests.dists import make_wheel
 from tests.e2e.test_upload import basic
-from tests.forms import multipart, twine_fields, upload_body
+from tests.harness.forms import multipart, twine_fields, upload_body
 
 PASSWORD = "a long enough password"
 

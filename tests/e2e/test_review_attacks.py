@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import GatewayProcess, Index, Relay, index_upstream, start_gateway, stop, twine
 from tests.dists import make_wheel
-from tests.forms import multipart, read_multipart, twine_fields
+from tests.harness.forms import multipart, read_multipart, twine_fields
 
 PASSWORD = "review attacks password"
 

@@ -25,7 +25,7 @@ import pytest
 
 from tests.conftest import GatewayFactory, GatewayProcess, Index, index_upstream, start_gateway, stop
 from tests.dists import make_wheel
-from tests.forms import multipart, twine_fields
+from tests.harness.forms import multipart, twine_fields
 
 PASSWORD = "slow clients password"
 OTHER = "127.0.0.2"  # another client: every 127.0.0.0/8 address is local on Linux

@@ -26,8 +26,8 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from gateway.upload.encoding import FORWARDED_FIELDS
 from tests.conftest import GatewayProcess, Index, Relay, devpi_upstream, index_upstream, start_gateway, stop, twine
 from tests.dists import make_wheel
-from tests.forms import read_multipart, twine_fields
 from tests.harness.devpi import Devpi
+from tests.harness.forms import read_multipart, twine_fields
 
 PASSWORD = "smuggling test password"
 B = b"attackerboundary"

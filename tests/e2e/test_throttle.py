@@ -32,7 +32,7 @@ import pytest
 
 from tests.conftest import GatewayFactory, GatewayProcess
 from tests.dists import make_wheel
-from tests.forms import multipart, twine_fields
+from tests.harness.forms import multipart, twine_fields
 
 PASSWORD = "a long enough password"
 # Addresses from X-Forwarded-For; a queue of password checks long enough that every attempt the throttle lets

@@ -17,7 +17,7 @@ from gateway import tokens
 from tests.conftest import PYTHON, GatewayFactory, GatewayProcess, Index, twine
 from tests.dists import make_wheel
 from tests.e2e.test_upload import basic, raw_post
-from tests.forms import upload_body
+from tests.harness.forms import upload_body
 
 PASSWORD = "a long enough password"
 SEEN_TOKENS: list[str] = []

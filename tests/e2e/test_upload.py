@@ -32,7 +32,7 @@ from tests.conftest import (
     twine,
 )
 from tests.dists import make_sdist, make_wheel, sha256_of
-from tests.forms import upload_body
+from tests.harness.forms import upload_body
 
 PASSWORD = "correct horse battery"
 

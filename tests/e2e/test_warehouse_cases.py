@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import GatewayProcess, Index, Relay, index_upstream, start_gateway, stop, twine
 from tests.dists import make_wheel
-from tests.forms import multipart
+from tests.harness.forms import multipart
 from tests.warehouse_cases import CASES, NAME, SKIPPED, Case, form_fields
 
 PASSWORD = "warehouse cases password"

@@ -1,4 +1,6 @@
-"""Real servers for the end-to-end tests, started as subprocesses on free loopback ports.
+"""Shared test helpers: the process helpers here (real servers for the end-to-end tests, started as subprocesses
+on free loopback ports), and in its modules the in-process layer's fake index, app and accounts, the config files
+and the twine-shaped bodies both layers send.
 
 The process helpers live here rather than in tests/conftest.py so that harness modules (devpi.py) can use
 them without importing the conftest that imports them.

@@ -1,0 +1,93 @@
+"""The administration commands, run in-process through `gateway.cli.main` on a store in a temporary directory
+(the e2e tests run the same commands as subprocesses, for their start-up and their exit codes)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from tests.harness.config import app_config
+from tests.harness.fake_index import FakeIndex
+from tests.harness.inprocess import password_file
+from tests.harness.threaded_app import serve_in_thread
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
+    index = FakeIndex()
+    index.files["existing_project-1.0-py3-none-any.whl"] = b"not read"
+    with serve_in_thread(index.app()) as url:
+        index.url = url
+        app_config(tmp_path, index.upstream(password_file(tmp_path)))
+        config = str(tmp_path / "gateway.toml")
+
+        def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
+            monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+            code = main(["--config", config, *args])
+            out, err = capsys.readouterr()
+            return code, out, err
+
+        yield run
+
+
+def test_users_projects_tokens_and_the_audit_trail(cli: Run) -> None:
+    assert cli("user", "add", "alice", "--password-stdin", stdin="a long enough password\n")[0] == 0
+    assert cli("user", "add", "bob", "--password-stdin", stdin="another long password\n")[0] == 0
+    assert cli("project", "grant", "Demo", "alice")[0] == 0
+    assert cli("project", "grant", "demo", "bob", "--role", "maintainer")[0] == 0
+    code, out, _ = cli("project", "list", "bob", "--json")
+    assert code == 0 and json.loads(out)[0]["role"] == "maintainer"
+
+    code, token, err = cli("token", "create", "alice", "--project", "demo", "--expires", "30d")
+    assert code == 0 and token.startswith("pypi-") and "created for alice" in err
+    assert cli("token", "create", "alice", "--read")[0] == 0
+    code, out, _ = cli("token", "list", "alice", "--json")
+    tokens = json.loads(out)
+    assert code == 0 and len(tokens) == 2
+    assert token.strip() not in out  # never the secret
+    code, out, _ = cli("token", "list")
+    assert code == 0 and "alice" in out
+
+    assert cli("token", "revoke", tokens[0]["id"])[0] == 0
+    assert cli("token", "revoke", "--all", "alice")[0] == 0
+    code, out, _ = cli("user", "list", "--json")
+    assert code == 0 and [user["name"] for user in json.loads(out)] == ["alice", "bob"]
+    assert cli("user", "list")[0] == 0
+
+    assert cli("user", "password", "alice", "--password-stdin", stdin="a brand new password\n")[0] == 0
+    code, out, _ = cli("user", "2fa", "enable", "alice")
+    assert code == 0 and "otpauth://totp/" in out
+    assert cli("user", "2fa", "disable", "alice")[0] == 0
+    assert cli("project", "remove", "demo", "bob")[0] == 0
+    code, out, err = cli("project", "import", "--owner", "alice")
+    assert code == 0 and "1" in out + err
+    code, out, _ = cli("project", "list", "alice")
+    assert code == 0 and "existing-project" in out and "demo" in out.lower()
+    assert cli("user", "remove", "bob")[0] == 0
+
+    code, out, _ = cli("audit", "--json", "--since", "1h", "--user", "alice")
+    events = [json.loads(line)["event"] for line in out.splitlines()]
+    assert code == 0 and "token.created" in events and "token.revoked" in events
+    code, out, _ = cli("audit")
+    assert code == 0 and "user.removed" in out
+
+
+def test_mistakes_are_one_line_and_exit_1(cli: Run) -> None:
+    assert cli("user", "add", "alice", "--password-stdin", stdin="a long enough password\n")[0] == 0
+    for args in (
+        ("user", "add", "alice", "--password-stdin"),
+        ("token", "create", "nobody"),
+        ("token", "create", "alice", "--project", "demo"),
+        ("token", "create", "alice", "--expires", "soon"),
+        ("audit", "--since", "yesterday-ish"),
+    ):
+        code, out, err = cli(*args, stdin="a long enough password\n")
+        assert (code, out) == (1, ""), args
+        assert err.startswith("upload-gateway: ") and err.count("\n") == 1, (args, err)
