@@ -36,11 +36,11 @@ test: test-tools $(STAMP)
 # The same tests as `make test`, each once, under coverage (issue #17): first the unit and integration tests, whose
 # share of gateway/ must stay at UNIT_FLOOR percent, then the e2e tests, whose gateway subprocesses are measured too
 # (pyproject.toml's [tool.coverage.run]); with them the whole suite must stay at SUITE_FLOOR. Raise a floor when
-# the figure rises; never lower one to let a change in. UNIT_FLOOR is the 88.0% reached (issue #17); SUITE_FLOOR
-# the 90.9% of the unit, integration and three e2e files (test_upload, test_index_faults, test_cli), a lower bound.
+# the figure rises; never lower one to let a change in. Measured in a clean clone's CI run after issue #17's
+# merges (2026-12-02): unit and integration 89.2%, the whole suite 96.3%.
 COVERAGE := $(VENV)/bin/coverage
 UNIT_FLOOR := 88
-SUITE_FLOOR := 90
+SUITE_FLOOR := 95
 
 coverage: test-tools $(STAMP)
 	$(COVERAGE) erase
