@@ -10,13 +10,14 @@ import subprocess
 import sys
 import threading
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from passlib.apache import HtpasswdFile
 
+from gateway.store import Store
 from tests.harness import free_port, stop, wait_http
 from tests.harness.config import write_config
 from tests.harness.devpi import Devpi, start_devpi
@@ -64,6 +65,15 @@ def start_index(directory: Path, *, gunicorn_args: str = "", authenticate: str =
     url = f"http://127.0.0.1:{port}/"
     wait_http(url + "health", process)
     return Index(url, packages, username, password, process, log)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A real store on a temporary file, its audit mirror beside it at `tmp_path / "audit.jsonl"` (the unit tests
+    of the store, the accounts and the throttle share it)."""
+    opened = await Store.open(tmp_path / "gateway.db", audit_file=tmp_path / "audit.jsonl")
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture(scope="session")

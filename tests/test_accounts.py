@@ -4,8 +4,6 @@ pure functions; the operations on a real SQLite store in a temporary directory."
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pyotp
 import pytest
@@ -19,13 +17,6 @@ from gateway.store import Store, WebAuthnCredential
 SETTINGS = TokenSettings(prefix="pypi", location="gateway.test", server_secret=b"k" * 32)
 NOW = 1_800_000_000.0
 DAY = 86400
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.db")
-    yield opened
-    await opened.close()
 
 
 @pytest.mark.parametrize(

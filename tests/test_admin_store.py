@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,6 @@ from aiohttp_session import Session
 
 from gateway.store import Store, StoreError, User, WebAuthnCredential
 from gateway.web.sessions import USER_ID, StoreSessionStorage
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.db")
-    yield opened
-    await opened.close()
 
 
 async def signed_in(store: Store, user: User, key: str) -> None:

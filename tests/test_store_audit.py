@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,6 @@ from gateway import private
 from gateway.store import Store, StoredFile
 
 AUDIT = {"user_name": "alice", "token_id": None, "project": "demo", "address": "203.0.113.9", "reason": "ok"}
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.db", audit_file=tmp_path / "audit.jsonl")
-    yield opened
-    await opened.close()
 
 
 def lines(tmp_path: Path) -> list[tuple[str, object]]:

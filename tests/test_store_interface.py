@@ -7,7 +7,6 @@ from __future__ import annotations
 import inspect
 import re
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,6 @@ from gateway.store import Store, StoreFailure
 
 GATEWAY = Path(__file__).resolve().parent.parent / "gateway"
 SQLITE_IMPORT = re.compile(r"^\s*(import|from)\s+(sqlite3|aiosqlite)\b", re.MULTILINE)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.db")
-    yield opened
-    await opened.close()
 
 
 def public_methods() -> dict[str, object]:

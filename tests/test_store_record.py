@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,6 @@ import pytest
 from gateway.store import Store, StoredFile, StoreFailure
 
 AUDIT = {"user_name": "alice", "token_id": None, "project": "demo", "address": "203.0.113.9", "reason": "ok"}
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.db", audit_file=tmp_path / "audit.jsonl")
-    yield opened
-    await opened.close()
 
 
 def stored(filename: str) -> StoredFile:

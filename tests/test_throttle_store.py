@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,6 @@ from gateway.throttle import Bucket, Rules, Streak
 
 STREAK = Streak(limit=5, lock=60, max_lock=900)
 BUCKET = Bucket(limit=10, window=300)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.db")
-    yield opened
-    await opened.close()
 
 
 def holder() -> str:
