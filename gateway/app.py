@@ -32,13 +32,14 @@ from gateway.read_access import ReadGuard
 from gateway.reads.cache import PageCache
 from gateway.reads.handler import Reads
 from gateway.reads.paths import IndexLayout
-from gateway.state import GATEWAY, Gateway
+from gateway.services import CONFIG, METRICS, SERVICES, Services, services
 from gateway.store import Store
 from gateway.throttle import Rules
 from gateway.upload.body_limits import max_body
 from gateway.upload.context import UploadContext
 from gateway.upload.handler import defer_continue, upload
 from gateway.upload.pump import ends_connection
+from gateway.upload.slots import UploadSlots
 from gateway.web import application as account_pages
 
 log = logging.getLogger("gateway")
@@ -112,21 +113,15 @@ async def identity_bodies_only(
 
 
 async def read(request: web.Request) -> web.StreamResponse:
-    request.app[GATEWAY].ready()
-    reads = request.app[GATEWAY].reads
-    assert reads is not None  # set with the rest by `lifecycle`
-    return await reads.handle(request)
+    return await services(request).reads.handle(request)
 
 
 async def landing(request: web.Request) -> web.StreamResponse:
-    reads = request.app[GATEWAY].reads
-    if reads is None:
-        raise GatewayError(503, "The gateway is starting; try again in a moment", "not_ready")
-    return reads.landing(request)
+    return services(request).reads.landing(request)
 
 
 async def method_not_allowed(request: web.Request) -> web.StreamResponse:
-    public_url = request.app[GATEWAY].config.server.public_url
+    public_url = services(request).config.server.public_url
     raise GatewayError(
         405,
         f"Method Not Allowed: {request.method} {request.path[:200]} is not an upload URL; "
@@ -137,7 +132,7 @@ async def method_not_allowed(request: web.Request) -> web.StreamResponse:
 
 
 async def metrics_page(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[GATEWAY].metrics.registry)
+    body = generate_latest(services(request).metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -146,9 +141,9 @@ async def healthy(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    store, upstream, _, _ = request.app[GATEWAY].ready()
-    await store.ping()
-    if not await upstream.ping():
+    svc = services(request)
+    await svc.store.ping()
+    if not await svc.upstream.ping():
         raise GatewayError(503, "The package index is not answering; try again later", "upstream_unreachable")
     return web.Response(text="OK\n")
 
@@ -213,8 +208,10 @@ async def open_index(config: Config, metrics: Metrics) -> AsyncIterator[Upstream
 
 
 async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-    gateway = app[GATEWAY]
-    config = gateway.config
+    """Open what the gateway holds and set it as `app[SERVICES]`: aiohttp runs this half at start-up, before it
+    freezes the app and makes its server. At teardown: the probe, the index, the read path, the password checks,
+    the pumps, and the store last."""
+    config, metrics = app[CONFIG], app[METRICS]
     store = await Store.open(config.store.path, audit_file=config.logging.audit_file)
     settings = TokenSettings(
         prefix=config.tokens.prefix,
@@ -222,44 +219,15 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         server_secret=server_secret(config),
     )
     checks = PasswordChecks(
-        workers=config.throttle.password_checks, queue=config.throttle.password_check_queue, metrics=gateway.metrics
+        workers=config.throttle.password_checks, queue=config.throttle.password_check_queue, metrics=metrics
     )
     # One thread per upload in flight at most: a pump waits on its client for most of its life.
     pumps = ThreadPoolExecutor(max_workers=config.limits.max_uploads, thread_name_prefix="pump")
+    reads: Reads | None = None
     try:
-        async with open_index(config, gateway.metrics) as upstream:
-            gateway.store = store
-            gateway.token_settings = settings
-            gateway.authenticator = Authenticator(store, settings, gateway.metrics, checks)
-            gateway.guard = Guard(
-                store, Rules.of(config.throttle), gateway.metrics, server_secret=settings.server_secret
-            )
-            gateway.authorizer = Authorizer(
-                store, gateway.authenticator, config.policy, public_url=config.server.public_url
-            )
-            gateway.upstream = upstream
-            gateway.read_guard = ReadGuard(
-                config.reads.access,
-                store,
-                gateway.authenticator,
-                gateway.metrics,
-                guard=gateway.guard,
-                public_url=config.server.public_url,
-            )
-            gateway.reads = _reads(config, upstream, store, gateway.metrics, gateway.read_guard)
-            help_url = f"{config.server.public_url}/account/projects"
-            gateway.uploads = UploadContext(
-                upstream=upstream,
-                authorizer=gateway.authorizer,
-                holds=store,
-                existing=ExistingFiles(upstream.simple_page, store.file_sha256, help_url=help_url),
-                limits=config.limits,
-                allowed_actions=config.policy.allowed_actions,
-                platform_tags=config.policy.platform_tags,
-                help_url=help_url,
-                pumps=pumps,
-                upstream_timeout=config.upstream.timeout,
-            )
+        async with open_index(config, metrics) as upstream:
+            app[SERVICES] = built = _services(config, metrics, store, settings, checks, pumps, upstream)
+            reads = built.reads
             probe = asyncio.create_task(_probe(upstream), name="upstream-probe")
             try:
                 yield
@@ -268,15 +236,54 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await probe
     finally:
-        if gateway.reads is not None:
-            gateway.reads.close()
-        gateway.upstream = gateway.authenticator = gateway.authorizer = gateway.store = gateway.uploads = None
-        gateway.guard = None
+        if reads is not None:
+            reads.close()
         checks.close()
         pumps.shutdown(wait=False, cancel_futures=True)
-        gateway.read_guard = None
-        gateway.reads = None
         await store.close()
+
+
+def _services(
+    config: Config,
+    metrics: Metrics,
+    store: Store,
+    settings: TokenSettings,
+    checks: PasswordChecks,
+    pumps: ThreadPoolExecutor,
+    upstream: Upstream,
+) -> Services:
+    """Everything the handlers use, over the open store, password checks, pumps and index."""
+    public_url = config.server.public_url
+    authenticator = Authenticator(store, settings, metrics, checks)
+    guard = Guard(store, Rules.of(config.throttle), metrics, server_secret=settings.server_secret)
+    authorizer = Authorizer(store, authenticator, config.policy, public_url=public_url)
+    read_guard = ReadGuard(config.reads.access, store, authenticator, metrics, guard=guard, public_url=public_url)
+    help_url = f"{public_url}/account/projects"
+    uploads = UploadContext(
+        upstream=upstream,
+        authorizer=authorizer,
+        holds=store,
+        existing=ExistingFiles(upstream.simple_page, store.file_sha256, help_url=help_url),
+        limits=config.limits,
+        allowed_actions=config.policy.allowed_actions,
+        platform_tags=config.policy.platform_tags,
+        help_url=help_url,
+        pumps=pumps,
+        upstream_timeout=config.upstream.timeout,
+    )
+    return Services(
+        config=config,
+        metrics=metrics,
+        store=store,
+        upstream=upstream,
+        token_settings=settings,
+        authenticator=authenticator,
+        authorizer=authorizer,
+        guard=guard,
+        reads=_reads(config, upstream, store, metrics, read_guard),
+        uploads=uploads,
+        upload_slots=UploadSlots(per_user=config.limits.max_uploads_per_user, total=config.limits.max_uploads),
+    )
 
 
 def _reads(config: Config, upstream: Upstream, store: Store, metrics: Metrics, guard: ReadGuard) -> Reads:
@@ -319,7 +326,8 @@ def create_app(config: Config) -> web.Application:
             body_deadline(config.limits.clients),
         ]
     )
-    app[GATEWAY] = Gateway(config)
+    app[CONFIG] = config
+    app[METRICS] = Metrics()
     app.cleanup_ctx.append(lifecycle)
     for path in ("/", "/legacy/", "/legacy"):
         app.router.add_post(path, upload, expect_handler=defer_continue)

@@ -39,7 +39,7 @@ from gateway.config import ClientLimits, Config
 from gateway.errors import GatewayError, reason_phrase
 from gateway.logs import client_of
 from gateway.metrics import Metrics
-from gateway.state import GATEWAY
+from gateway.services import METRICS
 from gateway.upload.handler import upload
 from gateway.upload.pace import duration_text
 
@@ -301,7 +301,7 @@ class GuardedRunner(web.AppRunner):
 def runner(app: web.Application, config: Config, **options: Any) -> web.AppRunner:
     """The runner `serve` starts the app with: the connection limits of `config`, aiohttp's `options`."""
     limits = config.limits.clients
-    guard = ConnectionGuard(limits, trusted_proxies=config.server.trusted_proxies, metrics=app[GATEWAY].metrics)
+    guard = ConnectionGuard(limits, trusted_proxies=config.server.trusted_proxies, metrics=app[METRICS])
     return GuardedRunner(app, guard, keepalive_timeout=limits.keepalive_timeout, **options)
 
 
@@ -321,7 +321,7 @@ def body_deadline(limits: ClientLimits) -> Middleware:
 
         def too_late() -> None:
             if not request.content.is_eof():
-                metrics = request.config_dict[GATEWAY].metrics  # the account pages are a sub-app
+                metrics = request.config_dict[METRICS]  # the account pages are a sub-app
                 request.content.set_exception(body_late(metrics, limits, client_of(request)))
 
         timer = asyncio.get_running_loop().call_later(limits.header_timeout, too_late)

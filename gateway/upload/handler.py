@@ -12,7 +12,7 @@ from gateway.authentication import Identity, invalid_auth
 from gateway.credentials import Credentials, PasswordCredentials, TokenCredentials, parse_authorization
 from gateway.errors import GatewayError
 from gateway.logs import FIELDS, client_of, redact
-from gateway.state import GATEWAY, Gateway
+from gateway.services import Services, services
 from gateway.store import StoredFile
 from gateway.upload.body_limits import file_too_large, max_body
 from gateway.upload.context import Outcome
@@ -31,14 +31,14 @@ async def defer_continue(request: web.Request) -> None:
 
 
 async def upload(request: web.Request) -> web.Response:
-    gateway = request.app[GATEWAY]
-    metrics = gateway.metrics
+    svc = services(request)
+    metrics = svc.metrics
     started = time.perf_counter()
     trail = request[FIELDS]
     outcome, reason = "failed", "internal_error"
     metrics.in_flight.inc()
     try:
-        accepted = await _receive(request, gateway, trail)
+        accepted = await _receive(request, svc, trail)
         outcome, reason = "accepted", accepted.reason
         metrics.upload_bytes.inc(accepted.size)
         metrics.upload_size.observe(accepted.size)
@@ -50,8 +50,8 @@ async def upload(request: web.Request) -> web.Response:
     except GatewayError as exc:
         outcome, reason = ("failed" if exc.status >= 500 else "rejected"), exc.reason
         trail["error"] = exc.message
-        if gateway.store is not None and reason not in UNAUDITED:
-            await gateway.store.audit(f"upload.{outcome}", **_audit_fields(trail, reason))
+        if reason not in UNAUDITED:
+            await svc.store.audit(f"upload.{outcome}", **_audit_fields(trail, reason))
         raise
     finally:
         trail.update(outcome=outcome, reason=reason)
@@ -60,59 +60,57 @@ async def upload(request: web.Request) -> web.Response:
         metrics.upload_duration.labels(outcome).observe(time.perf_counter() - started)
 
 
-async def _receive(request: web.Request, gateway: Gateway, trail: dict[str, Any]) -> Outcome:
-    assert gateway.uploads is not None
-    limits = gateway.config.limits
+async def _receive(request: web.Request, svc: Services, trail: dict[str, Any]) -> Outcome:
+    limits = svc.config.limits
     credentials = parse_authorization(request.headers.get("Authorization"))
     if isinstance(credentials, PasswordCredentials):
         # A token pasted as the user name stays out of the audit trail.
-        trail["user"] = redact(credentials.username, gateway.config.tokens.prefix)
+        trail["user"] = redact(credentials.username, svc.config.tokens.prefix)
     length = request.content_length
     if length is None:
         raise GatewayError(411, "Length Required: send the upload with a Content-Length header", "length_required")
     if length > max_body(limits):
         raise file_too_large(limits.max_file_size)
-    slots = gateway.upload_slots
+    slots = svc.upload_slots
     with slots.any():
         try:
-            identity = await _authenticate(request, gateway, credentials)
+            identity = await _authenticate(request, svc, credentials)
         except GatewayError:
-            if isinstance(credentials, TokenCredentials) and gateway.authenticator is not None:
-                trail["token_id"], trail["user"] = await gateway.authenticator.owner_of(credentials)
+            if isinstance(credentials, TokenCredentials):
+                trail["token_id"], trail["user"] = await svc.authenticator.owner_of(credentials)
             raise
         trail.update(user=identity.user.name, token_id=identity.token_id)
         with slots.of_user(identity.user.id, identity.user.name):
             await _continue(request)
-            flow = UploadFlow(request, identity, gateway.uploads, buffer=gateway.config.upstream.buffer_uploads)
+            flow = UploadFlow(request, identity, svc.uploads, buffer=svc.config.upstream.buffer_uploads)
             try:
                 try:
                     outcome = await flow.run()
                 finally:
-                    gateway.metrics.upload_pumped_bytes.inc(flow.pumping.pumped)
+                    svc.metrics.upload_pumped_bytes.inc(flow.pumping.pumped)
                     if flow.decided is not None:
                         trail.update(project=flow.decided.project, file=flow.decided.filename or None)
-                await _record(gateway, identity, outcome, trail)
+                await _record(svc, identity, outcome, trail)
             finally:
                 # After the record, so that a page read meanwhile cannot keep the file without its size and time;
                 # only when the index got the whole request, so that a refusal cannot empty the cache.
-                if flow.decided is not None and flow.index_touched and gateway.reads is not None:
-                    gateway.reads.purge(flow.decided.project)
+                if flow.decided is not None and flow.index_touched:
+                    svc.reads.purge(flow.decided.project)
     return outcome
 
 
-async def _authenticate(request: web.Request, gateway: Gateway, credentials: Credentials) -> Identity:
+async def _authenticate(request: web.Request, svc: Services, credentials: Credentials) -> Identity:
     """A token, or a password: refused on the headers when the policy forbids it for this user, then checked
     under the throttle (429 past its limits, before any hashing) on the bounded password pool."""
-    store, _, authenticator, authorizer = gateway.ready()
     if isinstance(credentials, TokenCredentials):
-        return await authenticator.authenticate(credentials)
-    authenticator.admit_password()
-    user = await store.get_user(credentials.username)
-    authorizer.allow_password(user)
-    found = await gateway.throttle().attempt(
+        return await svc.authenticator.authenticate(credentials)
+    svc.authenticator.admit_password()
+    user = await svc.store.get_user(credentials.username)
+    svc.authorizer.allow_password(user)
+    found = await svc.guard.attempt(
         credentials.username,
         client_of(request),
-        lambda: authenticator.verify(user, credentials.password),
+        lambda: svc.authenticator.verify(user, credentials.password),
         kind="upload",
         surface="upload",
         final=True,
@@ -128,9 +126,9 @@ async def _continue(request: web.Request) -> None:
         request.writer.output_size = 0
 
 
-async def _record(gateway: Gateway, identity: Identity, outcome: Outcome, trail: dict[str, Any]) -> None:
+async def _record(svc: Services, identity: Identity, outcome: Outcome, trail: dict[str, Any]) -> None:
     """What the index accepted, with the owner of a project it created, in one transaction."""
-    store, _, authenticator, _ = gateway.ready()
+    store = svc.store
     upload = outcome.upload
     stored = StoredFile(
         filename=upload.filename,
@@ -155,7 +153,7 @@ async def _record(gateway: Gateway, identity: Identity, outcome: Outcome, trail:
             await store.release_claim(upload.project, claim.id)
         await store.release_size(outcome.upload_id)
         raise
-    await authenticator.touch(identity)
+    await svc.authenticator.touch(identity)
 
 
 def _audit_fields(trail: dict[str, Any], reason: str) -> dict[str, Any]:

@@ -21,8 +21,9 @@ from aiohttp import web
 
 from gateway import accounts, crypto
 from gateway.errors import GatewayError
+from gateway.services import services
 from gateway.store import Project, TokenRow, User
-from gateway.web.common import Account, confirmed, form, gateway_of, redirect, render, signed_in, state, when
+from gateway.web.common import Account, confirmed, form, redirect, render, signed_in, when
 from gateway.web.sessions import flash
 
 TOKENS_PATH = "/account/tokens"
@@ -51,7 +52,7 @@ def _row(row: TokenRow, user: User, now: float) -> dict[str, Any]:
 
 @signed_in
 async def tokens_page(request: web.Request, account: Account) -> web.StreamResponse:
-    store, _, _ = state(request).ready()
+    store = services(request).store
     now = time.time()
     rows = [_row(row, account.user, now) for row, _ in await store.list_tokens(account.user)]
     return await render(request, "tokens.html", {"section": "tokens", "tokens": rows}, account=account)
@@ -60,11 +61,11 @@ async def tokens_page(request: web.Request, account: Account) -> web.StreamRespo
 async def _new_form(
     request: web.Request, account: Account, *, error: str = "", values: dict[str, str] | None = None, status: int = 200
 ) -> web.Response:
-    store, _, _ = state(request).ready()
+    store = services(request).store
     context = {
         "section": "tokens",
         "projects": [project for project, _ in await store.projects_of(account.user)],
-        "expiries": accounts.expiry_choices(gateway_of(request).config.tokens.max_lifetime),
+        "expiries": accounts.expiry_choices(services(request).config.tokens.max_lifetime),
         "error": error,
         "values": values or {},
     }
@@ -84,10 +85,10 @@ async def new_token(request: web.Request, account: Account) -> web.StreamRespons
         description, projects, expires_at = await _token_request(request, account.user, fields)
     except GatewayError as exc:
         return await _new_form(request, account, error=exc.message, values=fields, status=400)
-    store, _, settings = state(request).ready()
+    svc = services(request)
     token, row = await accounts.create_token(
-        store,
-        settings,
+        svc.store,
+        svc.token_settings,
         account.user,
         description=description,
         projects=projects,
@@ -95,23 +96,23 @@ async def new_token(request: web.Request, account: Account) -> web.StreamRespons
         permissions=accounts.token_permissions(read=fields.get("read") == "on"),
     )
     context = _shown_once_context(account, row.id)
-    account.session[WAITING] = {"id": row.id, "sealed": _seal(settings.server_secret, context, token)}
+    account.session[WAITING] = {"id": row.id, "sealed": _seal(svc.token_settings.server_secret, context, token)}
     return redirect(CREATED_PATH)
 
 
 @signed_in
 async def created_page(request: web.Request, account: Account) -> web.StreamResponse:
     """The new token, once: it leaves the session with this answer, so a reload finds nothing to show."""
-    store, _, settings = state(request).ready()
+    svc = services(request)
     waiting = account.session.pop(WAITING, None)
-    row = await store.get_token(str(waiting.get("id"))) if isinstance(waiting, dict) else None
+    row = await svc.store.get_token(str(waiting.get("id"))) if isinstance(waiting, dict) else None
     token = None
     if isinstance(waiting, dict) and row is not None and row.user_id == account.user.id and row.revoked is None:
-        token = _unseal(settings.server_secret, _shown_once_context(account, row.id), waiting.get("sealed"))
+        token = _unseal(svc.token_settings.server_secret, _shown_once_context(account, row.id), waiting.get("sealed"))
     if row is None or token is None:
         flash(account.session, SHOWN_ONCE)
         return redirect(TOKENS_PATH)
-    public_url = gateway_of(request).config.server.public_url
+    public_url = services(request).config.server.public_url
     context = {
         "section": "tokens",
         "token": token,
@@ -156,12 +157,12 @@ async def _token_request(
     if not description or len(description) > MAX_DESCRIPTION or not description.isprintable():
         raise GatewayError(400, f"Describe the token in 1 to {MAX_DESCRIPTION} characters", "bad_description")
     scope = fields.get("scope", "")
-    store, _, _ = state(request).ready()
+    store = services(request).store
     try:
         projects = await accounts.token_projects(store, user, [scope] if scope else [])
     except accounts.NoRole:
         raise GatewayError(400, "Choose one of your projects, or all projects", "bad_scope") from None
-    max_lifetime = gateway_of(request).config.tokens.max_lifetime
+    max_lifetime = services(request).config.tokens.max_lifetime
     expiry = fields.get("expires", "")
     if expiry not in dict(accounts.expiry_choices(max_lifetime)):
         raise GatewayError(400, "Choose an expiry from the list", "bad_expiry")
@@ -174,7 +175,7 @@ def _not_found() -> GatewayError:
 
 @confirmed
 async def revoke_page(request: web.Request, account: Account) -> web.StreamResponse:
-    store, _, _ = state(request).ready()
+    store = services(request).store
     row = await accounts.own_token(store, account.user, request.match_info["token_id"])
     if row is None:
         raise _not_found()
@@ -192,10 +193,12 @@ async def revoke_page(request: web.Request, account: Account) -> web.StreamRespo
 
 @confirmed
 async def revoke(request: web.Request, account: Account) -> web.StreamResponse:
-    store, authenticator, _ = state(request).ready()
-    row = await accounts.revoke_token(store, request.match_info["token_id"], by=account.user.name, owner=account.user)
+    svc = services(request)
+    row = await accounts.revoke_token(
+        svc.store, request.match_info["token_id"], by=account.user.name, owner=account.user
+    )
     if row is None:
         raise _not_found()
-    authenticator.forget(row.id)
+    svc.authenticator.forget(row.id)
     flash(account.session, f"The token “{row.description}” is revoked.")
     return redirect(TOKENS_PATH)

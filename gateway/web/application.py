@@ -19,10 +19,10 @@ from aiohttp import web
 from aiohttp_session import STORAGE_KEY, get_session, session_middleware
 
 from gateway.errors import GatewayError
-from gateway.state import GATEWAY, Gateway
-from gateway.store import User
+from gateway.services import CONFIG, SERVICES, services
+from gateway.store import Store, User
 from gateway.web import api_tokens, factors, views
-from gateway.web.common import WEB, WebState, current_account, gateway_of, wants_json, when
+from gateway.web.common import WEB, WebState, current_account, wants_json, when
 from gateway.web.security import ACCOUNT_ROOT, SECURITY_HEADERS, csrf_matches, loopback_alias, origin_allowed
 from gateway.web.sessions import CSRF, StoreSessionStorage, expected_csrf, purge_expired
 from gateway.web.webauthn_flow import RelyingParty
@@ -32,26 +32,29 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def setup(app: web.Application) -> None:
-    """Mount the account pages on the gateway's app."""
-    gateway = app[GATEWAY]
-    public_url = gateway.config.server.public_url
-    sessions = StoreSessionStorage(
-        lambda: gateway.ready()[0], lambda: _server_secret(gateway), secure=public_url.startswith("https://")
-    )
+    """Mount the account pages on the gateway's app. Its sessions read the gateway's `Services` when used: on
+    requests, and from the sub-app's start-up on (which runs after `app.lifecycle` has set them)."""
+    public_url = app[CONFIG].server.public_url
+
+    def store_of() -> Store:
+        return app[SERVICES].store
+
+    def secret_of() -> bytes:
+        return app[SERVICES].token_settings.server_secret
+
+    async def start_purging(account: web.Application) -> None:
+        account[WEB].purger = asyncio.create_task(purge_expired(store_of), name="session-purge")
+
+    sessions = StoreSessionStorage(store_of, secret_of, secure=public_url.startswith("https://"))
     account = web.Application(middlewares=[error_pages, one_address, session_middleware(sessions), csrf_check])
-    account[WEB] = WebState(gateway, sessions, RelyingParty.for_public_url(public_url))
+    account[WEB] = WebState(sessions, RelyingParty.for_public_url(public_url))
     templates = aiohttp_jinja2.setup(account, loader=jinja2.PackageLoader("gateway.web", "templates"), autoescape=True)
     templates.filters["date"] = when
     account.on_response_prepare.append(security_headers)
-    account.on_startup.append(_start_purging)
+    account.on_startup.append(start_purging)
     account.on_shutdown.append(_stop_purging)
     _routes(account.router)
     app.add_subapp("/account/", account)
-
-
-async def _start_purging(account: web.Application) -> None:
-    web_state = account[WEB]
-    web_state.purger = asyncio.create_task(purge_expired(lambda: web_state.gateway.ready()[0]), name="session-purge")
 
 
 async def _stop_purging(account: web.Application) -> None:
@@ -61,12 +64,6 @@ async def _stop_purging(account: web.Application) -> None:
         purger.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await purger
-
-
-def _server_secret(gateway: Gateway) -> bytes:
-    if gateway.token_settings is None:
-        raise GatewayError(503, "The gateway is starting; try again in a moment", "not_ready")
-    return gateway.token_settings.server_secret
 
 
 def _routes(router: web.UrlDispatcher) -> None:
@@ -109,7 +106,7 @@ async def one_address(request: web.Request, handler: Handler) -> web.StreamRespo
     """The pages live at the public URL only: its cookies and security keys belong to that host name. A page asked
     for at another loopback spelling of it (127.0.0.1 when it says localhost) is sent there; a form posted there
     is told where to go, before anything in it is read."""
-    public_url = gateway_of(request).config.server.public_url
+    public_url = services(request).config.server.public_url
     if loopback_alias(f"{request.scheme}://{request.host}", public_url):
         if request.method in ("GET", "HEAD"):
             path = request.raw_path if request.raw_path.startswith("/") else ACCOUNT_ROOT  # not an absolute-form URL
@@ -129,7 +126,7 @@ async def csrf_check(request: web.Request, handler: Handler) -> web.StreamRespon
     The token is the stored session's; a visitor with none (the sign-in form) sends back the one in their cookie.
     """
     if request.method == "POST":
-        origin, public_url = request.headers.get("Origin"), gateway_of(request).config.server.public_url
+        origin, public_url = request.headers.get("Origin"), services(request).config.server.public_url
         if not origin_allowed(origin, public_url):
             if origin is not None and loopback_alias(origin, public_url):
                 raise GatewayError(403, wrong_address(public_url, origin), "wrong_address")

@@ -17,11 +17,10 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import Session, get_session
 
-from gateway.authentication import Authenticator, TokenSettings
 from gateway.errors import GatewayError
 from gateway.logs import client_of, redact
-from gateway.state import GATEWAY, Gateway
-from gateway.store import Store, User
+from gateway.services import services
+from gateway.store import User
 from gateway.web.security import still_valid
 from gateway.web.sessions import SIGNED_IN_AT, SIGNED_IN_LIFETIME, USER_ID, StoreSessionStorage, page
 from gateway.web.webauthn_flow import RelyingParty
@@ -33,18 +32,12 @@ T = TypeVar("T")
 
 @dataclass
 class WebState:
-    """What the account pages hold beside the gateway: sessions (and the task purging them), the WebAuthn party."""
+    """What the account pages hold of their own (the gateway's are its `Services`): sessions (and the task
+    purging them), the WebAuthn party."""
 
-    gateway: Gateway
     sessions: StoreSessionStorage
     relying_party: RelyingParty
     purger: asyncio.Task[None] | None = None
-
-    def ready(self) -> tuple[Store, Authenticator, TokenSettings]:
-        store, _, authenticator, _ = self.gateway.ready()
-        if self.gateway.token_settings is None:
-            raise GatewayError(503, "The gateway is starting; try again in a moment", "not_ready")
-        return store, authenticator, self.gateway.token_settings
 
 
 WEB = web.AppKey("web", WebState)
@@ -52,10 +45,6 @@ WEB = web.AppKey("web", WebState)
 
 def state(request: web.Request) -> WebState:
     return request.config_dict[WEB]
-
-
-def gateway_of(request: web.Request) -> Gateway:
-    return request.config_dict[GATEWAY]
 
 
 @dataclass(frozen=True)
@@ -75,8 +64,7 @@ async def current_account(request: web.Request) -> Account | None:
     user_id = session.get(USER_ID)
     if not isinstance(user_id, str) or not still_valid(session.get(SIGNED_IN_AT), SIGNED_IN_LIFETIME, time.time()):
         return None
-    store, _, _ = state(request).ready()
-    user = await store.get_user_by_id(user_id)
+    user = await services(request).store.get_user_by_id(user_id)
     return Account(user, session) if user else None
 
 
@@ -133,7 +121,7 @@ async def render(
         "csrf_token": shown.csrf,
         "flash": shown.messages,
         "user": account.user if account else None,
-        "public_url": gateway_of(request).config.server.public_url,
+        "public_url": services(request).config.server.public_url,
     }
     response = aiohttp_jinja2.render_template(template, request, {**common, **context}, status=status)
     shown.keep(response, state(request).sessions)
@@ -167,20 +155,18 @@ async def attempt(
     """Run a password or code check under the throttle (`gateway.guard`): counted before it runs, 429 with
     Retry-After past the limits. A success clears this account's streak from this address only when `final` (a
     right password before a second factor proves nothing yet); `hold` runs one check at a time per its key."""
-    store, _, _ = state(request).ready()
+    svc = services(request)
     address = client_of(request)
-    guard = gateway_of(request).throttle()
-    result = await guard.attempt(account_name, address, check, kind=what, surface="web", final=final, hold=hold)
+    result = await svc.guard.attempt(account_name, address, check, kind=what, surface="web", final=final, hold=hold)
     if not result:
         # A token pasted as the account name stays out of the trail, as on uploads.
-        name = redact(account_name, gateway_of(request).config.tokens.prefix)[:60]
-        await store.audit("web.attempt_failed", user_name=name, address=address, what=what)
+        name = redact(account_name, svc.config.tokens.prefix)[:60]
+        await svc.store.audit("web.attempt_failed", user_name=name, address=address, what=what)
     return result
 
 
 async def password_user(request: web.Request, name: str, password: str) -> User | None:
     """The user when the password is theirs (as slow for unknown names as for wrong passwords)."""
-    _, authenticator, _ = state(request).ready()
     if not name or not password:
         return None
-    return await authenticator.password_user(name, password)
+    return await services(request).authenticator.password_user(name, password)

@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway import accounts, twofactor
 from gateway.errors import GatewayError
 from gateway.logs import client_of
+from gateway.services import services
 from gateway.store import StoreError, User
 from gateway.web import webauthn_flow
 from gateway.web.common import (
@@ -38,7 +39,7 @@ MAX_KEY_NAME = 64
 
 @signed_in
 async def overview(request: web.Request, account: Account) -> web.StreamResponse:
-    store, _, _ = state(request).ready()
+    store = services(request).store
     context = {
         "section": "two-factor",
         "keys": await store.webauthn_credentials(account.user.id),
@@ -60,7 +61,7 @@ def _pending_seed(request: web.Request, account: Account) -> str | None:
     sealed, session_id = account.session.get(TOTP_SETUP), account.session.identity
     if not isinstance(sealed, str) or session_id is None:
         return None
-    _, _, settings = state(request).ready()
+    settings = services(request).token_settings
     try:
         return twofactor.unseal_pending_totp(settings.server_secret, account.user.id, str(session_id), sealed)
     except ValueError:
@@ -68,7 +69,7 @@ def _pending_seed(request: web.Request, account: Account) -> str | None:
 
 
 def _new_pending_seed(request: web.Request, account: Account) -> str:
-    _, _, settings = state(request).ready()
+    settings = services(request).token_settings
     secret = twofactor.new_totp_secret()
     account.session[TOTP_SETUP] = twofactor.seal_pending_totp(
         settings.server_secret, account.user.id, str(account.session.identity), secret
@@ -78,7 +79,7 @@ def _new_pending_seed(request: web.Request, account: Account) -> str:
 
 async def _totp_setup(request: web.Request, account: Account, *, error: str = "", status: int = 200) -> web.Response:
     secret = _pending_seed(request, account) or _new_pending_seed(request, account)
-    _, _, settings = state(request).ready()
+    settings = services(request).token_settings
     uri = accounts.totp_uri(settings, account.user.name, secret)
     context = {
         "section": "two-factor",
@@ -111,15 +112,15 @@ async def totp_enable(request: web.Request, account: Account) -> web.StreamRespo
     step = await attempt(request, user.name, check, what="totp_setup")
     if step is None:
         return await _totp_setup(request, account, error="That code is not right: check the app's clock.", status=400)
-    store, _, settings = state(request).ready()
-    await accounts.enrol_totp(store, settings, user, secret, last_step=step, address=client_of(request))
+    svc = services(request)
+    await accounts.enrol_totp(svc.store, svc.token_settings, user, secret, last_step=step, address=client_of(request))
     del account.session[TOTP_SETUP]
     return await _first_factor_done(request, account, "The authenticator app is set up.")
 
 
 async def _first_factor_done(request: web.Request, account: Account, message: str) -> web.Response:
     """With no recovery codes yet, make them now: a lost phone or key must not lock the account."""
-    store, _, _ = state(request).ready()
+    store = services(request).store
     if await store.count_recovery_codes(account.user.id):
         flash(account.session, message)
         return redirect(FACTORS_PATH)
@@ -127,8 +128,8 @@ async def _first_factor_done(request: web.Request, account: Account, message: st
 
 
 async def _new_recovery_codes(request: web.Request, account: Account, message: str = "") -> web.Response:
-    store, _, settings = state(request).ready()
-    codes = await accounts.new_recovery_codes(store, settings, account.user, address=client_of(request))
+    svc = services(request)
+    codes = await accounts.new_recovery_codes(svc.store, svc.token_settings, account.user, address=client_of(request))
     context = {"section": "two-factor", "codes": codes, "message": message}
     return await render(request, "recovery_codes.html", context, account=account)
 
@@ -140,7 +141,7 @@ async def _confirm_page(request: web.Request, account: Account, *, title: str, t
 
 @confirmed
 async def recovery_codes_page(request: web.Request, account: Account) -> web.StreamResponse:
-    store, _, _ = state(request).ready()
+    store = services(request).store
     if await store.count_recovery_codes(account.user.id):
         text = "Your current recovery codes will stop working. The new ones are shown once."
     else:
@@ -170,7 +171,7 @@ async def totp_remove_page(request: web.Request, account: Account) -> web.Stream
 
 @confirmed
 async def totp_remove(request: web.Request, account: Account) -> web.StreamResponse:
-    store, _, _ = state(request).ready()
+    store = services(request).store
     if account.user.has_totp:
         await accounts.remove_totp(store, account.user, address=client_of(request))
         flash(account.session, "The authenticator app was removed.")
@@ -192,7 +193,7 @@ def _key_name(raw: object) -> str:
 @confirmed
 async def key_options(request: web.Request, account: Account) -> web.StreamResponse:
     _key_name((await json_body(request)).get("name"))
-    store, _, _ = state(request).ready()
+    store = services(request).store
     existing = await store.webauthn_credentials(account.user.id)
     options, challenge = webauthn_flow.registration_options(state(request).relying_party, account.user, existing)
     webauthn_flow.remember_challenge(account.session, "register", challenge, time.time())
@@ -208,7 +209,7 @@ async def key_add(request: web.Request, account: Account) -> web.StreamResponse:
         return web.json_response({"error": "The request expired: try again"}, status=400)
     try:
         key = webauthn_flow.verify_registration(state(request).relying_party, body.get("credential"), challenge, name)
-        store, _, _ = state(request).ready()
+        store = services(request).store
         await accounts.add_security_key(store, account.user, key, address=client_of(request))
     except (GatewayError, StoreError) as exc:
         # Answered, not raised: the session must be saved, so the challenge is spent.
@@ -217,7 +218,7 @@ async def key_add(request: web.Request, account: Account) -> web.StreamResponse:
 
 
 async def _key_added(request: web.Request, account: Account, name: str) -> str:
-    store, _, _ = state(request).ready()
+    store = services(request).store
     flash(account.session, f"The security key {name!r} is set up.")
     if await store.count_recovery_codes(account.user.id):
         return FACTORS_PATH
@@ -225,7 +226,7 @@ async def _key_added(request: web.Request, account: Account, name: str) -> str:
 
 
 async def _own_key(request: web.Request, user: User) -> str:
-    store, _, _ = state(request).ready()
+    store = services(request).store
     key_id = request.match_info["key_id"]
     if not any(key.id == key_id for key in await store.webauthn_credentials(user.id)):
         raise GatewayError(404, "No such security key on your account", "not_found")
@@ -246,7 +247,7 @@ async def key_remove_page(request: web.Request, account: Account) -> web.StreamR
 
 @confirmed
 async def key_remove(request: web.Request, account: Account) -> web.StreamResponse:
-    store, _, _ = state(request).ready()
+    store = services(request).store
     await accounts.remove_security_key(
         store, account.user, await _own_key(request, account.user), address=client_of(request)
     )

@@ -17,6 +17,7 @@ from aiohttp_session import Session, get_session
 from gateway import accounts
 from gateway.errors import GatewayError
 from gateway.logs import client_of
+from gateway.services import services
 from gateway.store import User
 from gateway.web import webauthn_flow
 from gateway.web.common import (
@@ -25,7 +26,6 @@ from gateway.web.common import (
     attempt,
     current_account,
     form,
-    gateway_of,
     json_body,
     password_user,
     redirect,
@@ -63,7 +63,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 async def login(request: web.Request) -> web.StreamResponse:
     fields = await form(request)
     name, target = fields.get("username", "").strip()[:100], safe_next(fields.get("next"))
-    _, authenticator, _ = state(request).ready()
+    authenticator = services(request).authenticator
     authenticator.admit_password()  # a full password pool answers 503 before anything is counted
     user = await attempt(
         request, name, lambda: password_user(request, name, fields.get("password", "")), what="password", final=False
@@ -72,7 +72,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         context = {"next": target, "username": name, "error": "Wrong user name or password."}
         return await render(request, "login.html", context, status=401)
     if not user.has_2fa:
-        await gateway_of(request).throttle().completed(name, client_of(request))
+        await services(request).guard.completed(name, client_of(request))
         return await _signed_in(request, user, target, method="password")
     session = await get_session(request)
     session[PENDING] = {"uid": user.id, "at": time.time(), "next": target, "id": secrets.token_urlsafe(16)}
@@ -94,7 +94,7 @@ async def _pending_user(request: web.Request) -> Pending | None:
         return None
     if not isinstance(pending.get("id"), str):
         return None
-    store, _, _ = state(request).ready()
+    store = services(request).store
     user = await store.get_user_by_id(str(pending.get("uid")))
     return Pending(user, f"sign-in:{pending['id']}") if user else None
 
@@ -120,9 +120,9 @@ async def second_factor(request: web.Request) -> web.StreamResponse:
     user = pending.user
     fields = await form(request)
     recovery = fields.get("recovery_code", "").strip()
-    store, _, settings = state(request).ready()
+    svc = services(request)
     if recovery:
-        check = functools.partial(accounts.use_recovery_code, store, settings, user, recovery)
+        check = functools.partial(accounts.use_recovery_code, svc.store, svc.token_settings, user, recovery)
     else:
         check = functools.partial(_totp_matches, request, user, fields.get("code", ""))
     ok = await attempt(request, user.name, check, what="recovery" if recovery else "totp", hold=pending.hold)
@@ -133,13 +133,13 @@ async def second_factor(request: web.Request) -> web.StreamResponse:
     if not recovery:
         return await _signed_in(request, user, target, method="totp")
     return await _signed_in(
-        request, user, target, method="recovery", notice=recovery_notice(await store.count_recovery_codes(user.id))
+        request, user, target, method="recovery", notice=recovery_notice(await svc.store.count_recovery_codes(user.id))
     )
 
 
 async def _totp_matches(request: web.Request, user: User, code: str) -> bool:
-    store, _, settings = state(request).ready()
-    return await accounts.totp_matches(store, settings, user, code, now=time.time())
+    svc = services(request)
+    return await accounts.totp_matches(svc.store, svc.token_settings, user, code, now=time.time())
 
 
 def recovery_notice(left: int) -> str:
@@ -159,7 +159,7 @@ async def webauthn_login_options(request: web.Request) -> web.StreamResponse:
     pending = await _pending_user(request)
     if pending is None:
         raise GatewayError(401, "Your sign-in took too long: enter your password again", "signed_out")
-    store, _, _ = state(request).ready()
+    store = services(request).store
     keys = await store.webauthn_credentials(pending.user.id)
     if not keys:
         raise GatewayError(400, "This account has no security key", "webauthn_none")
@@ -192,7 +192,7 @@ async def _key_signed(request: web.Request, user: User, answer: Any, challenge: 
     if challenge is None:
         return False
     web_state = state(request)
-    store, _, _ = web_state.ready()
+    store = services(request).store
     keys = await store.webauthn_credentials(user.id)
     found = webauthn_flow.verify_authentication(web_state.relying_party, answer, challenge, keys)
     if found is None:
@@ -204,7 +204,7 @@ async def _key_signed(request: web.Request, user: User, answer: Any, challenge: 
 async def _signed_in(request: web.Request, user: User, target: str, *, method: str, notice: str = "") -> web.Response:
     """Both factors passed: a new session (a new id, so none from before can ride on it) for this user."""
     web_state = state(request)
-    store, _, _ = web_state.ready()
+    store = services(request).store
     session = await fresh_session(request, web_state.sessions)
     session[USER_ID], session[SIGNED_IN_AT] = user.id, time.time()
     if notice:
@@ -224,7 +224,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     """The session's row goes, so its cookie is refused from now on, wherever it was copied; none takes its place."""
     account = await current_account(request)
     web_state = state(request)
-    store, _, _ = web_state.ready()
+    store = services(request).store
     await end_session(request, web_state.sessions)
     response = redirect("/account/login")
     if account is not None:
@@ -259,7 +259,7 @@ async def confirm(request: web.Request, account: Account) -> web.StreamResponse:
         context = {"next": target, "error": "That is not right: try again."}
         return await render(request, "confirm.html", context, account=account, status=401)
     account.session[CONFIRMED_AT] = time.time()
-    store, _, _ = state(request).ready()
+    store = services(request).store
     await store.audit(
         "web.confirmed", user_name=user.name, address=client_of(request), method="totp" if code else "password"
     )
@@ -268,6 +268,6 @@ async def confirm(request: web.Request, account: Account) -> web.StreamResponse:
 
 @signed_in
 async def projects(request: web.Request, account: Account) -> web.StreamResponse:
-    store, _, _ = state(request).ready()
+    store = services(request).store
     rows = await store.projects_of(account.user)
     return await render(request, "projects.html", {"section": "projects", "projects": rows}, account=account)
