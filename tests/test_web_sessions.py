@@ -18,8 +18,7 @@ import pytest
 from aiohttp import web
 
 from gateway import private, twofactor
-from gateway.errors import GatewayError
-from gateway.store import Store
+from gateway.store import Store, StoreFailure
 from gateway.web.security import new_csrf_token, well_formed_token
 from gateway.web.sessions import CSRF_COOKIE, NOTICE_COOKIE, StoreSessionStorage, purge_expired
 
@@ -134,23 +133,25 @@ async def rows(store: Store) -> int:
     return int(row[0])
 
 
-async def test_the_purge_runs_at_start_and_again_and_outlives_a_store_not_ready(tmp_path: Path) -> None:
+async def test_the_purge_runs_at_start_and_again_and_outlives_a_busy_store(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "gateway.db")
     ready = False
+    purge = store.purge_web_sessions
 
-    def store_of() -> Store:
+    async def busy_until_ready(now: float, *, limit: int) -> int:
         if not ready:
-            raise GatewayError(503, "The gateway is starting; try again in a moment", "not_ready")
-        return store
+            raise StoreFailure("the database is locked")
+        return await purge(now, limit=limit)
 
+    store.purge_web_sessions = busy_until_ready  # type: ignore[method-assign]
     now = time.time()
     for number in range(1200):  # more than a batch
         await store.save_web_session(f"old{number}", "{}", now - 1)
     await store.save_web_session("live", "{}", now + 600)
-    purger = asyncio.create_task(purge_expired(store_of, interval=0.01))
+    purger = asyncio.create_task(purge_expired(store, interval=0.01))
     try:
         await asyncio.sleep(0.05)
-        assert await rows(store) == 1201  # not ready yet: nothing done, and the task is still there
+        assert await rows(store) == 1201  # busy: nothing done, and the task is still there
         assert not purger.done()
         ready = True
         async with asyncio.timeout(30):

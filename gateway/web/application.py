@@ -43,7 +43,7 @@ def setup(app: web.Application) -> None:
         return app[SERVICES].token_settings.server_secret
 
     async def start_purging(account: web.Application) -> None:
-        account[WEB].purger = asyncio.create_task(purge_expired(store_of), name="session-purge")
+        account[WEB].purger = asyncio.create_task(purge_expired(app[SERVICES].store), name="session-purge")
 
     sessions = StoreSessionStorage(store_of, secret_of, secure=public_url.startswith("https://"))
     account = web.Application(middlewares=[error_pages, one_address, session_middleware(sessions), csrf_check])

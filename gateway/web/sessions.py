@@ -23,7 +23,6 @@ from aiohttp import web
 from aiohttp_session import AbstractStorage, Session, get_session, new_session
 
 from gateway import crypto
-from gateway.errors import GatewayError
 from gateway.store import Store, StoreFailure
 from gateway.web.security import ACCOUNT_ROOT, new_csrf_token, well_formed_token
 
@@ -196,12 +195,12 @@ def take_flash(session: Session) -> list[str]:
     return [str(message) for message in session.pop(FLASH, [])]
 
 
-async def purge_expired(store_of: StoreGetter, *, interval: float = PURGE_INTERVAL) -> None:
+async def purge_expired(store: Store, *, interval: float = PURGE_INTERVAL) -> None:
     """Delete expired rows at start and every `interval` seconds, a batch at a time, while the gateway runs."""
     while True:
         try:
-            while await store_of().purge_web_sessions(time.time(), limit=PURGE_BATCH) == PURGE_BATCH:
+            while await store.purge_web_sessions(time.time(), limit=PURGE_BATCH) == PURGE_BATCH:
                 await asyncio.sleep(0)
-        except (GatewayError, StoreFailure, ValueError) as exc:  # not ready, busy, closing: the next round will do
+        except (StoreFailure, ValueError) as exc:  # busy, closing: the next round will do
             log.warning("could not purge expired web sessions: %s", exc)
         await asyncio.sleep(interval)
