@@ -1,8 +1,10 @@
 """`upstream.buffer_uploads` in front of pypiserver under gunicorn with ONE sync worker (gunicorn's defaults,
-spelled out in GUNICORN_CMD_ARGS): the index serves one request at a time and kills a worker busy for 30 s.
+spelled out in GUNICORN_CMD_ARGS, but for a 10 s worker timeout instead of 30 s, so that the tests take seconds):
+the index serves one request at a time and kills a worker busy for 10 s.
 
 Streamed, an upload holds that worker at the client's pace: one client sending a byte a second stalls every
-read through the gateway, and an honest upload longer than 30 s dies with the worker (`WORKER TIMEOUT`).
+read through the gateway, and an honest upload longer than the worker timeout dies with the worker
+(`WORKER TIMEOUT`).
 Buffered, the gateway takes the whole body first and the index gets it at local speed.
 """
 
@@ -24,7 +26,7 @@ from tests.dists import make_wheel, sha256_of
 from tests.e2e.test_slow_clients import PASSWORD, connect, upload_head
 from tests.harness.forms import multipart, twine_fields
 
-ONE_SYNC_WORKER = "--workers=1 --worker-class=sync --timeout=30"
+ONE_SYNC_WORKER = "--workers=1 --worker-class=sync --timeout=10"
 MiB = 2**20
 
 
@@ -123,22 +125,22 @@ class ThrottledRelay:
 
 
 @pytest.mark.slow
-def test_100_mib_over_a_2_mb_per_s_link_is_stored_by_a_one_worker_index_when_buffered(
+def test_32_mib_over_a_2_mb_per_s_link_is_stored_by_a_one_worker_index_when_buffered(
     sync_index: Index, tmp_path: Path
 ) -> None:
-    """About 52 s from twine to the gateway, with the default limits (min_upload_rate, upload_deadline): well past
-    gunicorn's 30 s worker timeout, which a buffered upload never meets."""
+    """About 17 s from twine to the gateway, with the default limits (min_upload_rate, upload_deadline): well past
+    the index's 10 s worker timeout, which a buffered upload never meets."""
     gw = start_gateway(tmp_path / "gw", index_upstream(sync_index, tmp_path) | {"buffer_uploads": "true"})
     relay = ThrottledRelay(gw.url, rate=2_000_000)
     try:
         gw.add_user("alice", PASSWORD)
         index_log = len(sync_index.log.read_bytes())
-        wheel = make_wheel(tmp_path, "big-slow", "1.0", payload_size=100 * MiB - 64 * 1024)
-        assert 99 * MiB < wheel.stat().st_size <= 100 * MiB
+        wheel = make_wheel(tmp_path, "big-slow", "1.0", payload_size=32 * MiB - 64 * 1024)
+        assert 31 * MiB < wheel.stat().st_size <= 32 * MiB
         started = time.monotonic()
         result = twine(relay.url, "alice", PASSWORD, wheel)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert time.monotonic() - started > 45, "the link was not slow"
+        assert time.monotonic() - started > 15, "the link was not slow"
         assert sha256_of(sync_index.packages / wheel.name) == sha256_of(wheel)
         assert b"WORKER TIMEOUT" not in sync_index.log.read_bytes()[index_log:]
     finally:
@@ -148,14 +150,14 @@ def test_100_mib_over_a_2_mb_per_s_link_is_stored_by_a_one_worker_index_when_buf
 
 @pytest.mark.slow
 def test_an_upload_longer_than_the_worker_timeout_dies_when_streamed(sync_index: Index, tmp_path: Path) -> None:
-    """The evidence for the test above: the same index, streamed, 8 MiB at 200 kB/s (42 s) fails after 30 s.
+    """The evidence for the test above: the same index, streamed, 3 MiB at 200 kB/s (16 s) fails after 10 s.
     gunicorn answers 500 for the worker it kills, long before the body's end: the index's fault, and said so
     (twine would re-send it five times: a raw client reads the one answer)."""
     gw = start_gateway(tmp_path / "gw", index_upstream(sync_index, tmp_path))
     try:
         gw.add_user("alice", PASSWORD)
         index_log = len(sync_index.log.read_bytes())
-        wheel = make_wheel(tmp_path, "slow-streamed", "1.0", payload_size=8 * MiB)
+        wheel = make_wheel(tmp_path, "slow-streamed", "1.0", payload_size=3 * MiB)
         data = wheel.read_bytes()
         content_type, body = multipart(twine_fields(wheel.name, data), [("content", wheel.name, data)])
         with connect(gw, timeout=60) as sock:

@@ -192,6 +192,7 @@ class FaultyRelay:
         self.target_port = target_port
         self.cut = cut
         self.fault: str | None = None
+        self.closed = threading.Event()
         self.server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/"
         threading.Thread(target=self._accept, daemon=True).start()
@@ -242,6 +243,7 @@ class FaultyRelay:
             pass
 
     def close(self) -> None:
+        self.closed.set()
         self.server.close()
 
 

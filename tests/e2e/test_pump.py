@@ -193,10 +193,11 @@ def test_a_client_reset_mid_pump_leaves_nothing_and_the_gateway_serves_on(
 
 
 class DeafRelay(FaultyRelay):
-    """Stops reading the gateway's upload once `cut` bytes are through (and never answers it)."""
+    """Stops reading the gateway's upload once `cut` bytes are through (and never answers it) until it is closed,
+    then resets both sides: the index's one worker is not held into the next test."""
 
     def _fault(self, fault: str, client: socket.socket) -> None:
-        time.sleep(30)
+        self.closed.wait(30)
 
 
 @contextlib.contextmanager
