@@ -4,6 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# The suite runs on WORKERS pytest-xdist processes, a test file each at a time (its module fixtures, a gateway and an
+# index, start once): half of an end-to-end test's time is waiting on a subprocess or a deliberate timeout, so two
+# workers on two cores halve the run. WORKERS=0 runs in this process (for a debugger).
+WORKERS ?= 2
+XDIST := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
 
 .PHONY: install run test test-tools coverage lint format bench clean
 
@@ -31,7 +36,7 @@ test-tools:
 	fi
 
 test: test-tools $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The same tests as `make test`, each once, under coverage (issue #17): first the unit and integration tests, whose
 # share of gateway/ must stay at UNIT_FLOOR percent, then the e2e tests, whose gateway subprocesses are measured too
@@ -44,10 +49,10 @@ SUITE_FLOOR := 95
 
 coverage: test-tools $(STAMP)
 	$(COVERAGE) erase
-	$(COVERAGE) run -m pytest --ignore=tests/e2e $(PYTEST_ARGS)
+	$(COVERAGE) run -m pytest $(XDIST) --ignore=tests/e2e $(PYTEST_ARGS)
 	$(COVERAGE) combine -q
 	$(COVERAGE) report --fail-under=$(UNIT_FLOOR)
-	$(COVERAGE) run -m pytest tests/e2e $(PYTEST_ARGS)
+	$(COVERAGE) run -m pytest $(XDIST) tests/e2e $(PYTEST_ARGS)
 	$(COVERAGE) combine -q --append
 	$(COVERAGE) report --fail-under=$(SUITE_FLOOR)
 

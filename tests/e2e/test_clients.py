@@ -9,6 +9,7 @@ backend from PyPI (`python -m build`, `pdm build`) do not download it every time
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -47,19 +48,25 @@ FOREIGN = ("TWINE_", "POETRY_", "PDM_", "HATCH_", "FLIT_", "MATURIN_", "UV_PUBLI
 
 
 def install(tool: str) -> Path:
-    """The tool's venv, created with uv on first use; a stamp names what is in it, so a half-done install is redone."""
+    """The tool's venv, created with uv on first use; a stamp names what is in it, so a half-done install is redone.
+    A lock file per tool: the suite's workers (pytest-xdist) may want the same tool at once."""
     venv = TOOLS_DIR / tool
     stamp = venv / ".installed"
     wanted = " ".join(PACKAGES[tool])
-    if not (stamp.exists() and stamp.read_text() == wanted):
-        uv = [PYTHON, "-m", "uv"]
-        subprocess.run(uv + ["venv", "-q", "--clear", "--python", sys.executable, str(venv)], check=True, timeout=120)
-        subprocess.run(
-            uv + ["pip", "install", "-q", "--python", str(venv / "bin" / "python"), *PACKAGES[tool]],
-            check=True,
-            timeout=600,
-        )
-        stamp.write_text(wanted)
+    TOOLS_DIR.mkdir(parents=True, exist_ok=True)
+    with (TOOLS_DIR / f".{tool}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (stamp.exists() and stamp.read_text() == wanted):
+            uv = [PYTHON, "-m", "uv"]
+            subprocess.run(
+                uv + ["venv", "-q", "--clear", "--python", sys.executable, str(venv)], check=True, timeout=120
+            )
+            subprocess.run(
+                uv + ["pip", "install", "-q", "--python", str(venv / "bin" / "python"), *PACKAGES[tool]],
+                check=True,
+                timeout=600,
+            )
+            stamp.write_text(wanted)
     return venv / "bin"
 
 
