@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway import private
 from gateway.store.connection import Connection, Database, os_error
-from gateway.store.records import AuditEvent, StoreError
+from gateway.store.records import AuditEvent, StoreError, StoreFailure
 
 
 class AuditMirror:
@@ -36,8 +36,10 @@ class AuditMirror:
             raise StoreError(f"logging.audit_file: cannot write {path}: {os_error(exc, path)}") from None
 
     async def write(self, *entries: AuditEvent) -> None:
-        if self._path is None or self._writer is None:
+        if self._path is None:
             return
+        if self._writer is None:
+            raise StoreFailure("the store is closed")
         lines = [entry.to_json() for entry in entries]
         await asyncio.get_running_loop().run_in_executor(self._writer, self._append, self._path, lines)
 
@@ -47,10 +49,12 @@ class AuditMirror:
             private.append_line(path, line)
 
     async def close(self) -> None:
-        """Wait for every line handed over (a write whose caller was cancelled still lands), then end the thread."""
-        if self._writer is not None:
-            await asyncio.get_running_loop().run_in_executor(self._writer, lambda: None)
-            self._writer.shutdown()
+        """Wait for every line handed over (a write whose caller was cancelled still lands), then end the thread
+        (a second close does nothing)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await asyncio.get_running_loop().run_in_executor(writer, lambda: None)
+            writer.shutdown()
 
 
 class AuditLog(Connection):
