@@ -128,7 +128,7 @@ class Connection:
         NOTE: the connection is shared by every coroutine; the lock keeps two transactions apart, and the
         upload path opens one only to record an accepted upload (`record_upload`). A statement another coroutine
         issues meanwhile joins the transaction, which is harmless unless it rolls back, on an error; the throttle's
-        statements, whose counts must not be lost so, wait for the lock instead (`_outside`).
+        statements and the audit's, which must not be lost so, wait for the lock instead (`_outside`).
         """
         async with self._transaction_lock:
             await self._db.execute("BEGIN IMMEDIATE")
