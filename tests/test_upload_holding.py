@@ -10,7 +10,7 @@ from typing import cast
 
 import pytest
 
-from gateway.store import Store, User
+from gateway.store import Store, StoreFailure, User
 from gateway.upload.holding import Holding
 from gateway.validation import Upload
 
@@ -91,4 +91,19 @@ async def test_a_release_cancelled_while_it_gives_back_the_claim_gives_back_the_
     await cancelled_while_answered(holds, asyncio.create_task(holding.release()))
     await asyncio.sleep(0.2)  # the release goes on, shielded, after its caller is cancelled
     assert await store.hold_claim("demo", bob.id)
+    assert await store.reserve_size("other", "demo", LIMIT, LIMIT), "the reservation was left held"
+
+
+class FailingClaimRelease(SlowAnswers):
+    async def release_claim(self, project: str, user_id: str) -> None:
+        raise StoreFailure("database is locked")
+
+
+async def test_a_claim_whose_release_fails_still_gives_back_the_reservation(store: Store) -> None:
+    alice, _ = await users(store)
+    holding = Holding(FailingClaimRelease(store), alice, help_url="https://gateway.test/help")
+    await holding.claim(UPLOAD)
+    await holding.reserve(UPLOAD, LIMIT, LIMIT)
+    with pytest.raises(StoreFailure):
+        await holding.release()
     assert await store.reserve_size("other", "demo", LIMIT, LIMIT), "the reservation was left held"

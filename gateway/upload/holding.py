@@ -71,9 +71,11 @@ class Holding:
             await asyncio.wait([self._taking])
             if not self._taking.cancelled():
                 self._taking.exception()  # retrieved here; raised where the hold was awaited
-        if self._claimed is not None:
-            claimed, self._claimed = self._claimed, None
-            await self._holds.release_claim(claimed, self._user.id)
-        if self._reserved:
-            self._reserved = False
-            await self._holds.release_size(self.upload_id)
+        try:
+            if self._claimed is not None:
+                claimed, self._claimed = self._claimed, None
+                await self._holds.release_claim(claimed, self._user.id)
+        finally:  # the store failing the one release does not keep the other hold
+            if self._reserved:
+                self._reserved = False
+                await self._holds.release_size(self.upload_id)
