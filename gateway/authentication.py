@@ -64,6 +64,12 @@ class Identity:
         return [*embedded, *self.stored_caveats]
 
 
+def _digest(token: str) -> str:
+    """What the caches know a token by. A header's bytes that are not UTF-8 reach us as surrogates (aiohttp
+    decodes with surrogateescape): hashed as those bytes, and the token then refused as malformed, not a 500."""
+    return hashlib.sha256(token.encode(errors="surrogateescape")).hexdigest()
+
+
 def invalid_auth() -> GatewayError:
     return GatewayError(
         403,
@@ -116,7 +122,7 @@ class Authenticator:
 
     async def authenticate(self, credentials: TokenCredentials) -> Identity:
         token = credentials.token
-        digest = hashlib.sha256(token.encode()).hexdigest()
+        digest = _digest(token)
         parsed = self._parsed.get(digest) or self._parse(token)
         self._parsed[digest] = parsed
         found = await self._row(parsed.token_id)
@@ -156,7 +162,7 @@ class Authenticator:
     async def owner_of(self, credentials: TokenCredentials) -> tuple[str | None, str | None]:
         """For the audit trail of a refused token: its id, if it can be read, and its owner's name, if the id is
         one of ours (the row as `authenticate` read it: no further lookup within its 2 s)."""
-        digest = hashlib.sha256(credentials.token.encode()).hexdigest()
+        digest = _digest(credentials.token)
         parsed = self._parsed.get(digest)
         if parsed is None:
             try:

@@ -7,7 +7,6 @@ No credentials, or unreadable ones, are a 401 with a Basic challenge. Pure: whet
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
 
 from gateway.errors import GatewayError
@@ -48,7 +47,7 @@ def parse_authorization(header: str | None) -> Credentials:
         raise challenge(f"Unsupported authorization scheme {scheme[:20]!r}: use HTTP Basic", "bad_credentials")
     try:
         decoded = base64.b64decode(value, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and base64's own for text that is not ASCII
         raise challenge("Malformed Basic credentials: send base64 of 'username:password'", "bad_credentials") from None
     username, sep, password = decoded.partition(":")
     if not sep:

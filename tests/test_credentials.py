@@ -35,6 +35,8 @@ def test_credentials(header: str, expected: object) -> None:
         ("Basic !!!", "bad_credentials"),
         ("Basic " + base64.b64encode(b"no-colon").decode(), "bad_credentials"),
         ("Basic " + base64.b64encode(b"\xff:\xfe").decode(), "bad_credentials"),
+        ("Basic \u00e9", "bad_credentials"),  # base64 raises ValueError, not binascii.Error, on non-ASCII text
+        ("Basic YWxpY2U6\udce9", "bad_credentials"),  # a byte that is not UTF-8, as aiohttp decodes it
         ("Bearer", "bad_credentials"),
     ],
 )

@@ -84,3 +84,84 @@ async def test_a_line_handed_over_lands_by_close_even_if_its_caller_was_cancelle
     release.set()
     await closing
     assert lines(tmp_path) == [("test.event", 1)]
+
+
+async def test_an_event_recorded_in_a_transaction_that_rolls_back_gets_no_line(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="later"):
+        async with store._transaction():
+            await store.audit("test.event", n=1)
+            raise RuntimeError("an error later in the transaction")
+    await store.audit("test.event", n=2)
+    assert await recorded(store) == [("test.event", 2)]
+    assert lines(tmp_path) == [("test.event", 2)]
+
+
+async def test_an_event_recorded_in_a_transaction_whose_caller_is_cancelled_gets_no_line(
+    store: Store, tmp_path: Path
+) -> None:
+    audited, never = asyncio.Event(), asyncio.Event()
+
+    async def change() -> None:
+        async with store._transaction():
+            await store.audit("test.event", n=1)
+            audited.set()
+            await never.wait()
+
+    caller = asyncio.create_task(change())
+    await audited.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert await recorded(store) == []
+    assert lines(tmp_path) == []
+
+
+async def test_an_event_recorded_in_a_transaction_gets_its_line_when_it_commits(store: Store, tmp_path: Path) -> None:
+    alice = await store.add_user("alice", "x")
+    await store.set_password(alice, "y", by="admin")
+    assert lines(tmp_path) == await recorded(store)
+    assert [event for event, _ in lines(tmp_path)] == ["user.added", "user.password_changed"]
+
+
+async def test_another_coroutines_event_outlives_a_transaction_that_rolls_back(store: Store, tmp_path: Path) -> None:
+    """On the one shared connection another coroutine's statement would join the open transaction and go with its
+    rollback; its line must not be written for an event the database does not hold."""
+    audited, fail = asyncio.Event(), asyncio.Event()
+
+    async def change() -> None:
+        async with store._transaction():
+            await store.audit("test.event", n=1)
+            audited.set()
+            await fail.wait()
+            raise RuntimeError("an error later in the transaction")
+
+    caller = asyncio.create_task(change())
+    await audited.wait()
+    other = asyncio.create_task(store.audit("test.event", n=2))
+    await asyncio.sleep(0.05)
+    fail.set()
+    with pytest.raises(RuntimeError, match="later"):
+        await caller
+    await other
+    assert await recorded(store) == [("test.event", 2)]
+    assert lines(tmp_path) == [("test.event", 2)]
+
+
+async def test_lines_are_in_the_order_of_commits(store: Store, tmp_path: Path) -> None:
+    audited, commit = asyncio.Event(), asyncio.Event()
+
+    async def change() -> None:
+        async with store._transaction():
+            await store.audit("test.event", n=1)
+            audited.set()
+            await commit.wait()
+            await store.audit("test.event", n=2)
+
+    caller = asyncio.create_task(change())
+    await audited.wait()
+    other = asyncio.create_task(store.audit("test.event", n=3))
+    await asyncio.sleep(0.05)
+    commit.set()
+    await asyncio.gather(caller, other)
+    assert await recorded(store) == [("test.event", 1), ("test.event", 2), ("test.event", 3)]
+    assert lines(tmp_path) == await recorded(store)

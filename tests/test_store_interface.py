@@ -53,3 +53,12 @@ async def test_a_database_error_reaches_callers_as_a_store_failure(store: Store)
     with pytest.raises(StoreFailure, match="full") as failure:
         await store.add_token(alice, description="ci", secret=b"s", caveats=[], expires=None)
     assert isinstance(failure.value.__cause__, sqlite3.Error)
+
+
+async def test_a_closed_stores_methods_raise_a_store_failure(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "gateway.db", audit_file=tmp_path / "audit.jsonl")
+    await store.close()
+    for call in (lambda: store.audit("test.event"), lambda: store.ping(), lambda: store.add_user("bob", "x")):
+        with pytest.raises(StoreFailure, match=r"^the store is closed$"):
+            await call()
+    await store.close()

@@ -104,11 +104,22 @@ class Connection:
     """The shared connection, and the ways the aggregates use it."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
+        self._connection: aiosqlite.Connection | None = db
         self._transaction_lock = asyncio.Lock()
 
+    @property
+    def _db(self) -> aiosqlite.Connection:
+        """The connection, while the store is open: a closed store's methods raise `StoreFailure`, not the
+        backend's own error."""
+        if self._connection is None:
+            raise StoreFailure("the store is closed")
+        return self._connection
+
     async def close(self) -> None:
-        await self._db.close()
+        """Close the connection (a second close does nothing)."""
+        db, self._connection = self._connection, None
+        if db is not None:
+            await db.close()
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
@@ -117,7 +128,7 @@ class Connection:
         NOTE: the connection is shared by every coroutine; the lock keeps two transactions apart, and the
         upload path opens one only to record an accepted upload (`record_upload`). A statement another coroutine
         issues meanwhile joins the transaction, which is harmless unless it rolls back, on an error; the throttle's
-        statements, whose counts must not be lost so, wait for the lock instead (`_outside`).
+        statements and the audit's, which must not be lost so, wait for the lock instead (`_outside`).
         """
         async with self._transaction_lock:
             await self._db.execute("BEGIN IMMEDIATE")

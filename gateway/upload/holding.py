@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 
 from gateway import policy
 from gateway.authorization import raise_if_denied
@@ -26,29 +28,54 @@ class Holding:
         self.upload_id = str(uuid.uuid4())  # names the size reservation the record takes over
         self._claimed: str | None = None
         self._reserved = False
+        self._taking: asyncio.Future[bool] | None = None
 
     async def claim(self, upload: Upload) -> None:
         """Claim the new project for this user; refused while another user's upload holds it."""
-        if not await self._holds.hold_claim(upload.project, self._user.id):
+        if not await self._take(self._claim(upload.project)):
             raise_if_denied(policy.claim_in_progress(upload.name))
-        self._claimed = upload.project
+
+    async def _claim(self, project: str) -> bool:
+        held = await self._holds.hold_claim(project, self._user.id)
+        if held:
+            self._claimed = project
+        return held
 
     async def reserve(self, upload: Upload, size: int, limit: int) -> None:
         """Hold `size` bytes of the project's `limit`, counting the files recorded and the uploads in flight."""
-        if not await self._holds.reserve_size(self.upload_id, upload.project, size, limit):
+        if not await self._take(self._reserve(upload.project, size, limit)):
             raise GatewayError(
                 400,
                 f"Project size too large. Limit for project '{upload.name}' total size is "
                 f"{limit / 2**30:g} GiB. See {self._help_url}",
                 "project_too_large",
             )
-        self._reserved = True
+
+    async def _reserve(self, project: str, size: int, limit: int) -> bool:
+        self._reserved = await self._holds.reserve_size(self.upload_id, project, size, limit)
+        return self._reserved
+
+    async def _take(self, hold: Coroutine[Any, Any, bool]) -> bool:
+        """A hold seen through to its answer even when the upload is cancelled meanwhile (the store takes it all
+        the same), so that `release` knows of it."""
+        self._taking = asyncio.ensure_future(hold)
+        return await asyncio.shield(self._taking)
 
     async def release(self) -> None:
-        """Give back what is held (shielded: a cancelled upload releases all the same)."""
-        if self._claimed is not None:
-            claimed, self._claimed = self._claimed, None
-            await asyncio.shield(self._holds.release_claim(claimed, self._user.id))
-        if self._reserved:
-            self._reserved = False
-            await asyncio.shield(self._holds.release_size(self.upload_id))
+        """Give back what is held, once a hold under way has its answer (shielded as a whole: a cancelled upload,
+        or one cancelled while it releases, releases all the same)."""
+        await asyncio.shield(self._release())
+
+    async def _release(self) -> None:
+        if self._taking is not None:
+            await asyncio.wait([self._taking])
+            if not self._taking.cancelled():
+                self._taking.exception()  # retrieved here; raised where the hold was awaited
+        try:
+            if self._claimed is not None:
+                claimed, self._claimed = self._claimed, None
+                await self._holds.release_claim(claimed, self._user.id)
+        finally:  # the store failing the one release does not keep the other hold
+            if self._reserved:
+                self._reserved = False
+                await self._holds.release_size(self.upload_id)
