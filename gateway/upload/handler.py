@@ -90,7 +90,12 @@ async def _receive(request: web.Request, svc: Services, trail: dict[str, Any]) -
                     svc.metrics.upload_pumped_bytes.inc(flow.pumping.pumped)
                     if flow.decided is not None:
                         trail.update(project=flow.decided.project, file=flow.decided.filename or None)
-                await _record(svc, identity, outcome, trail)
+                try:
+                    await _record(svc, identity, outcome, trail)
+                except BaseException:
+                    await flow.holding.release()  # the record did not take them over
+                    raise
+                await svc.authenticator.touch(identity)
             finally:
                 # After the record, so that a page read meanwhile cannot keep the file without its size and time;
                 # only when the index got the whole request, so that a refusal cannot empty the cache.
@@ -128,7 +133,6 @@ async def _continue(request: web.Request) -> None:
 
 async def _record(svc: Services, identity: Identity, outcome: Outcome, trail: dict[str, Any]) -> None:
     """What the index accepted, with the owner of a project it created, in one transaction."""
-    store = svc.store
     upload = outcome.upload
     stored = StoredFile(
         filename=upload.filename,
@@ -140,20 +144,13 @@ async def _record(svc: Services, identity: Identity, outcome: Outcome, trail: di
         token_id=identity.token_id,
     )
     claim = identity.user if outcome.claim else None
-    try:
-        await store.record_upload(
-            stored,
-            display_name=upload.name,
-            claim=claim,
-            upload_id=outcome.upload_id,
-            audit=_audit_fields(trail, outcome.reason),
-        )
-    except BaseException:
-        if claim is not None:
-            await store.release_claim(upload.project, claim.id)
-        await store.release_size(outcome.upload_id)
-        raise
-    await svc.authenticator.touch(identity)
+    await svc.store.record_upload(
+        stored,
+        display_name=upload.name,
+        claim=claim,
+        upload_id=outcome.upload_id,
+        audit=_audit_fields(trail, outcome.reason),
+    )
 
 
 def _audit_fields(trail: dict[str, Any], reason: str) -> dict[str, Any]:
