@@ -7,7 +7,7 @@ No credentials, or unreadable ones, are a 401 with a Basic challenge. Pure: whet
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.errors import GatewayError
 
@@ -17,12 +17,12 @@ TOKEN_USERNAME = "__token__"  # noqa: S105 - the username twine sends with a tok
 @dataclass(frozen=True)
 class PasswordCredentials:
     username: str
-    password: str
+    password: str = field(repr=False)  # kept out of any traceback or log line that shows the object
 
 
 @dataclass(frozen=True)
 class TokenCredentials:
-    token: str
+    token: str = field(repr=False)
 
 
 Credentials = PasswordCredentials | TokenCredentials

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -24,7 +24,7 @@ class StoreFailure(Exception):
 class User:
     id: str
     name: str
-    password_hash: str
+    password_hash: str = field(repr=False)
     created: int
     has_totp: bool = False
     webauthn_count: int = 0
@@ -41,7 +41,7 @@ class TokenRow:
     id: str
     user_id: str
     description: str
-    secret: bytes
+    secret: bytes = field(repr=False)
     caveats: tuple[str, ...]
     created: float
     last_used: float | None
