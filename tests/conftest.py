@@ -18,7 +18,7 @@ import pytest
 from passlib.apache import HtpasswdFile
 
 from gateway.store import Store
-from tests.harness import free_port, stop, wait_http
+from tests.harness import free_port, postgresql, stop, wait_http
 from tests.harness.config import write_config
 from tests.harness.devpi import Devpi, start_devpi
 from tests.logcheck import problems
@@ -74,6 +74,14 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     opened = await Store.open(tmp_path / "gateway.db", audit_file=tmp_path / "audit.jsonl")
     yield opened
     await opened.close()
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[postgresql.Server]:
+    """One real PostgreSQL server per test process, started on first use; `create()` gives a test its database."""
+    server = postgresql.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
