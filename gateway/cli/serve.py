@@ -25,6 +25,7 @@ from gateway.app import SERVER_OPTIONS, create_app
 from gateway.cli.common import CommandError
 from gateway.config import CONFIG_VARIABLE, Config, ConfigError
 from gateway.embedded import EmbeddedIndexError
+from gateway.store import StoreError
 
 
 def serve(config: Config, cli: str | None = None) -> int:
@@ -34,7 +35,7 @@ def serve(config: Config, cli: str | None = None) -> int:
     logs.setup(config.logging, config.tokens.prefix)
     try:
         asyncio.run(_serve(config, sockets, cli))
-    except EmbeddedIndexError as exc:
+    except (EmbeddedIndexError, StoreError) as exc:  # an index that cannot start; a store that cannot open
         raise CommandError(str(exc)) from None
     finally:
         for sock in sockets:

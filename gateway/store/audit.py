@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from sqlalchemy import insert, select, text
 
 from gateway import private
 from gateway.store import tables
-from gateway.store.connection import Connection, Database, Transaction, os_error
+from gateway.store.connection import Connection, Database, Outcome, Step, Transaction, os_error
 from gateway.store.records import AuditEvent, StoreError, StoreFailure
 
 
@@ -66,15 +66,20 @@ class AuditLog(Connection):
     recorded in a transaction gets its line once the transaction commits and none if it rolls back; an event
     recorded outside one is a transaction of its own.
 
-    NOTE: on PostgreSQL a transaction takes the audit's advisory lock (`_AUDIT_LOCK`) before its first event, and
-    holds it to its commit, so events get their ids, commit and reach the mirror in one order, as SQLite's single
-    writer gives by itself. Auditing is the last thing every transaction does, so the lock's holder waits for no
-    row another transaction could hold (Warehouse's deadlock of its journal lock with row locks cannot happen).
+    NOTE: on SQLite one writer at a time gives that order by itself. On PostgreSQL a transaction takes the audit's
+    advisory lock (`_AUDIT_LOCK`) before its first event and holds it to its commit, so the events' ids are in
+    the order of their commits, across processes; in this process, a transaction that committed writes its lines
+    only once every local transaction with smaller audit ids has committed (and written) or rolled back
+    (`_in_flight`): their commits' answers may reach this process in another order. Auditing is the last thing
+    every transaction does, so the lock's holder waits for no row another transaction could hold (Warehouse's
+    deadlock of its journal lock with row locks cannot happen).
     """
 
     def __init__(self, database: Database, audit_file: Path | None = None) -> None:
         super().__init__(database)
         self._mirror = AuditMirror(audit_file)
+        # PostgreSQL: this process's audited transactions, by their first audit id, settled when they end.
+        self._in_flight: dict[int, asyncio.Event] = {}
 
     async def close(self) -> None:
         await super().close()
@@ -86,11 +91,19 @@ class AuditLog(Connection):
             async with super()._transaction() as joined:
                 yield joined
             return
-        async with super()._transaction() as open_:
-            yield open_
-        # Handed over before anything else runs (the write is queued as it is called): no transaction that
-        # commits after this one can queue its lines first.
-        await self._mirror.write(*open_.entries)
+        open_: Transaction | None = None
+        try:
+            async with super()._transaction() as open_:
+                yield open_
+            if open_.audit_id is not None:
+                for earlier, settled in list(self._in_flight.items()):
+                    if earlier < open_.audit_id:
+                        await settled.wait()
+            # Handed over before anything else runs (the write is queued as it is called).
+            await self._mirror.write(*open_.entries)
+        finally:
+            if open_ is not None and open_.audit_id is not None:
+                self._in_flight.pop(open_.audit_id).set()
 
     async def audit(
         self,
@@ -102,16 +115,33 @@ class AuditLog(Connection):
         address: str | None = None,
         **detail: Any,
     ) -> None:
-        await self._audit(AuditEvent(time.time(), event, user_name, token_id, project, address, detail))
+        await self._audited([], [AuditEvent(time.time(), event, user_name, token_id, project, address, detail)])
 
-    async def _audit(self, *entries: AuditEvent) -> None:
-        """Record events in the open transaction (or one of their own); their lines follow its commit."""
-        async with self._transaction() as open_:
-            if not open_.audit_locked and self._db.dialect == "postgresql":
-                await open_.connection.execute(_AUDIT_LOCK)
-                open_.audit_locked = True
-            await open_.connection.execute(insert(tables.audit), [_audit_row(entry) for entry in entries])
-            open_.entries.extend(entries)
+    async def _audited(self, steps: Sequence[Step], entries: Sequence[AuditEvent]) -> list[Outcome]:
+        """`steps` and then the rows of `entries`, in one call and one transaction (the open one, or their own);
+        the events' lines follow its commit. What `steps` did."""
+        rows = [_audit_row(entry) for entry in entries]
+        joined = self._joined()
+        if self._db.dialect != "postgresql" or not entries:
+            audit_steps: list[Step] = [(insert(tables.audit), rows)] if entries else []
+            outcomes = await self._steps([*steps, *audit_steps])
+            if joined is not None:
+                joined.entries.extend(entries)
+            else:
+                await self._mirror.write(*entries)
+            return outcomes[: len(steps)]
+        if joined is None:
+            async with self._transaction():
+                return await self._audited(steps, entries)
+        locking = joined.audit_id is None
+        audit_steps = [(_AUDIT_LOCK, None)] if locking else []
+        audit_steps.append((insert(tables.audit).returning(tables.audit.c.id), rows))
+        outcomes = await self._steps([*steps, *audit_steps])
+        joined.entries.extend(entries)
+        if locking:
+            joined.audit_id = min(int(row["id"]) for row in outcomes[-1].rows)
+            self._in_flight[joined.audit_id] = asyncio.Event()
+        return outcomes[: len(steps)]
 
     async def audit_events(self, *, since: float = 0.0, user_name: str | None = None) -> list[AuditEvent]:
         query = select(tables.audit).where(tables.audit.c.at >= since).order_by(tables.audit.c.id)

@@ -28,17 +28,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
-from sqlalchemy import event, text
-from sqlalchemy.engine import URL, CursorResult, RowMapping, make_url
+from sqlalchemy import Connection as SyncConnection
+from sqlalchemy import Engine, event, text
+from sqlalchemy.engine import URL, RowMapping, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql import Executable
+from sqlalchemy.util import greenlet_spawn
 
 from gateway import private
 from gateway.config import redact_url
+from gateway.store import sqlite_driver
 from gateway.store.records import AuditEvent, StoreError, StoreFailure
 
 T = TypeVar("T")
@@ -74,11 +77,10 @@ class Database:
 
     writer: AsyncEngine
     reader: AsyncEngine
-    shown: str  # the URL with its password as ***, or the SQLite file's path
 
     @property
     def dialect(self) -> str:
-        """ "sqlite" or "postgresql"."""
+        """The backend's name: sqlite or postgresql."""
         return self.writer.dialect.name
 
     async def dispose(self) -> None:
@@ -99,18 +101,22 @@ def open_engines(url: str) -> Database:
         "execution_options": {"preserve_rowcount": True},
     }
     if path is not None:
+        common["module"] = sqlite_driver.DBAPI
         writer = create_async_engine(driver_url, pool_size=1, max_overflow=0, **common)
         reader = create_async_engine(driver_url, isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True, **common)
         for engine in (writer, reader):
             event.listen(engine.sync_engine, "connect", _sqlite_settings)
         event.listen(writer.sync_engine, "begin", _begin_immediate)
-        return Database(writer, reader, str(path))
+        return Database(writer, reader)
     common["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
-    writer = create_async_engine(driver_url, pool_size=5, max_overflow=10, **common)
+    # A connection the server dropped (a restart) is found at checkout: the writer's (pinged; a write costs three
+    # round trips anyway) before a write can fail on it, the reader's by the read that fails on it, which
+    # invalidates the reader's whole pool. So once the database is back, nothing fails on the outage's leftovers.
+    writer = create_async_engine(driver_url, pool_size=5, max_overflow=10, pool_pre_ping=True, **common)
     reader = create_async_engine(
         driver_url, pool_size=5, max_overflow=10, isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True, **common
     )
-    return Database(writer, reader, redact_url(url))
+    return Database(writer, reader)
 
 
 def _sqlite_settings(connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -208,16 +214,67 @@ def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
 
 @dataclass
 class Transaction:
-    """A transaction in progress: its connection, the audit events it recorded, and whether it holds the audit's
-    lock (PostgreSQL)."""
+    """A transaction in progress: its connection, the audit events it recorded, and on PostgreSQL the first one's
+    id once it holds the audit's lock (`gateway.store.audit`)."""
 
     owner: Connection
-    connection: AsyncConnection
+    connection: SyncConnection
     entries: list[AuditEvent] = field(default_factory=list)
-    audit_locked: bool = False
+    audit_id: int | None = None
 
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one statement did: the rows it changed, and the rows it returned (read to their end)."""
+
+    rowcount: int
+    rows: list[RowMapping]
+
+
+Step = tuple[Executable, Parameters]
 
 _OPEN: ContextVar[Transaction | None] = ContextVar("gateway_store_transaction", default=None)
+
+
+# NOTE: the store drives SQLAlchemy's synchronous Connection inside one greenlet per store call (`greenlet_spawn`,
+# what every AsyncConnection method does once per call): a read is one call, a transaction's statements one call
+# together where the method knows them all (`_steps`), not a call per connect, begin, execute, commit and close.
+def _run(connection: SyncConnection, steps: Sequence[Step]) -> list[Outcome]:
+    outcomes = []
+    for statement, parameters in steps:
+        result = connection.execute(statement, parameters)
+        outcomes.append(Outcome(result.rowcount, list(result.mappings()) if result.returns_rows else []))
+    return outcomes
+
+
+def _run_alone(engine: Engine, steps: Sequence[Step]) -> list[Outcome]:
+    with engine.begin() as connection:
+        return _run(connection, steps)
+
+
+def _read(engine: Engine, step: Step) -> list[RowMapping]:
+    with engine.connect() as connection:
+        return _run(connection, [step])[0].rows
+
+
+def _begin(engine: Engine) -> SyncConnection:
+    connection = engine.connect()
+    try:
+        connection.begin()
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _end(connection: SyncConnection, *, commit: bool) -> None:
+    try:
+        if commit:
+            connection.commit()
+        else:
+            connection.rollback()
+    finally:
+        connection.close()
 
 
 class Connection:
@@ -253,32 +310,40 @@ class Connection:
         if joined is not None:
             yield joined
             return
-        async with self._db.writer.begin() as connection:
-            open_ = Transaction(self, connection)
-            token = _OPEN.set(open_)
-            try:
-                yield open_
-            finally:
-                _OPEN.reset(token)
+        connection = await greenlet_spawn(_begin, self._db.writer.sync_engine)
+        open_ = Transaction(self, connection)
+        token = _OPEN.set(open_)
+        try:
+            yield open_
+        except BaseException:
+            _OPEN.reset(token)
+            await greenlet_spawn(_end, connection, commit=False)
+            raise
+        _OPEN.reset(token)
+        await greenlet_spawn(_end, connection, commit=True)
+
+    async def _steps(self, steps: Sequence[Step]) -> list[Outcome]:
+        """Statements that change the store together, in one call: in the open transaction, or as one of their
+        own."""
+        joined = self._joined()
+        if joined is not None:
+            return await greenlet_spawn(_run, joined.connection, steps)
+        return await greenlet_spawn(_run_alone, self._db.writer.sync_engine, steps)
 
     async def _execute(self, statement: Executable, parameters: Parameters = None) -> int:
         """A write; how many rows it changed. Outside a transaction it is one of its own."""
-        async with self._transaction() as open_:
-            result: CursorResult[Any] = await open_.connection.execute(statement, parameters)
-            return result.rowcount
+        return (await self._steps([(statement, parameters)]))[0].rowcount
 
     async def _returning(self, statement: Executable, parameters: Parameters = None) -> list[RowMapping]:
         """A write with RETURNING, read to its end before its transaction ends."""
-        async with self._transaction() as open_:
-            return list((await open_.connection.execute(statement, parameters)).mappings())
+        return (await self._steps([(statement, parameters)]))[0].rows
 
     async def _rows(self, statement: Executable, parameters: Parameters = None) -> list[RowMapping]:
         """A read: in the open transaction if there is one, else one autocommit round trip."""
         joined = self._joined()
         if joined is not None:
-            return list((await joined.connection.execute(statement, parameters)).mappings())
-        async with self._db.reader.connect() as connection:
-            return list((await connection.execute(statement, parameters)).mappings())
+            return (await greenlet_spawn(_run, joined.connection, [(statement, parameters)]))[0].rows
+        return await greenlet_spawn(_read, self._db.reader.sync_engine, (statement, parameters))
 
     async def _row(self, statement: Executable, parameters: Parameters = None) -> RowMapping | None:
         rows = await self._rows(statement, parameters)
