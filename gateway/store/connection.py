@@ -83,6 +83,16 @@ class Database:
         """The backend's name: sqlite or postgresql."""
         return self.writer.dialect.name
 
+    @property
+    def single(self) -> Engine:
+        """Where a write that is one statement runs, atomic by itself without BEGIN and COMMIT around it (a
+        round trip each on PostgreSQL, a trip to aiosqlite's thread each on SQLite): SQLite's writer (this
+        process's writers still queue for its one connection; a write statement takes SQLite's write lock as it
+        starts, so it never upgrades a read lock), PostgreSQL's autocommit reader."""
+        if self.dialect == "sqlite":
+            return self.writer.sync_engine.execution_options(**{_ONE_STATEMENT: True})
+        return self.reader.sync_engine
+
     async def dispose(self) -> None:
         await self.writer.dispose()
         await self.reader.dispose()
@@ -133,8 +143,12 @@ def _sqlite_settings(connection: DBAPIConnection, _record: ConnectionPoolEntry) 
     cursor.close()
 
 
+_ONE_STATEMENT = "gateway_one_statement"
+
+
 def _begin_immediate(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    if not connection.get_execution_options().get(_ONE_STATEMENT):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def prepare_file(path: Path) -> None:
@@ -252,6 +266,13 @@ def _run_alone(engine: Engine, steps: Sequence[Step]) -> list[Outcome]:
         return _run(connection, steps)
 
 
+def _run_single(engine: Engine, step: Step) -> Outcome:
+    with engine.connect() as connection:
+        (outcome,) = _run(connection, [step])
+        connection.commit()
+        return outcome
+
+
 def _read(engine: Engine, step: Step) -> list[RowMapping]:
     with engine.connect() as connection:
         return _run(connection, [step])[0].rows
@@ -328,6 +349,8 @@ class Connection:
         joined = self._joined()
         if joined is not None:
             return await greenlet_spawn(_run, joined.connection, steps)
+        if len(steps) == 1:
+            return [await greenlet_spawn(_run_single, self._db.single, steps[0])]
         return await greenlet_spawn(_run_alone, self._db.writer.sync_engine, steps)
 
     async def _execute(self, statement: Executable, parameters: Parameters = None) -> int:

@@ -8,11 +8,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.sql import Executable
 
 from gateway.store import tables
 from gateway.store.audit import AuditLog
@@ -106,15 +105,11 @@ class Projects(AuditLog):
 
     async def _ensure_project(self, name: str, display_name: str) -> bool:
         """Record a project unless the gateway knows it; whether it was new."""
-        return await self._execute(self._new_project(name, display_name)) == 1
+        return await self._execute(*self._new_project(name, display_name)) == 1
 
-    def _new_project(self, name: str, display_name: str) -> Executable:
-        return self._insert_ignoring(projects, _project_values(name, display_name))
-
-    def _insert_ignoring(self, table: Any, values: Mapping[str, Any]) -> Executable:
-        """`INSERT … ON CONFLICT DO NOTHING` in the store's dialect."""
-        insert = pg_insert if self._db.dialect == "postgresql" else sqlite_insert
-        return insert(table).values(**values).on_conflict_do_nothing()
+    def _new_project(self, name: str, display_name: str) -> Step:
+        """`INSERT … ON CONFLICT DO NOTHING` of a project, in the store's dialect."""
+        return _NEW_PROJECT[self._db.dialect], _project_values(name, display_name)
 
     async def grant(self, name: str, display_name: str, user: User, role: str, *, by: str) -> None:
         async with self._transaction():
@@ -165,7 +160,7 @@ class Projects(AuditLog):
         steps: list[Step] = []
         entries: list[AuditEvent] = []
         if claim is not None:
-            steps.append((self._new_project(file.project, display_name), None))
+            steps.append(self._new_project(file.project, display_name))
             steps.append((_FIRST_OWNER, {"project": file.project, "user": claim.id, "now": now}))
             steps += _release_claim(file.project, claim.id)
             entries.append(AuditEvent(now, "project.claimed", claim.name, None, file.project, None, {}))
@@ -180,9 +175,8 @@ class Projects(AuditLog):
                 "user_name": file.user,
                 "token_id": file.token_id,
             }
-            reservations = tables.size_reservations
-            steps.append((files.insert().values(**row), None))
-            steps.append((delete(reservations).where(reservations.c.id == upload_id), None))
+            steps.append((_INSERT_FILE, row))
+            steps.append((_DROP_RESERVATION, {"upload_id": upload_id}))
         fields = dict(audit)
         entries.append(
             AuditEvent(
@@ -219,7 +213,7 @@ class Projects(AuditLog):
 
     async def file_sha256(self, filename: str) -> str | None:
         """The sha256 of a file the gateway delivered under this name, in any letter case."""
-        row = await self._row(select(files.c.sha256).where(func.lower(files.c.filename) == func.lower(filename)))
+        row = await self._row(_FILE_SHA256, {"filename": filename})
         return str(row["sha256"]) if row else None
 
     # --- Reads (issue #14): what the JSON simple pages say of files the gateway delivered ---
@@ -257,6 +251,16 @@ _FIRST_OWNER = text(
 )
 _RELEASE_CLAIM = text("UPDATE project_claims SET holders = holders - 1 WHERE project = :project AND user_id = :user")
 _DROP_CLAIM = text("DELETE FROM project_claims WHERE project = :project AND holders <= 0")
+
+
+# Built once, the statements of every upload (a statement built per call costs more than its execution).
+_NEW_PROJECT = {
+    "sqlite": sqlite_insert(projects).on_conflict_do_nothing(),
+    "postgresql": pg_insert(projects).on_conflict_do_nothing(),
+}
+_INSERT_FILE = files.insert()
+_DROP_RESERVATION = delete(tables.size_reservations).where(tables.size_reservations.c.id == bindparam("upload_id"))
+_FILE_SHA256 = select(files.c.sha256).where(func.lower(files.c.filename) == func.lower(bindparam("filename")))
 
 
 def _release_claim(project: str, user_id: str) -> list[Step]:

@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, delete, func, insert, select, text, update
+from sqlalchemy import Text, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.compiler import compiles
@@ -38,20 +38,18 @@ class Users(AuditLog):
         return user
 
     async def get_user(self, name: str) -> User | None:
-        return await self._one_user(func.lower(users.c.name) == func.lower(name))
+        row = await self._row(_BY_NAME, {"name": name})
+        return _user(row) if row else None
 
     async def get_user_by_id(self, user_id: str) -> User | None:
-        return await self._one_user(users.c.id == user_id)
+        row = await self._row(_BY_ID, {"id": user_id})
+        return _user(row) if row else None
 
     async def require_user(self, name: str) -> User:
         user = await self.get_user(name)
         if user is None:
             raise StoreError(f"no user named {name[:60]!r}")
         return user
-
-    async def _one_user(self, where: ColumnElement[bool]) -> User | None:
-        row = await self._row(_USER_SELECT.where(where))
-        return _user(row) if row else None
 
     async def list_users(self) -> list[User]:
         return _by_name([_user(row) for row in await self._rows(_USER_SELECT)])
@@ -157,6 +155,9 @@ _WEBAUTHN_COUNT = (
     .label("webauthn_count")
 )
 _USER_SELECT = select(users, _WEBAUTHN_COUNT)
+# Built once (the upload path reads users on every upload): a statement built per call costs more than its read.
+_BY_NAME = _USER_SELECT.where(func.lower(users.c.name) == func.lower(bindparam("name")))
+_BY_ID = _USER_SELECT.where(users.c.id == bindparam("id"))
 
 
 def _name_order(user: User) -> tuple[str, str]:
