@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import PYTHON, free_port, stop, twine, wait_http
 from tests.dists import make_wheel
+from tests.harness import postgresql
 from tests.harness.compose import entrypoint, gateway_env, index_argv, service
 from tests.test_deploy import dockerfile_stages
 
@@ -86,6 +87,17 @@ def test_the_health_checks_pass_on_the_running_pair(stack: Stack) -> None:
     assert gateway.returncode == 0, gateway.stderr
     image = dockerfile_healthcheck(f"0.0.0.0:{stack.gateway_port}")
     assert image.returncode == 0, image.stderr
+
+
+def test_the_postgres_healthcheck_runs_as_written(postgresql_server: postgresql.Server) -> None:
+    """Debian's pg_isready with the service's arguments, pointed at a real server, then at nothing."""
+    test = service("postgres")["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "pg_isready"], test
+    argv = [str(postgresql_server.bin / "pg_isready"), *test[2:], "--host", "127.0.0.1", "--port"]
+    ready = subprocess.run([*argv, str(postgresql_server.port)], capture_output=True, text=True, timeout=30)
+    assert ready.returncode == 0, ready.stdout + ready.stderr
+    nothing = subprocess.run([*argv, str(free_port())], capture_output=True, text=True, timeout=30)
+    assert nothing.returncode == 2, nothing.stdout + nothing.stderr  # pg_isready: no response
 
 
 def test_the_image_healthcheck_fails_where_nothing_is_ready() -> None:

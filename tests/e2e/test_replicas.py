@@ -3,9 +3,9 @@ front of two `serve` processes started through the image's entrypoint with the e
 `gateway-b` (tests/harness/compose.py maps addresses, secrets and /data to this machine; nginx's address becomes
 127.0.0.1, the address nginx connects from). The two share /data as they share the gateway-data volume: one
 SQLite file in WAL mode stands in for PostgreSQL until the backend is in (#18), and one server secret, which both
-create at the same moment. Requests reach both replicas; an upload streams through nginx (the gateway is at work
-while the client still holds half the body back: nginx buffering the body could never show that); the client's
-address, not nginx's, reaches the audit trail."""
+create at the same moment. Requests reach both replicas; an upload streams through nginx (a replica is at work on
+it, and refuses bad metadata, while the client still holds half the body back: nginx buffering the body could
+never show either); the client's address, not nginx's, reaches the audit trail."""
 
 from __future__ import annotations
 
@@ -219,3 +219,18 @@ def test_the_client_address_reaches_the_audit_trail(replicas: Replicas, tmp_path
     logs = "".join(gateway.log_text() for gateway in replicas.gateways.values())
     [line] = [json.loads(line) for line in logs.splitlines() if wheel.name in line and '"gateway.access"' in line]
     assert line["client"] == CLIENT, line
+
+
+def test_a_refusal_on_the_metadata_arrives_while_the_file_is_still_held_back(
+    replicas: Replicas, tmp_path: Path
+) -> None:
+    """The replica read the form's fields from the body's first half and refused them: its answer comes back
+    through nginx before the client sent the rest, which nginx buffering the body would never forward."""
+    wheel = make_wheel(tmp_path, "replica-refused", "1.0", payload_size=4 * 2**20)
+    content_type, body = upload_body(wheel, version="2.0")  # the file says 1.0
+    with client_socket(replicas.nginx.url) as sock:
+        sock.sendall(request_head(replicas.token, content_type, len(body)) + body[: len(body) // 2])
+        received = answer(sock)
+    status_line = received.split(b"\r\n", 1)[0].decode()
+    assert status_line.startswith("HTTP/1.1 400 Version in filename should be '2.0'"), received[:300]
+    assert not (replicas.packages / wheel.name).exists()
