@@ -252,8 +252,10 @@ def test_nginx_streams_uploads_and_never_sends_one_twice() -> None:
     assert (
         seconds(nginx_site().one("upstream").one("keepalive_timeout").args[0]) < config.limits.clients.keepalive_timeout
     )
-    [location] = public.all("location")
-    assert location.args == ("/",) and location.one("proxy_pass").args == ("http://gateway_replicas",)
+    locations = {directive.args: directive for directive in public.all("location")}
+    assert set(locations) == {("/",), ("=", "/metrics")}
+    assert locations[("/",)].one("proxy_pass").args == ("http://gateway_replicas",)
+    assert locations[("=", "/metrics")].one("return").args == ("404",), "metrics are scraped per replica only"
 
 
 def test_nginx_accepts_the_config_as_the_image_includes_it(tmp_path: Path) -> None:

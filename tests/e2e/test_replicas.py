@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -139,6 +140,14 @@ def test_nginx_spreads_requests_over_both_replicas(replicas: Replicas) -> None:
     served = {name: metric(gw, "upload_gateway_reads_total") - before[name] for name, gw in replicas.gateways.items()}
     assert sum(served.values()) == 20
     assert all(count >= 5 for count in served.values()), served
+
+
+def test_metrics_are_not_served_through_nginx(replicas: Replicas) -> None:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(replicas.nginx.url + "/metrics", timeout=10)
+    assert refused.value.code == 404
+    for gateway in replicas.gateways.values():
+        assert metric(gateway, "upload_gateway_build_info") == 1  # each replica serves its own
 
 
 def test_the_replicas_made_one_secret_and_both_take_its_tokens(replicas: Replicas, tmp_path: Path) -> None:
