@@ -1,6 +1,7 @@
 """config/nginx/gateway.conf on this machine, without Docker: its directives read back as a tree, and the file run
 by a real nginx (Debian's package) inside a main configuration like the official image's, with the compose
-stack's addresses replaced by loopback ones. Only those replacements differ from what the container runs."""
+stack's addresses replaced by loopback ones. Those replacements and the main configuration's paths are all that
+differ from what the container runs."""
 
 from __future__ import annotations
 
