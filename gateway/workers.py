@@ -131,7 +131,7 @@ class Supervisor:
                 return 0
             if self._ready_r in readable:
                 self._note_ready()
-            if not self._reap() and not self._started:
+            if not self._reap():
                 return 1
             now = time.monotonic()
             for slot in self._slots:

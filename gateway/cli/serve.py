@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures.process
 import contextlib
 import errno
+import functools
 import multiprocessing.util
 import os
 import shlex
@@ -34,6 +35,8 @@ from gateway.store import StoreError
 from gateway.upload.body_limits import max_body
 from gateway.workers import Start, Supervisor
 
+BACKLOG = 128  # connections the kernel queues for the gateway to accept (aiohttp's default)
+
 
 def serve(config: Config, cli: str | None = None, workers: int | None = None) -> int:
     """Run the gateway until SIGINT/SIGTERM. `cli`: how to run the CLI on the same store, for the banner (None:
@@ -45,7 +48,9 @@ def serve(config: Config, cli: str | None = None, workers: int | None = None) ->
     try:
         if count > 1:
             return _serve_workers(config, sockets, count, lambda: _print_banner(config, bound, cli, count))
-        asyncio.run(_serve(config, sockets, create_app(config), lambda: _print_banner(config, bound, cli, count)))
+        asyncio.run(
+            _serve(config, sockets, lambda: create_app(config), lambda: _print_banner(config, bound, cli, count))
+        )
     except EmbeddedIndexError as exc:
         raise CommandError(str(exc)) from None
     finally:
@@ -59,7 +64,6 @@ def _serve_workers(config: Config, sockets: list[socket.socket], count: int, ban
     then `count` workers until a signal."""
     with tempfile.TemporaryDirectory(prefix="upload-gateway-metrics-") as name:
         directory = Path(name)
-        metrics.share_between_processes(directory)
         index = (
             EmbeddedIndex(config.upstream.data_dir, max_body=max_body(config.limits))
             if config.upstream.embedded
@@ -68,6 +72,7 @@ def _serve_workers(config: Config, sockets: list[socket.socket], count: int, ban
         if index is not None:
             index.launch()
         try:
+            metrics.share_between_processes(directory)  # the workers' metrics, not the index's environment
 
             def work(start: Start) -> int:
                 return _work(config, sockets, start, directory, index)
@@ -89,9 +94,9 @@ def _work(
     shared = metrics.Metrics(shared=directory)
     if start.replacement:
         shared.worker_restarts.inc()
-    app = create_app(config, metrics=shared, shared=index)
     try:
-        asyncio.run(_serve(config, sockets, app, start.ready))
+        app = functools.partial(create_app, config, metrics=shared, shared=index)
+        asyncio.run(_serve(config, sockets, app, start.ready, several=True))
     except (ConfigError, CommandError, StoreError, EmbeddedIndexError) as exc:
         print(f"upload-gateway: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -135,14 +140,27 @@ def _listen(host: str, port: int) -> list[socket.socket]:
 
 
 async def _serve(
-    config: Config, sockets: list[socket.socket], app: web.Application, serving: Callable[[], None]
+    config: Config,
+    sockets: list[socket.socket],
+    app: Callable[[], web.Application],
+    serving: Callable[[], None],
+    *,
+    several: bool = False,
 ) -> None:
-    """Run `app` on `sockets` until SIGINT/SIGTERM, then drain; `serving` once it accepts connections."""
-    runner = connections.runner(app, config, access_log=None, **SERVER_OPTIONS)
+    """Run the app `app` makes (on this loop) on `sockets` until SIGINT/SIGTERM, then drain; `serving` once it
+    accepts connections. `several`: other workers accept on the same sockets."""
+    runner = connections.runner(app(), config, access_log=None, **SERVER_OPTIONS)
     await runner.setup()
     try:
         for sock in sockets:
-            await web.SockSite(runner, sock).start()
+            if several:
+                # asyncio accepts as many connections as the backlog each time the socket is readable: one worker
+                # would take a whole burst (and keep it, keep-alive). One at a time, the rest of a burst goes to
+                # the other workers the kernel woke with it; listen() again gives the kernel's queue its length.
+                await web.SockSite(runner, sock, backlog=1).start()
+                sock.listen(BACKLOG)
+            else:
+                await web.SockSite(runner, sock, backlog=BACKLOG).start()
         serving()
         async with _until_signalled() as stopped:
             await stopped.wait()

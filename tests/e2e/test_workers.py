@@ -7,6 +7,7 @@ import http.client
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -16,7 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PYTHON, ROOT, GatewayProcess, start_gateway, stop
+from tests.dists import make_wheel
 from tests.e2e.test_embedded import alive, children, wait_gone
+from tests.e2e.test_upload import basic
+from tests.harness.forms import upload_body
 
 WORKERS = 3
 ROOT_READS = 'upload_gateway_reads_total{representation="html",route="root"}'
@@ -172,6 +176,30 @@ def test_sigterm_stops_every_process_with_status_0(gateway: GatewayProcess, tmp_
     assert all(wait_gone(pid) for pid in processes), [pid for pid in processes if alive(pid)]
     assert list((tmp_path / "tmp").iterdir()) == [], "the metrics directory is removed"
     assert "Traceback" not in gateway.log_text()
+
+
+def test_sigterm_waits_for_an_upload_in_flight_and_a_second_signal_ends_it(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    gateway.add_user("slow", "slow uploader's password")
+    token = gateway.cli("token", "create", "slow").stdout.strip()
+    content_type, body = upload_body(make_wheel(tmp_path, "slow-demo", "1.0", payload_size=256 * 1024))
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as client:
+        head = (
+            f"POST /legacy/ HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nAuthorization: {basic('__token__', token)}\r\n\r\n"
+        )
+        client.sendall(head.encode() + body[: len(body) // 2])
+        wait_for(lambda: metric(gateway.url, "upload_gateway_uploads_in_flight") == 1)
+        processes = descendants(gateway.pid)
+        gateway.process.send_signal(signal.SIGTERM)
+        with pytest.raises(subprocess.TimeoutExpired):
+            gateway.process.wait(3)  # the upload's worker drains: it waits for the upload, as one `serve` does
+        gateway.process.send_signal(signal.SIGTERM)
+        assert gateway.process.wait(20) == 0
+    assert "workers still running: killing 1 of them" in gateway.log_text()
+    assert all(wait_gone(pid) for pid in processes), [pid for pid in processes if alive(pid)]
 
 
 def test_a_worker_that_cannot_start_stops_the_gateway_with_its_one_line(tmp_path: Path) -> None:
