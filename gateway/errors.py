@@ -58,7 +58,7 @@ def reason_phrase(message: str) -> str:
 
 def store_unavailable() -> GatewayError:
     """The store's database could not be reached or was busy (`StoreFailure.outage`): a fault worth a retry, so a
-    5xx that publishing clients retry, never the 500 of a bug."""
+    503 that says so, never the 500 of a bug."""
     return GatewayError(
         503, "The gateway's database is unavailable; retry shortly", "store_unavailable", headers={"Retry-After": "5"}
     )

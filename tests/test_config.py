@@ -79,6 +79,8 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ({"GATEWAY_STORE_URL": "postgresql+asyncpg://u@h/db"}, "store.url"),
         ({"GATEWAY_STORE_URL": "postgresql://u@h/db?sslmode=disable"}, "store.url"),
         ({"GATEWAY_SERVER_COLOUR": "blue"}, "server.colour"),
+        ({"GATEWAY_SERVER_WORKERS": "0"}, "server.workers"),
+        ({"GATEWAY_SERVER_WORKERS": "many"}, "server.workers"),
         ({"GATEWAY_POLICY_ALLOWED_ACTIONS": "file_upload,drop_tables"}, "policy.allowed_actions"),
         ({"GATEWAY_LIMITS_MAX_UPLOADS": "lots"}, "limits.max_uploads"),
         ({"GATEWAY_LIMITS_MAX_UPLOADS_PER_USER": "0"}, "limits.max_uploads_per_user"),

@@ -1,5 +1,5 @@
 """PostgreSQL unreachable at run time: an upload is answered 503 "The gateway's database is unavailable; retry
-shortly" (a 5xx twine retries), never a hang or a 500, and the gateway recovers by itself when the database
+shortly" (a fault worth a retry), never a hang or a 500, and the gateway recovers by itself when the database
 takes connections again."""
 
 from __future__ import annotations
