@@ -21,7 +21,7 @@ from gateway.config import Config, ConfigError, token_location
 from gateway.connections import body_deadline
 from gateway.crypto import server_secret
 from gateway.embedded import EmbeddedIndex
-from gateway.errors import GatewayError, reason_phrase
+from gateway.errors import GatewayError, reason_phrase, store_unavailable
 from gateway.existing import ExistingFiles
 from gateway.guard import Guard
 from gateway.index_urls import UpstreamURLs
@@ -34,7 +34,7 @@ from gateway.reads.cache import PageCache
 from gateway.reads.handler import Reads
 from gateway.reads.paths import IndexLayout
 from gateway.services import CONFIG, METRICS, SERVICES, Services, services
-from gateway.store import Store
+from gateway.store import Store, StoreFailure
 from gateway.throttle import Rules
 from gateway.upload.body_limits import max_body
 from gateway.upload.context import UploadContext
@@ -84,10 +84,19 @@ async def error_middleware(
         if exc.status < 400:
             raise
         return _unread_body_closes(request, render_error(GatewayError(exc.status, exc.reason, "http_error"), accept))
+    except StoreFailure as exc:
+        if not exc.outage:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return _unread_body_closes(request, render_error(_internal_error(), accept))
+        log.warning("the store is unavailable on %s %s: %s", request.method, request.path, exc)
+        return _unread_body_closes(request, render_error(store_unavailable(), accept))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        error = GatewayError(500, "Internal error in the upload gateway", "internal_error")
-        return _unread_body_closes(request, render_error(error, accept))
+        return _unread_body_closes(request, render_error(_internal_error(), accept))
+
+
+def _internal_error() -> GatewayError:
+    return GatewayError(500, "Internal error in the upload gateway", "internal_error")
 
 
 def _unread_body_closes(request: web.Request, response: web.Response) -> web.Response:
@@ -214,7 +223,7 @@ async def lifecycle(app: web.Application, shared: EmbeddedIndex | None = None) -
     freezes the app and makes its server. At teardown: the probe, the index, the read path, the password checks,
     the pumps, and the store last. `shared`: as in `open_index`."""
     config, metrics = app[CONFIG], app[METRICS]
-    store = await Store.open(config.store.path, audit_file=config.logging.audit_file)
+    store = await Store.open(config.store.url, audit_file=config.logging.audit_file)
     settings = TokenSettings(
         prefix=config.tokens.prefix,
         location=token_location(config),

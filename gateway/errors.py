@@ -54,3 +54,11 @@ def reason_phrase(message: str) -> str:
     beyond ASCII would arrive garbled; the body carries the exact text.
     """
     return message.encode("ascii", "replace").decode("ascii")
+
+
+def store_unavailable() -> GatewayError:
+    """The store's database could not be reached or was busy (`StoreFailure.outage`): a fault worth a retry, so a
+    503 that says so, never the 500 of a bug."""
+    return GatewayError(
+        503, "The gateway's database is unavailable; retry shortly", "store_unavailable", headers={"Retry-After": "5"}
+    )

@@ -75,6 +75,9 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ({"GATEWAY_TOKENS_MAX_LIFETIME": "forever"}, "tokens.max_lifetime"),
         ({"GATEWAY_TOKENS_PREFIX": "Bad-Prefix"}, "tokens.prefix"),
         ({"GATEWAY_STORE_URL": "postgres://x"}, "store.url"),
+        ({"GATEWAY_STORE_URL": "postgresql://host-but-no-database"}, "store.url"),
+        ({"GATEWAY_STORE_URL": "postgresql+asyncpg://u@h/db"}, "store.url"),
+        ({"GATEWAY_STORE_URL": "postgresql://u@h/db?sslmode=disable"}, "store.url"),
         ({"GATEWAY_SERVER_COLOUR": "blue"}, "server.colour"),
         ({"GATEWAY_SERVER_WORKERS": "0"}, "server.workers"),
         ({"GATEWAY_SERVER_WORKERS": "many"}, "server.workers"),
@@ -95,6 +98,24 @@ def test_bad_values_name_the_key(env: dict[str, str], names: str) -> None:
         load_config(None, env)
     assert names in str(exc.value)
     assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://gateway:s3cr@t/@db.internal:5432/gateway", "postgresql+psycopg://gateway:s3cr@t/@db/g"]
+)
+def test_a_postgresql_store_url_is_taken_and_its_password_is_never_shown(url: str) -> None:
+    store = load_config(None, {"GATEWAY_STORE_URL": url}).store
+    assert (store.url, store.path) == (url, None)
+    assert "s3cr" not in repr(store) and "s3cr" not in store.shown and ":***@" in store.shown
+    assert "s3cr" not in repr(load_config(None, {"GATEWAY_STORE_URL": url}))
+    with pytest.raises(ConfigError) as refused:
+        load_config(None, {"GATEWAY_STORE_URL": url.replace("postgresql", "postgres", 1)})
+    assert "s3cr" not in str(refused.value) and "://gateway:***@" in str(refused.value)
+
+
+def test_a_postgresql_url_without_a_password_leaves_it_to_libpq() -> None:
+    store = load_config(None, {"GATEWAY_STORE_URL": "postgresql://gateway@db.internal/gateway"}).store
+    assert store.shown == store.url == "postgresql://gateway@db.internal/gateway"
 
 
 def test_throttle_and_upload_caps_from_the_environment() -> None:

@@ -51,7 +51,7 @@ def serve(config: Config, cli: str | None = None, workers: int | None = None) ->
         asyncio.run(
             _serve(config, sockets, lambda: create_app(config), lambda: _print_banner(config, bound, cli, count))
         )
-    except EmbeddedIndexError as exc:
+    except (EmbeddedIndexError, StoreError) as exc:  # an index that cannot start; a store that cannot open
         raise CommandError(str(exc)) from None
     finally:
         for sock in sockets:

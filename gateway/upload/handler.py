@@ -10,10 +10,10 @@ from aiohttp import web
 
 from gateway.authentication import Identity, invalid_auth
 from gateway.credentials import Credentials, PasswordCredentials, TokenCredentials, parse_authorization
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, store_unavailable
 from gateway.logs import FIELDS, client_of, redact
 from gateway.services import Services, services
-from gateway.store import StoredFile
+from gateway.store import StoredFile, StoreFailure
 from gateway.upload.body_limits import file_too_large, max_body
 from gateway.upload.context import Outcome
 from gateway.upload.flow import UploadFlow
@@ -52,6 +52,10 @@ async def upload(request: web.Request) -> web.Response:
         trail["error"] = exc.message
         if reason not in UNAUDITED:
             await svc.store.audit(f"upload.{outcome}", **_audit_fields(trail, reason))
+        raise
+    except StoreFailure as exc:
+        if exc.outage:  # counted as answered (`app.error_middleware`); nothing audited: the store is down
+            reason = store_unavailable().reason
         raise
     finally:
         trail.update(outcome=outcome, reason=reason)
