@@ -189,4 +189,4 @@ async def test_simultaneous_uploads_of_one_file_through_two_replicas_store_it_on
     assert [status for status, _ in answers] == [200, 400], answers
     assert answers[1][1].startswith("File already exists"), answers
     projects = json.loads(replicas.c.cli("project", "list", "uma", "--json").stdout)
-    assert [(project["project"], project["role"]) for project in projects] == [("replicated-race", "Owner")], projects
+    assert [(project["project"], project["role"]) for project in projects] == [("replicated-race", "owner")], projects
