@@ -173,8 +173,18 @@ class Authenticator:
         return parsed.token_id, found[1].name if found else None
 
     def forget(self, token_id: str) -> None:
-        """Drop a cached row at once (a revocation in this process)."""
+        """Drop a cached row at once (a revocation, here or in another process: `gateway.changes`)."""
         self._rows.pop(token_id, None)
+
+    def forget_user(self, user_id: str) -> None:
+        """Drop the rows of every token of a user whose account changed (removed, 2FA, password)."""
+        for token_id, found in list(self._rows.items()):
+            if found is not None and found[1].id == user_id:
+                self._rows.pop(token_id, None)
+
+    def forget_all(self) -> None:
+        """Drop every cached row: the change log could not be read for longer than they may be trusted."""
+        self._rows.clear()
 
     async def touch(self, identity: Identity) -> None:
         """Keep `last_used` after an accepted upload (to the minute: one write per token per minute, not per upload).

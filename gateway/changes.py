@@ -46,12 +46,30 @@ class ChangeLog(Protocol):
 
 
 class Caches(Protocol):
-    """What a change invalidates in this process."""
-
     def apply(self, change: Change) -> None: ...
 
+    def forget_all(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Invalidations:
+    """What each kind of change drops in this process; `credentials` drops every cached credential."""
+
+    token: Callable[[str], None]
+    user: Callable[[str], None]
+    project: Callable[[str], None]
+    credentials: Callable[[], None]
+
+    def apply(self, change: Change) -> None:
+        drop = {TOKEN: self.token, USER: self.user, PROJECT: self.project}.get(change.kind)
+        if drop is None:
+            # A kind this version does not know (a newer replica's, during an upgrade): drop what may depend on it.
+            self.credentials()
+        else:
+            drop(change.key)
+
     def forget_all(self) -> None:
-        """Every cached credential: the log could not be read for too long."""
+        self.credentials()
 
 
 class Follower:

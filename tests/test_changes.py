@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from gateway.changes import BATCH, PROJECT, TOKEN, USER, Change, Follower
+from gateway.changes import BATCH, PROJECT, TOKEN, USER, Change, Follower, Invalidations
 from gateway.store import StoreFailure
 
 
@@ -133,3 +133,17 @@ async def test_run_reads_on_its_timer_without_a_wake_up() -> None:
     log, caches = Log(), Caches()
     following = Follower(log, caches, interval=0.01, trust=5.0)
     assert await applied_by_run(following, log, caches, wake=False) == ["t1"]
+
+
+def test_each_kind_drops_its_own_cache_and_an_unknown_kind_drops_every_credential() -> None:
+    dropped: list[tuple[str, str]] = []
+    invalidations = Invalidations(
+        token=lambda key: dropped.append(("token", key)),
+        user=lambda key: dropped.append(("user", key)),
+        project=lambda key: dropped.append(("project", key)),
+        credentials=lambda: dropped.append(("credentials", "")),
+    )
+    for kind, key in ((TOKEN, "t1"), (USER, "u1"), (PROJECT, "demo"), ("publisher", "p1")):
+        invalidations.apply(Change(1, kind, key))
+    invalidations.forget_all()
+    assert dropped == [("token", "t1"), ("user", "u1"), ("project", "demo"), ("credentials", ""), ("credentials", "")]
