@@ -502,7 +502,7 @@ async def small_uploads(report: Report, s: Stack, sizes: Sizes) -> None:
 
 
 async def token_verification(report: Report, sizes: Sizes, workdir: Path) -> None:
-    store = await Store.open(workdir / "tokens.db")
+    store = await Store.open(f"sqlite:///{workdir / 'tokens.db'}")
     try:
         secret = os.urandom(32)
         settings = TokenSettings(prefix="pypi", location="bench", server_secret=secret)

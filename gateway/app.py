@@ -212,7 +212,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     freezes the app and makes its server. At teardown: the probe, the index, the read path, the password checks,
     the pumps, and the store last."""
     config, metrics = app[CONFIG], app[METRICS]
-    store = await Store.open(config.store.path, audit_file=config.logging.audit_file)
+    store = await Store.open(config.store.url, audit_file=config.logging.audit_file)
     settings = TokenSettings(
         prefix=config.tokens.prefix,
         location=token_location(config),

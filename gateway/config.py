@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -50,6 +50,7 @@ PATH_KEYS = (
     ("logging", "audit_file"),
 )
 _SQLITE = "sqlite:///"
+_POSTGRESQL = ("postgresql", "postgresql+psycopg")
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,20 @@ class UpstreamConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    path: Path
+    """`url`: `sqlite:///PATH` (then `path` is the file, absolute) or `postgresql://user[:password]@host:port/db`.
+
+    The URL may hold the database password: it is kept out of the repr, and `shown` is what errors and banners
+    print (the password as `***`)."""
+
+    url: str = field(repr=False)
+    path: Path | None = None
+
+    @property
+    def shown(self) -> str:
+        return redact_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"StoreConfig(url={self.shown!r}, path={self.path!r})"
 
 
 @dataclass(frozen=True)
@@ -325,7 +339,7 @@ def _build(raw: dict[str, dict[str, Any]]) -> Config:
             timeout=float(duration("upstream.timeout", upstream["timeout"])),
             buffer_uploads=boolean(upstream, "upstream", "buffer_uploads"),
         ),
-        store=StoreConfig(path=_sqlite_path(text(raw["store"], "store", "url"))),
+        store=parse_store_url(text(raw["store"], "store", "url")),
         tokens=_tokens(raw["tokens"]),
         policy=_policy(raw["policy"]),
         limits=_limits(raw["limits"]),
@@ -403,10 +417,23 @@ def _logging(raw: dict[str, Any]) -> LoggingConfig:
     )
 
 
-def _sqlite_path(url: str) -> Path:
-    if not url.startswith(_SQLITE) or len(url) == len(_SQLITE):
-        raise ConfigError(f"store.url: {url!r} must be sqlite:///PATH (e.g. sqlite:///data/gateway.db)")
-    return Path(url[len(_SQLITE) :])
+def parse_store_url(url: str, key: str = "store.url") -> StoreConfig:
+    """A store's URL (`store.url`, or the `--to` of `db copy`), checked; `key` names it in the error."""
+    if url.startswith(_SQLITE) and len(url) > len(_SQLITE):
+        return StoreConfig(url=url, path=Path(url[len(_SQLITE) :]))
+    parts = urlsplit(url)
+    if parts.scheme in _POSTGRESQL and parts.hostname and parts.path.strip("/") and not parts.query:
+        return StoreConfig(url=url)
+    raise ConfigError(
+        f"{key}: {redact_url(url)!r} must be sqlite:///PATH (e.g. sqlite:///data/gateway.db) "
+        "or postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+    )
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password in it written `***`, for errors, logs and banners: everything from the user name's
+    colon to the last `@`, so a password with `@`, `/` or `#` in it (encoded or not) never shows."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):.*@", r"\1:***@", url)
 
 
 def token_location(config: Config) -> str:

@@ -29,8 +29,8 @@ from gateway.escaping import key_value, printable, quoted
 
 FIELDS = web.RequestKey("log_fields", dict[str, Any])
 ACCESS = logging.getLogger("gateway.access")
-# Loggers that put secrets (SQL arguments, headers) in debug lines.
-QUIET = ("aiosqlite", "aiohttp.access", "aiohttp.client")
+# Loggers that put secrets (SQL statements and their parameters, headers) in debug or info lines.
+QUIET = ("aiosqlite", "aiohttp.access", "aiohttp.client", "alembic", "psycopg", "sqlalchemy")
 _STANDARD = set(vars(logging.makeLogRecord({})))
 REDACTED = "[redacted]"
 REDACTED_MACAROON = "[token redacted]"

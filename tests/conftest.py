@@ -20,6 +20,7 @@ from passlib.apache import HtpasswdFile
 from gateway.store import Store
 from tests.harness import free_port, postgresql, stop, wait_http
 from tests.harness.config import write_config
+from tests.harness.database import BACKENDS
 from tests.harness.devpi import Devpi, start_devpi
 from tests.logcheck import problems
 
@@ -67,11 +68,21 @@ def start_index(directory: Path, *, gunicorn_args: str = "", authenticate: str =
     return Index(url, packages, username, password, process, log)
 
 
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a new, empty store: a SQLite file in `tmp_path`, or a fresh database on the test process's
+    PostgreSQL. Every test that takes it (or `store`, or the in-process app) runs once on each."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'gateway.db'}"
+    server: postgresql.Server = request.getfixturevalue("postgresql_server")
+    return server.create()
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    """A real store on a temporary file, its audit mirror beside it at `tmp_path / "audit.jsonl"` (the unit tests
-    of the store, the accounts and the throttle share it)."""
-    opened = await Store.open(tmp_path / "gateway.db", audit_file=tmp_path / "audit.jsonl")
+async def store(store_url: str, tmp_path: Path) -> AsyncIterator[Store]:
+    """A real store on `store_url`, its audit mirror at `tmp_path / "audit.jsonl"` (the unit tests of the store,
+    the accounts and the throttle share it)."""
+    opened = await Store.open(store_url, audit_file=tmp_path / "audit.jsonl")
     yield opened
     await opened.close()
 

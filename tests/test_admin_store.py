@@ -87,4 +87,4 @@ async def test_revocations_are_the_owners_events_and_name_who_revoked(store: Sto
 async def test_an_unopenable_database_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "not-a-db").write_bytes(b"this is not SQLite" * 100)
     with pytest.raises(StoreError, match=r"store\.url: cannot open the database .*not-a-db: file is not a database"):
-        await Store.open(tmp_path / "not-a-db")
+        await Store.open(f"sqlite:///{tmp_path / 'not-a-db'}")

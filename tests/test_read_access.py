@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, Literal
 
 import pymacaroons
@@ -29,8 +27,9 @@ from gateway.passwords import hash_password
 from gateway.read_access import OTHER, ROOT, ReadGrant, ReadGuard, ReadTarget, root_page
 from gateway.reads.handler import read_target
 from gateway.reads.paths import IndexLayout, decide
-from gateway.store import MIGRATIONS, Project, Store, User
+from gateway.store import Project, Store, User
 from gateway.throttle import Rules
+from tests.harness import database
 
 SETTINGS = TokenSettings(prefix="pypi", location="gateway.test", server_secret=b"k" * 32)
 PASSWORD = "correct horse battery"
@@ -140,8 +139,8 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    store = await Store.open(tmp_path / "gateway.db")
+async def world(store_url: str) -> AsyncIterator[World]:
+    store = await Store.open(store_url)
     world = World(store, Metrics())
     password_hash = hash_password(PASSWORD)
     world.alice = await store.add_user("alice", password_hash)
@@ -268,13 +267,13 @@ async def test_a_2fa_accounts_password_gets_one_answer_right_or_wrong_and_is_nev
     assert checks == []
 
 
-async def test_a_changed_password_or_removed_user_counts_at_once(world: World) -> None:
+async def test_a_changed_password_or_removed_user_counts_at_once(world: World, store_url: str) -> None:
     await world.read(basic("alice", PASSWORD), "/simple/a/")
-    db: Any = world.store._db
-    await db.execute("UPDATE users SET password_hash = ? WHERE name = 'alice'", (hash_password("new password!"),))
+    changed = hash_password("new password!")
+    database.execute(store_url, "UPDATE users SET password_hash = :changed WHERE name = 'alice'", changed=changed)
     assert (await world.refusal(basic("alice", PASSWORD), "/simple/a/")).reason == "invalid_credentials"
     await world.read(basic("alice", "new password!"), "/simple/a/")
-    await db.execute("DELETE FROM users WHERE name = 'alice'")
+    database.execute(store_url, "DELETE FROM users WHERE name = 'alice'")
     assert (await world.refusal(basic("alice", "new password!"), "/simple/a/")).reason == "invalid_credentials"
 
 
@@ -404,27 +403,3 @@ async def test_no_caveats_at_all_let_an_upload_token_read(world: World, caveats:
     token = attenuate(await world.token(permissions=("upload",)), *caveats)
     refusal = await world.refusal(token_auth(token), path)
     assert refusal.status in (401, 403, 404)
-
-
-async def test_an_existing_database_is_upgraded_in_place_and_its_tokens_stay_upload_only(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    with sqlite3.connect(path) as db:
-        for number, script in enumerate(MIGRATIONS[:-1], start=1):
-            db.executescript(f"{script}\nPRAGMA user_version = {number};")
-        db.execute("INSERT INTO users (id, name, password_hash, created) VALUES ('u1', 'old', 'x', 0)")
-        db.execute(
-            "INSERT INTO tokens (id, user_id, description, secret, caveats, created) "
-            "VALUES ('t1', 'u1', 'old token', x'00', '[]', 0)"
-        )
-    store = await Store.open(path)
-    try:
-        row = await store.get_token("t1")
-        assert row is not None and row.permissions == ("upload",)
-        user = await store.require_user("old")
-        made = await store.add_token(
-            user, description="new", secret=b"s", caveats=[], expires=None, permissions=("upload", "read")
-        )
-        again = await store.get_token(made.id)
-        assert again is not None and again.permissions == ("read", "upload")
-    finally:
-        await store.close()

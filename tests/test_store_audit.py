@@ -60,9 +60,9 @@ async def test_the_lines_are_written_off_the_event_loop(
 
 
 async def test_a_line_handed_over_lands_by_close_even_if_its_caller_was_cancelled(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = await Store.open(tmp_path / "gateway.db", audit_file=tmp_path / "audit.jsonl")
+    store = await Store.open(store_url, audit_file=tmp_path / "audit.jsonl")
     entered, release = threading.Event(), threading.Event()
     append = private.append_line
 
@@ -124,8 +124,8 @@ async def test_an_event_recorded_in_a_transaction_gets_its_line_when_it_commits(
 
 
 async def test_another_coroutines_event_outlives_a_transaction_that_rolls_back(store: Store, tmp_path: Path) -> None:
-    """On the one shared connection another coroutine's statement would join the open transaction and go with its
-    rollback; its line must not be written for an event the database does not hold."""
+    """Another coroutine's event is a transaction of its own: it waits for none it is not in (it joined the open
+    one on the old shared connection), and its line is written for an event the database holds."""
     audited, fail = asyncio.Event(), asyncio.Event()
 
     async def change() -> None:

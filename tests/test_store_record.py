@@ -1,5 +1,5 @@
-"""Recording an accepted upload in a real SQLite store: everything it changes lands in one transaction, or
-nothing does (the database and the audit file alike)."""
+"""Recording an accepted upload in a real store (SQLite and PostgreSQL): everything it changes lands in one
+transaction, or nothing does (the database and the audit file alike)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import json
 import sqlite3
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from gateway.store import Store, StoredFile, StoreFailure
+from tests.harness import database
 
 AUDIT = {"user_name": "alice", "token_id": None, "project": "demo", "address": "203.0.113.9", "reason": "ok"}
 
@@ -20,9 +22,8 @@ def stored(filename: str) -> StoredFile:
     )
 
 
-def rows(tmp_path: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(tmp_path / "gateway.db") as db:
-        return db.execute(sql).fetchall()
+def rows(url: str, sql: str) -> list[tuple[object, ...]]:
+    return database.rows(url, sql)
 
 
 def audit_lines(tmp_path: Path) -> list[str]:
@@ -31,18 +32,21 @@ def audit_lines(tmp_path: Path) -> list[str]:
     return [event for event in events if event != "user.added"]
 
 
-async def test_a_first_upload_creates_its_project_with_its_owner_file_and_audit(store: Store, tmp_path: Path) -> None:
+async def test_a_first_upload_creates_its_project_with_its_owner_file_and_audit(
+    store: Store, store_url: str, tmp_path: Path
+) -> None:
     alice = await store.add_user("alice", "x")
     assert await store.hold_claim("demo", alice.id)
     assert await store.reserve_size("u1", "demo", 10, 100)
     await store.record_upload(stored("demo-1.0.tar.gz"), display_name="Demo", claim=alice, upload_id="u1", audit=AUDIT)
-    assert rows(tmp_path, "SELECT name, display_name FROM projects") == [("demo", "Demo")]
-    assert rows(tmp_path, "SELECT project, user_id, role FROM roles") == [("demo", alice.id, "owner")]
-    assert rows(tmp_path, "SELECT filename, size FROM files") == [("demo-1.0.tar.gz", 10)]
-    assert rows(tmp_path, "SELECT * FROM project_claims") == []
-    assert rows(tmp_path, "SELECT * FROM size_reservations") == []
+    assert rows(store_url, "SELECT name, display_name FROM projects") == [("demo", "Demo")]
+    assert rows(store_url, "SELECT project, user_id, role FROM roles") == [("demo", alice.id, "owner")]
+    assert rows(store_url, "SELECT filename, size FROM files") == [("demo-1.0.tar.gz", 10)]
+    assert rows(store_url, "SELECT * FROM project_claims") == []
+    assert rows(store_url, "SELECT * FROM size_reservations") == []
     assert rows(
-        tmp_path, "SELECT event, user_name, project, address, detail FROM audit WHERE event != 'user.added' ORDER BY id"
+        store_url,
+        "SELECT event, user_name, project, address, detail FROM audit WHERE event != 'user.added' ORDER BY id",
     ) == [
         ("project.claimed", "alice", "demo", None, "{}"),
         ("upload.accepted", "alice", "demo", "203.0.113.9", '{"reason": "ok"}'),
@@ -50,7 +54,7 @@ async def test_a_first_upload_creates_its_project_with_its_owner_file_and_audit(
     assert audit_lines(tmp_path) == ["project.claimed", "upload.accepted"]
 
 
-async def test_a_record_that_fails_part_way_changes_nothing(store: Store, tmp_path: Path) -> None:
+async def test_a_record_that_fails_part_way_changes_nothing(store: Store, store_url: str, tmp_path: Path) -> None:
     """The file's row fails (its name is taken) after the project, the role and the claim's release: all of them
     are rolled back, and the audit file does not tell of a claim the store never granted."""
     alice = await store.add_user("alice", "x")
@@ -62,12 +66,12 @@ async def test_a_record_that_fails_part_way_changes_nothing(store: Store, tmp_pa
         await store.record_upload(
             stored("demo-1.0.tar.gz"), display_name="Demo", claim=alice, upload_id="u2", audit=AUDIT
         )
-    assert isinstance(failure.value.__cause__, sqlite3.IntegrityError)
-    assert rows(tmp_path, "SELECT * FROM projects") == []
-    assert rows(tmp_path, "SELECT * FROM roles") == []
-    assert rows(tmp_path, "SELECT project, user_id, holders FROM project_claims") == [("demo", alice.id, 1)]
-    assert rows(tmp_path, "SELECT id FROM size_reservations") == [("u2",)]
-    assert rows(tmp_path, "SELECT event FROM audit WHERE event != 'user.added'") == [("upload.accepted",)]
+    assert isinstance(failure.value.__cause__, sqlite3.IntegrityError | psycopg.IntegrityError)
+    assert rows(store_url, "SELECT * FROM projects") == []
+    assert rows(store_url, "SELECT * FROM roles") == []
+    assert rows(store_url, "SELECT project, user_id, holders FROM project_claims") == [("demo", alice.id, 1)]
+    assert rows(store_url, "SELECT id FROM size_reservations") == [("u2",)]
+    assert rows(store_url, "SELECT event FROM audit WHERE event != 'user.added'") == [("upload.accepted",)]
     assert audit_lines(tmp_path) == before
     await store.record_upload(stored("demo-1.1.tar.gz"), display_name="Demo", claim=alice, upload_id="u2", audit=AUDIT)
-    assert rows(tmp_path, "SELECT role FROM roles") == [("owner",)], "the store is usable after the rollback"
+    assert rows(store_url, "SELECT role FROM roles") == [("owner",)], "the store is usable after the rollback"

@@ -4,9 +4,7 @@ each attempt before its check, and hold across two connections (two gateway proc
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -16,6 +14,7 @@ from gateway.guard import Guard
 from gateway.metrics import Metrics
 from gateway.store import Store
 from gateway.throttle import Bucket, Rules, Streak
+from tests.harness import database
 
 STREAK = Streak(limit=5, lock=60, max_lock=900)
 BUCKET = Bucket(limit=10, window=300)
@@ -43,11 +42,10 @@ async def test_a_streak_locks_as_the_rule_says_and_refuses_without_counting(stor
         last, previous = counted.at, failures
 
 
-async def test_a_huge_count_neither_overflows_nor_stops_locking(store: Store, tmp_path: Path) -> None:
+async def test_a_huge_count_neither_overflows_nor_stops_locking(store: Store, store_url: str) -> None:
     """What 1,200 or a billion failures would leave: the statement still answers, and still locks."""
     await store.reserve_streak("k", STREAK, 0.0, holder())
-    with sqlite3.connect(tmp_path / "gateway.db") as db:
-        db.execute("UPDATE throttle_streaks SET failures = ?", (2**62,))
+    database.execute(store_url, "UPDATE throttle_streaks SET failures = :huge", huge=2**62)
     assert not (await store.reserve_streak("k", STREAK, 899.0, holder())).granted
     counted = await store.reserve_streak("k", STREAK, 900.0, holder())
     assert counted.granted and counted.value == STREAK.cap
@@ -88,9 +86,9 @@ async def test_a_bucket_takes_a_burst_then_drains(store: Store) -> None:
     assert (await store.reserve_bucket("b", BUCKET, 30.0, holder())).granted
 
 
-async def test_concurrent_reservations_in_two_processes_grant_the_limit_only(store: Store, tmp_path: Path) -> None:
+async def test_concurrent_reservations_in_two_processes_grant_the_limit_only(store: Store, store_url: str) -> None:
     """Two connections to one file, as two gateway processes: 2 x 100 attempts at once, 5 counted."""
-    other = await Store.open(tmp_path / "gateway.db")
+    other = await Store.open(store_url)
     try:
         results = await asyncio.gather(
             *(s.reserve_streak("k", STREAK, 0.0, holder()) for _ in range(100) for s in (store, other))
@@ -111,16 +109,15 @@ async def test_a_hold_is_held_once_until_released_or_lapsed(store: Store) -> Non
     assert await store.take_hold("h", first, 33.0, 30.0)  # lapsed: a process died holding it
 
 
-async def test_purging_drops_only_what_holds_nothing_back(store: Store, tmp_path: Path) -> None:
+async def test_purging_drops_only_what_holds_nothing_back(store: Store, store_url: str) -> None:
     await store.reserve_streak("old", STREAK, 0.0, holder())
     await store.reserve_streak("new", STREAK, 5000.0, holder())
     await store.reserve_bucket("old", BUCKET, 0.0, holder())
     await store.take_hold("h", holder(), 0.0, 30.0)
     await store.purge_throttle(5000.0, streaks_before=5000.0 - 1800, buckets_before=5000.0 - 300)
-    with sqlite3.connect(tmp_path / "gateway.db") as db:
-        assert [row[0] for row in db.execute("SELECT key FROM throttle_streaks")] == ["new"]
-        assert db.execute("SELECT COUNT(*) FROM throttle_buckets").fetchone()[0] == 0
-        assert db.execute("SELECT COUNT(*) FROM throttle_holds").fetchone()[0] == 0
+    assert database.rows(store_url, "SELECT key FROM throttle_streaks") == [("new",)]
+    assert database.rows(store_url, "SELECT COUNT(*) FROM throttle_buckets") == [(0,)]
+    assert database.rows(store_url, "SELECT COUNT(*) FROM throttle_holds") == [(0,)]
 
 
 async def test_sixty_concurrent_wrong_passwords_run_five_checks(store: Store) -> None:

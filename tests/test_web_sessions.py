@@ -21,6 +21,7 @@ from gateway import private, twofactor
 from gateway.store import Store, StoreFailure
 from gateway.web.security import new_csrf_token, well_formed_token
 from gateway.web.sessions import CSRF_COOKIE, NOTICE_COOKIE, StoreSessionStorage, purge_expired
+from tests.harness import database
 
 SECRET = b"s" * 32
 SEED = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
@@ -76,8 +77,9 @@ def mode(path: Path) -> int:
 
 @pytest.mark.usefixtures("open_umask")
 async def test_the_database_its_wal_and_shm_and_the_audit_file_are_private(tmp_path: Path) -> None:
+    """SQLite's files (PostgreSQL's are the server's)."""
     db, audit = tmp_path / "gateway.db", tmp_path / "audit.jsonl"
-    store = await Store.open(db, audit_file=audit)
+    store = await Store.open(f"sqlite:///{db}", audit_file=audit)
     try:
         await store.save_web_session("k", "{}", time.time() + 60)
         await store.audit("test.event")
@@ -109,15 +111,15 @@ def test_an_audit_file_rotated_away_comes_back_private(tmp_path: Path) -> None:
     assert audit.read_text() == "two\n" and mode(audit) == 0o600
 
 
-async def test_expired_sessions_are_purged_in_batches_and_live_ones_stay(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "gateway.db")
+async def test_expired_sessions_are_purged_in_batches_and_live_ones_stay(store_url: str) -> None:
+    store = await Store.open(store_url)
     try:
         now = time.time()
         for number in range(1203):
             await store.save_web_session(f"old{number}", "{}", now - 1 - number)
         await store.save_web_session("live", "{}", now + 600)
         assert await store.purge_web_sessions(now, limit=500) == 500
-        assert await rows(store) == 1203 - 500 + 1
+        assert sessions(store_url) == 1203 - 500 + 1
         assert await store.purge_web_sessions(now, limit=500) == 500
         assert await store.purge_web_sessions(now, limit=500) == 203
         assert await store.purge_web_sessions(now, limit=500) == 0
@@ -126,15 +128,13 @@ async def test_expired_sessions_are_purged_in_batches_and_live_ones_stay(tmp_pat
         await store.close()
 
 
-async def rows(store: Store) -> int:
-    async with store._db.execute("SELECT COUNT(*) FROM web_sessions") as cursor:
-        row = await cursor.fetchone()
-    assert row is not None
-    return int(row[0])
+def sessions(url: str) -> int:
+    [(count,)] = database.rows(url, "SELECT COUNT(*) FROM web_sessions")
+    return int(count)
 
 
-async def test_the_purge_runs_at_start_and_again_and_outlives_a_busy_store(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "gateway.db")
+async def test_the_purge_runs_at_start_and_again_and_outlives_a_busy_store(store_url: str) -> None:
+    store = await Store.open(store_url)
     ready = False
     purge = store.purge_web_sessions
 
@@ -151,15 +151,15 @@ async def test_the_purge_runs_at_start_and_again_and_outlives_a_busy_store(tmp_p
     purger = asyncio.create_task(purge_expired(store, interval=0.01))
     try:
         await asyncio.sleep(0.05)
-        assert await rows(store) == 1201  # busy: nothing done, and the task is still there
+        assert sessions(store_url) == 1201  # busy: nothing done, and the task is still there
         assert not purger.done()
         ready = True
         async with asyncio.timeout(30):
-            while await rows(store) != 1:
+            while sessions(store_url) != 1:
                 await asyncio.sleep(0.01)
         await store.save_web_session("later", "{}", time.time() - 1)  # expired after the first round
         async with asyncio.timeout(30):
-            while await rows(store) != 1:
+            while sessions(store_url) != 1:
                 await asyncio.sleep(0.01)
         assert await store.web_session("live", time.time()) == "{}"
     finally:

@@ -19,7 +19,6 @@ from pathlib import Path
 from gateway.cli.common import Command, CommandError
 from gateway.config import CONFIG_VARIABLE, DEFAULT_PATH, Config, ConfigError, find_config, load_config
 from gateway.policy import Role
-from gateway.store import Store, StoreError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--user", help="only events of this user")
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
     audit.set_defaults(action="show")
+
+    db = commands.add_parser("db", help="the store's database: migrations, and a copy into another").add_subparsers(
+        dest="action", required=True
+    )
+    db.add_parser("upgrade", help="apply the schema migrations this gateway needs (SQLite or PostgreSQL)")
+    copy = db.add_parser("copy", help="copy the store into another, empty database (e.g. SQLite to PostgreSQL)")
+    copy.add_argument(
+        "--to", required=True, metavar="URL", help="the target's store.url (postgresql://… or sqlite:///…)"
+    )
     return parser
 
 
@@ -107,11 +115,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             named = args.config is not None or bool(os.environ.get(CONFIG_VARIABLE))
             return serve(config, None if path is None else command_line(Path(os.path.abspath(path)) if named else None))
+        if args.command == "db":
+            from gateway.cli import db  # these two handle the database as a whole, not through an open store
+
+            asyncio.run(db.db_upgrade(config, args) if args.action == "upgrade" else db.db_copy(config, args))
+            return 0
         action = args.twofa if (args.command, args.action) == ("user", "2fa") else args.action
         # What goes wrong is the command's one line; the gateway's log records (an index fault) are for `serve`.
         logging.getLogger("gateway").addHandler(logging.NullHandler())
         return asyncio.run(_with_store(config, _command(args.command, action), args))
-    except (ConfigError, CommandError, StoreError) as exc:
+    except (ConfigError, CommandError) as exc:
         print(f"upload-gateway: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -119,11 +132,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _with_store(config: Config, command: Command, args: argparse.Namespace) -> int:
-    store = await Store.open(config.store.path, audit_file=config.logging.audit_file)
+    """Run a command on the open store; the store's refusals are the command's one line. The store (SQLAlchemy,
+    the drivers) is imported only now: `--help` does without it."""
+    from gateway.store import Store, StoreError
+
     try:
-        await command(store, args, config)
-    finally:
-        await store.close()
+        store = await Store.open(config.store.url, audit_file=config.logging.audit_file)
+        try:
+            await command(store, args, config)
+        finally:
+            await store.close()
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
     return 0
 
 

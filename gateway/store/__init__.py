@@ -1,9 +1,10 @@
 """The store: users, 2FA factors, tokens, projects and roles, files, claims and size reservations, web sessions,
-throttle counters, and the audit trail, behind one facade, `Store`.
+throttle counters, and the audit trail, behind one facade, `Store`, on SQLite or PostgreSQL.
 
 Callers see only `Store`'s methods, the records of `gateway.store.records` and its two errors: no SQL, no rows, no
-SQLite exceptions. Each aggregate is one module over the shared connection (`gateway.store.connection`, the
-only one that knows SQLite's library); the schema is versioned and migrated at open (`gateway.store.schema`).
+backend's exceptions. Each aggregate is one module over the database (`gateway.store.connection`, the only one
+that knows the drivers), its tables in `gateway.store.tables`; the schema is Alembic's (`gateway.store.schema`):
+an empty database is created at open, one at an older revision is refused until `upload-gateway db upgrade`.
 """
 
 from __future__ import annotations
@@ -27,14 +28,13 @@ from gateway.store.records import (
     UserSummary,
     WebAuthnCredential,
 )
-from gateway.store.schema import MIGRATIONS
+from gateway.store.schema import check
 from gateway.store.sessions import WebSessions
 from gateway.store.throttle import Throttle
 from gateway.store.tokens import Tokens
 
 __all__ = [
     "CLAIM_LIFETIME",
-    "MIGRATIONS",
     "RESERVATION_LIFETIME",
     "AuditEvent",
     "Project",
@@ -53,14 +53,15 @@ __all__ = [
 
 @translate_errors
 class Store(Tokens, Factors, Projects, WebSessions, Throttle):
-    """Every aggregate's methods on one connection; the one object callers hold."""
+    """Every aggregate's methods over one database; the one object callers hold."""
 
     @classmethod
-    async def open(cls, path: Path, *, audit_file: Path | None = None) -> Store:
-        """Open (and migrate) the database; `audit_file` also receives every audit event as a JSON line.
+    async def open(cls, url: str, *, audit_file: Path | None = None) -> Store:
+        """Open the database of `url` (`store.url`), at this gateway's schema revision (an empty one is created
+        at it); `audit_file` also receives every audit event as a JSON line.
 
-        The database (so its -wal and -shm too) and the audit file are created mode 0600 (`gateway.private`).
+        A SQLite database (so its -wal and -shm too) and the audit file are created mode 0600 (`gateway.private`).
         """
         if audit_file is not None:
             AuditMirror.create(audit_file)
-        return cls(await connect(path), audit_file)
+        return cls(await connect(url, check), audit_file)

@@ -7,13 +7,16 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import insert, select, text
+
 from gateway import private
-from gateway.store.connection import Connection, Database, os_error
+from gateway.store import tables
+from gateway.store.connection import Connection, Database, Transaction, os_error
 from gateway.store.records import AuditEvent, StoreError, StoreFailure
 
 
@@ -37,7 +40,7 @@ class AuditMirror:
             raise StoreError(f"logging.audit_file: cannot write {path}: {os_error(exc, path)}") from None
 
     async def write(self, *entries: AuditEvent) -> None:
-        if self._path is None:
+        if self._path is None or not entries:
             return
         if self._writer is None:
             raise StoreFailure("the store is closed")
@@ -60,30 +63,34 @@ class AuditMirror:
 
 class AuditLog(Connection):
     """The mirror holds exactly the events the database committed, in the order of their commits: an event
-    recorded in a transaction gets its line when the transaction commits and none if it rolls back, and any other
-    event waits for another coroutine's open transaction to end (on the shared connection it would join it)."""
+    recorded in a transaction gets its line once the transaction commits and none if it rolls back; an event
+    recorded outside one is a transaction of its own.
 
-    def __init__(self, db: Database, audit_file: Path | None = None) -> None:
-        super().__init__(db)
+    NOTE: on PostgreSQL a transaction takes the audit's advisory lock (`_AUDIT_LOCK`) before its first event, and
+    holds it to its commit, so events get their ids, commit and reach the mirror in one order, as SQLite's single
+    writer gives by itself. Auditing is the last thing every transaction does, so the lock's holder waits for no
+    row another transaction could hold (Warehouse's deadlock of its journal lock with row locks cannot happen).
+    """
+
+    def __init__(self, database: Database, audit_file: Path | None = None) -> None:
+        super().__init__(database)
         self._mirror = AuditMirror(audit_file)
-        self._open: tuple[asyncio.Task[Any] | None, list[AuditEvent]] | None = None
 
     async def close(self) -> None:
         await super().close()
         await self._mirror.close()
 
     @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[None]:
-        entries: list[AuditEvent] = []
-        async with super()._transaction():
-            self._open = (asyncio.current_task(), entries)
-            try:
-                yield
-            finally:
-                self._open = None
+    async def _transaction(self) -> AsyncIterator[Transaction]:
+        if self._joined() is not None:
+            async with super()._transaction() as joined:
+                yield joined
+            return
+        async with super()._transaction() as open_:
+            yield open_
         # Handed over before anything else runs (the write is queued as it is called): no transaction that
         # commits after this one can queue its lines first.
-        await self._mirror.write(*entries)
+        await self._mirror.write(*open_.entries)
 
     async def audit(
         self,
@@ -95,22 +102,21 @@ class AuditLog(Connection):
         address: str | None = None,
         **detail: Any,
     ) -> None:
-        entry = AuditEvent(time.time(), event, user_name, token_id, project, address, detail)
-        if self._open is not None and self._open[0] is asyncio.current_task():
-            await self._db.execute(*audit_row(entry))
-            self._open[1].append(entry)
-            return
-        async with self._transaction_lock:
-            await self._db.execute(*audit_row(entry))
-        await self._mirror.write(entry)
+        await self._audit(AuditEvent(time.time(), event, user_name, token_id, project, address, detail))
+
+    async def _audit(self, *entries: AuditEvent) -> None:
+        """Record events in the open transaction (or one of their own); their lines follow its commit."""
+        async with self._transaction() as open_:
+            if not open_.audit_locked and self._db.dialect == "postgresql":
+                await open_.connection.execute(_AUDIT_LOCK)
+                open_.audit_locked = True
+            await open_.connection.execute(insert(tables.audit), [_audit_row(entry) for entry in entries])
+            open_.entries.extend(entries)
 
     async def audit_events(self, *, since: float = 0.0, user_name: str | None = None) -> list[AuditEvent]:
-        args: list[Any]
-        query, args = "SELECT * FROM audit WHERE at >= ?", [since]
+        query = select(tables.audit).where(tables.audit.c.at >= since).order_by(tables.audit.c.id)
         if user_name is not None:
-            query += " AND user_name = ?"
-            args.append(user_name)
-        rows = await self._db.execute_fetchall(query + " ORDER BY id", args)
+            query = query.where(tables.audit.c.user_name == user_name)
         return [
             AuditEvent(
                 at=row["at"],
@@ -121,20 +127,21 @@ class AuditLog(Connection):
                 address=row["address"],
                 detail=json.loads(row["detail"]),
             )
-            for row in rows
+            for row in await self._rows(query)
         ]
 
 
-def audit_row(entry: AuditEvent) -> tuple[str, Sequence[Any]]:
-    return (
-        "INSERT INTO audit (at, event, user_name, token_id, project, address, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            entry.at,
-            entry.event,
-            entry.user_name,
-            entry.token_id,
-            entry.project,
-            entry.address,
-            json.dumps(entry.detail, sort_keys=True),
-        ),
-    )
+# A transaction-scoped advisory lock, (class, object) = ("audi" in ASCII, 0).
+_AUDIT_LOCK = text("SELECT pg_advisory_xact_lock(1635083369, 0)")
+
+
+def _audit_row(entry: AuditEvent) -> dict[str, Any]:
+    return {
+        "at": entry.at,
+        "event": entry.event,
+        "user_name": entry.user_name,
+        "token_id": entry.token_id,
+        "project": entry.project,
+        "address": entry.address,
+        "detail": json.dumps(entry.detail, sort_keys=True),
+    }

@@ -5,9 +5,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from gateway.store import tables
 from gateway.store.audit import AuditLog
-from gateway.store.connection import IntegrityError, Row
 from gateway.store.records import StoreError, User, WebAuthnCredential
+
+users, codes, keys = tables.users, tables.recovery_codes, tables.webauthn_credentials
 
 
 class Factors(AuditLog):
@@ -26,100 +32,98 @@ class Factors(AuditLog):
         in the same transaction (an administrator's enrolment)."""
         detail: dict[str, Any] = {"by": by} if by is not None else {}
         async with self._transaction():
-            await self._db.execute(
-                "UPDATE users SET totp_secret = ?, totp_last_step = ? WHERE id = ?", (sealed_secret, last_step, user.id)
+            await self._execute(
+                update(users).where(users.c.id == user.id).values(totp_secret=sealed_secret, totp_last_step=last_step)
             )
             if recovery_hashes is not None:
                 await self._set_recovery_codes(user.id, recovery_hashes)
                 detail |= {"recovery_codes": len(recovery_hashes), "replaced": user.has_2fa}
-        await self.audit("user.2fa.totp_enabled", user_name=user.name, address=address, **detail)
+            await self.audit("user.2fa.totp_enabled", user_name=user.name, address=address, **detail)
 
     async def totp_secret(self, user_id: str) -> tuple[bytes | None, int | None]:
-        row = await self._row("SELECT totp_secret, totp_last_step FROM users WHERE id = ?", (user_id,))
-        return (row[0], row[1]) if row else (None, None)
+        row = await self._row(select(users.c.totp_secret, users.c.totp_last_step).where(users.c.id == user_id))
+        return (row["totp_secret"], row["totp_last_step"]) if row else (None, None)
 
     async def advance_totp_step(self, user_id: str, step: int) -> bool:
-        """Record a used TOTP step; False when it (or a later one) was used already, in any process."""
-        cursor = await self._db.execute(
-            "UPDATE users SET totp_last_step = ? WHERE id = ? AND (totp_last_step IS NULL OR totp_last_step < ?)",
-            (step, user_id, step),
+        """Record a used TOTP step; False when it (or a later one) was used already, in any process (the update's
+        condition is re-checked on the row it locks)."""
+        last = users.c.totp_last_step
+        changed = await self._execute(
+            update(users).where(users.c.id == user_id, last.is_(None) | (last < step)).values(totp_last_step=step)
         )
-        return cursor.rowcount == 1
+        return changed == 1
 
     async def use_recovery_code(self, user_id: str, code_hash: str) -> bool:
-        cursor = await self._db.execute(
-            "UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at IS NULL",
-            (time.time(), user_id, code_hash),
+        changed = await self._execute(
+            update(codes)
+            .where(codes.c.user_id == user_id, codes.c.code_hash == code_hash, codes.c.used_at.is_(None))
+            .values(used_at=time.time())
         )
-        return cursor.rowcount == 1
+        return changed == 1
 
     async def delete_totp(self, user: User, *, address: str | None = None) -> None:
-        await self._db.execute("UPDATE users SET totp_secret = NULL, totp_last_step = NULL WHERE id = ?", (user.id,))
-        await self.audit("user.2fa.totp_removed", user_name=user.name, address=address)
+        async with self._transaction():
+            await self._execute(
+                update(users).where(users.c.id == user.id).values(totp_secret=None, totp_last_step=None)
+            )
+            await self.audit("user.2fa.totp_removed", user_name=user.name, address=address)
 
     async def count_recovery_codes(self, user_id: str) -> int:
         """Unused recovery codes."""
-        row = await self._row("SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL", (user_id,))
-        return int(row[0]) if row else 0
+        row = await self._row(
+            select(func.count().label("n")).where(codes.c.user_id == user_id, codes.c.used_at.is_(None))
+        )
+        return int(row["n"]) if row else 0
 
     async def replace_recovery_codes(self, user: User, code_hashes: list[str], *, address: str | None = None) -> None:
         async with self._transaction():
             await self._set_recovery_codes(user.id, code_hashes)
-        await self.audit(
-            "user.2fa.recovery_codes_replaced", user_name=user.name, address=address, count=len(code_hashes)
-        )
+            await self.audit(
+                "user.2fa.recovery_codes_replaced", user_name=user.name, address=address, count=len(code_hashes)
+            )
 
     async def add_webauthn_credential(
         self, user: User, credential: WebAuthnCredential, *, address: str | None = None
     ) -> None:
         try:
-            await self._db.execute(
-                "INSERT INTO webauthn_credentials (id, user_id, name, public_key, sign_count, created) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    credential.id,
-                    user.id,
-                    credential.name,
-                    credential.public_key,
-                    credential.sign_count,
-                    credential.created,
-                ),
-            )
+            async with self._transaction():
+                await self._execute(
+                    insert(keys).values(
+                        id=credential.id,
+                        user_id=user.id,
+                        name=credential.name,
+                        public_key=credential.public_key,
+                        sign_count=credential.sign_count,
+                        created=credential.created,
+                    )
+                )
+                await self.audit("user.2fa.webauthn_added", user_name=user.name, address=address, key=credential.name)
         except IntegrityError:
             raise StoreError("this security key is registered already") from None
-        await self.audit("user.2fa.webauthn_added", user_name=user.name, address=address, key=credential.name)
 
     async def webauthn_credentials(self, user_id: str) -> list[WebAuthnCredential]:
-        return [
-            _webauthn(row)
-            for row in await self._db.execute_fetchall(
-                "SELECT * FROM webauthn_credentials WHERE user_id = ? ORDER BY created", (user_id,)
-            )
-        ]
+        query = select(keys).where(keys.c.user_id == user_id).order_by(keys.c.created)
+        return [_webauthn(row) for row in await self._rows(query)]
 
     async def remove_webauthn_credential(self, user: User, credential_id: str, *, address: str | None = None) -> bool:
-        cursor = await self._db.execute(
-            "DELETE FROM webauthn_credentials WHERE id = ? AND user_id = ?", (credential_id, user.id)
-        )
-        if cursor.rowcount:
-            await self.audit("user.2fa.webauthn_removed", user_name=user.name, address=address)
-        return cursor.rowcount == 1
+        async with self._transaction():
+            removed = await self._execute(delete(keys).where(keys.c.id == credential_id, keys.c.user_id == user.id))
+            if removed:
+                await self.audit("user.2fa.webauthn_removed", user_name=user.name, address=address)
+        return removed == 1
 
     async def use_webauthn_credential(self, credential_id: str, sign_count: int) -> None:
-        await self._db.execute(
-            "UPDATE webauthn_credentials SET sign_count = ?, last_used = ? WHERE id = ?",
-            (sign_count, time.time(), credential_id),
+        await self._execute(
+            update(keys).where(keys.c.id == credential_id).values(sign_count=sign_count, last_used=time.time())
         )
 
     async def _set_recovery_codes(self, user_id: str, code_hashes: list[str]) -> None:
-        await self._db.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))
-        await self._db.executemany(
-            "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)",
-            [(user_id, code_hash) for code_hash in code_hashes],
-        )
+        await self._execute(delete(codes).where(codes.c.user_id == user_id))
+        if code_hashes:
+            await self._execute(insert(codes), [{"user_id": user_id, "code_hash": code} for code in code_hashes])
 
 
-def _webauthn(row: Row) -> WebAuthnCredential:
+def _webauthn(row: RowMapping) -> WebAuthnCredential:
     return WebAuthnCredential(
         id=row["id"],
         name=row["name"],

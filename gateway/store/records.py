@@ -1,5 +1,5 @@
 """What the store's interface speaks: its records (frozen dataclasses) and its two errors. No I/O and nothing of
-SQLite, so a second backend returns and raises the same."""
+a backend, so SQLite and PostgreSQL return and raise the same."""
 
 from __future__ import annotations
 
@@ -16,8 +16,13 @@ class StoreError(Exception):
 
 
 class StoreFailure(Exception):
-    """The database failed a request (busy past its timeout, full, a constraint the method does not expect to
-    break): not the caller's doing, and its message is not for users. The backend's own error is its cause."""
+    """The database failed a request (unreachable, busy past its timeout, full, a constraint the method does not
+    expect to break): not the caller's doing, and its message is not for users. The backend's own error is its
+    cause. `outage`: the database could not be reached or was busy (a retry may succeed), not a statement's fault."""
+
+    def __init__(self, message: str, *, outage: bool = False) -> None:
+        super().__init__(message)
+        self.outage = outage
 
 
 @dataclass(frozen=True)

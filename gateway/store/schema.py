@@ -1,137 +1,129 @@
-"""The SQLite schema: one script per version, run at open by `gateway.store.connection`."""
+"""Where a database's schema stands, and bringing it to this gateway's head revision (Alembic, as a library).
+
+`check` is what opening the store runs: an empty database (no tables at all) is created at head, one at head is
+used, anything else is refused with one line that says to run `upload-gateway db upgrade`. `upgrade` is that
+command: it applies the revisions a database lacks, and adopts a SQLite database of the gateway before Alembic
+(`PRAGMA user_version` > 0, no `alembic_version`) by running the legacy scripts it lacks
+(`gateway.store.legacy`), stamping the baseline revision, and upgrading from there. Both run in the one
+transaction `gateway.store.connection.connect` holds, so a failed upgrade leaves the database as it was.
+"""
 
 from __future__ import annotations
 
-# NOTE: migrations are append-only; each runs once, in order, and bumps PRAGMA user_version.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE users (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
-        password_hash TEXT NOT NULL,
-        created INTEGER NOT NULL
-    );
-    CREATE TABLE audit (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        at REAL NOT NULL,
-        event TEXT NOT NULL,
-        user_name TEXT,
-        token_id TEXT,
-        project TEXT,
-        address TEXT,
-        detail TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE INDEX audit_at ON audit (at);
-    """,
-    """
-    ALTER TABLE users ADD COLUMN totp_secret BLOB;
-    ALTER TABLE users ADD COLUMN totp_last_step INTEGER;
-    CREATE TABLE recovery_codes (
-        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        code_hash TEXT NOT NULL,
-        used_at REAL,
-        PRIMARY KEY (user_id, code_hash)
-    );
-    CREATE TABLE webauthn_credentials (
-        id TEXT PRIMARY KEY,
-        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        name TEXT NOT NULL,
-        public_key BLOB NOT NULL,
-        sign_count INTEGER NOT NULL DEFAULT 0,
-        created REAL NOT NULL,
-        last_used REAL
-    );
-    CREATE TABLE tokens (
-        id TEXT PRIMARY KEY,
-        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        description TEXT NOT NULL,
-        secret BLOB NOT NULL,
-        caveats TEXT NOT NULL,
-        created REAL NOT NULL,
-        last_used REAL,
-        expires REAL,
-        revoked REAL
-    );
-    CREATE INDEX tokens_user ON tokens (user_id);
-    CREATE TABLE projects (
-        name TEXT PRIMARY KEY,
-        id TEXT NOT NULL UNIQUE,
-        display_name TEXT NOT NULL,
-        created REAL NOT NULL
-    );
-    CREATE TABLE roles (
-        project TEXT NOT NULL REFERENCES projects (name) ON DELETE CASCADE,
-        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        role TEXT NOT NULL CHECK (role IN ('owner', 'maintainer')),
-        created REAL NOT NULL,
-        PRIMARY KEY (project, user_id)
-    );
-    """,
-    """
-    CREATE TABLE files (
-        filename TEXT PRIMARY KEY,
-        project TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        sha256 TEXT NOT NULL,
-        blake2_256 TEXT NOT NULL,
-        uploaded REAL NOT NULL,
-        user_name TEXT,
-        token_id TEXT
-    );
-    CREATE INDEX files_project ON files (project);
-    """,
-    """
-    CREATE TABLE web_sessions (
-        key TEXT PRIMARY KEY,
-        data TEXT NOT NULL,
-        expires REAL NOT NULL
-    );
-    CREATE INDEX web_sessions_expires ON web_sessions (expires);
-    """,
-    """
-    CREATE TABLE project_claims (
-        project TEXT PRIMARY KEY,
-        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        holders INTEGER NOT NULL,
-        expires REAL NOT NULL
-    );
-    """,
-    """
-    CREATE TABLE size_reservations (
-        id TEXT PRIMARY KEY,
-        project TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        expires REAL NOT NULL
-    );
-    CREATE INDEX size_reservations_project ON size_reservations (project);
-    CREATE INDEX files_folded ON files (lower(filename));
-    """,
-    # --- Private reads (issue #14): what each token may do, granted here (caveats only narrow it) ---
-    # Existing tokens keep what they could do: upload only.
-    """
-    ALTER TABLE tokens ADD COLUMN permissions TEXT NOT NULL DEFAULT 'upload'
-        CHECK (permissions IN ('upload', 'read', 'read upload'));
-    """,
-    # Issue #13: throttle counters and second-factor holds; keys are keyed hashes (gateway/throttle.py).
-    """
-    CREATE TABLE throttle_streaks (
-        key TEXT PRIMARY KEY,
-        failures INTEGER NOT NULL,
-        last REAL NOT NULL,
-        holder TEXT NOT NULL
-    );
-    CREATE INDEX throttle_streaks_last ON throttle_streaks (last);
-    CREATE TABLE throttle_buckets (
-        key TEXT PRIMARY KEY,
-        level REAL NOT NULL,
-        at REAL NOT NULL,
-        holder TEXT NOT NULL
-    );
-    CREATE INDEX throttle_buckets_at ON throttle_buckets (at);
-    CREATE TABLE throttle_holds (
-        key TEXT PRIMARY KEY,
-        holder TEXT NOT NULL,
-        expires REAL NOT NULL
-    );
-    """,
-)
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, inspect, text
+
+from gateway.store.legacy import LEGACY_MIGRATIONS
+from gateway.store.records import StoreError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+BASELINE = "r0001"
+# This gateway's newest revision, written here so that opening a store at it needs no Alembic (a second's import
+# for every CLI command); tests/test_store_migrations.py checks it is Alembic's head.
+HEAD = "r0002"
+UPGRADE_HINT = "run upload-gateway db upgrade"
+
+
+def _config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade_to_head(connection: Connection) -> None:
+    from alembic import command
+
+    command.upgrade(_config(connection), "head")
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What a database holds: a revision, a legacy SQLite version, nothing at all, or tables of something else."""
+
+    revision: str | None
+    legacy: int | None
+    empty: bool
+
+    def describe(self) -> str:
+        if self.revision is not None:
+            return f"revision {self.revision}"
+        if self.legacy is not None:
+            return f"legacy SQLite version {self.legacy} (before migrations)"
+        return "empty" if self.empty else "unknown: its tables are not the gateway's"
+
+
+def schema_of(connection: Connection) -> Schema:
+    names = set(inspect(connection).get_table_names())
+    if "alembic_version" in names:
+        revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return Schema(revision, None, False)
+    if connection.dialect.name == "sqlite":
+        version = int(connection.exec_driver_sql("PRAGMA user_version").scalar() or 0)
+        if version and "users" in names:
+            return Schema(None, version, False)
+    return Schema(None, None, not names)
+
+
+def check(connection: Connection) -> None:
+    """The store opens only at head; an empty database is brought there first."""
+    schema = schema_of(connection)
+    if schema.empty:
+        _upgrade_to_head(connection)
+        return
+    if schema.revision != HEAD:
+        raise StoreError(
+            f"store.url: the database schema is at {schema.describe()}, this gateway needs revision {HEAD}: "
+            + (UPGRADE_HINT if _known(schema) else "it cannot be upgraded by this gateway")
+        )
+
+
+def _known(schema: Schema) -> bool:
+    if schema.legacy is not None:
+        return schema.legacy <= len(LEGACY_MIGRATIONS)
+    if schema.revision is None:
+        return schema.empty
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory.from_config(_config()).get_revision(schema.revision) is not None
+    except CommandError:
+        return False
+
+
+def upgrade(connection: Connection) -> str:
+    """Bring the database to head; what was done, in one line."""
+    from alembic import command
+
+    schema = schema_of(connection)
+    if schema.revision == HEAD:
+        return f"the database schema is at revision {HEAD} already"
+    if not _known(schema):
+        raise StoreError(f"store.url: the database schema is {schema.describe()}: this gateway cannot upgrade it")
+    if schema.legacy is not None:
+        _run_legacy(connection, schema.legacy)
+        command.stamp(_config(connection), BASELINE)
+        _upgrade_to_head(connection)
+        return f"adopted the database at {schema.describe()} and upgraded it to revision {HEAD}"
+    _upgrade_to_head(connection)
+    if schema.empty:
+        return f"created the database schema at revision {HEAD}"
+    return f"upgraded the database schema from {schema.describe()} to revision {HEAD}"
+
+
+def _run_legacy(connection: Connection, version: int) -> None:
+    """The legacy scripts a database at `version` lacks, each statement in turn (none holds a `;` of its own)."""
+    for number, script in enumerate(LEGACY_MIGRATIONS[version:], start=version + 1):
+        for statement in script.split(";"):
+            if statement.strip():
+                connection.exec_driver_sql(statement)
+        connection.exec_driver_sql(f"PRAGMA user_version = {number}")

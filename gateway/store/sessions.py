@@ -2,31 +2,34 @@
 
 from __future__ import annotations
 
+from sqlalchemy import delete, select, text
+
+from gateway.store import tables
 from gateway.store.connection import Connection
+
+sessions = tables.web_sessions
 
 
 class WebSessions(Connection):
     async def save_web_session(self, key: str, data: str, expires: float) -> None:
         """Insert or replace a web UI session; `key` is a keyed hash of the cookie, never the cookie itself."""
-        await self._db.execute(
-            "INSERT INTO web_sessions (key, data, expires) VALUES (?, ?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET data = excluded.data, expires = excluded.expires",
-            (key, data, expires),
+        await self._execute(
+            text(
+                "INSERT INTO web_sessions (key, data, expires) VALUES (:key, :data, :expires) "
+                "ON CONFLICT (key) DO UPDATE SET data = excluded.data, expires = excluded.expires"
+            ),
+            {"key": key, "data": data, "expires": expires},
         )
 
     async def web_session(self, key: str, now: float) -> str | None:
-        row = await self._row("SELECT data FROM web_sessions WHERE key = ? AND expires > ?", (key, now))
-        return str(row[0]) if row else None
+        row = await self._row(select(sessions.c.data).where(sessions.c.key == key, sessions.c.expires > now))
+        return str(row["data"]) if row else None
 
     async def delete_web_session(self, key: str) -> None:
-        await self._db.execute("DELETE FROM web_sessions WHERE key = ?", (key,))
+        await self._execute(delete(sessions).where(sessions.c.key == key))
 
     async def purge_web_sessions(self, now: float, *, limit: int) -> int:
         """Delete up to `limit` expired sessions, oldest first, and say how many went: a backlog is worked off in
         short statements, never one that holds the database while uploads wait."""
-        cursor = await self._db.execute(
-            "DELETE FROM web_sessions WHERE key IN "
-            "(SELECT key FROM web_sessions WHERE expires <= ? ORDER BY expires LIMIT ?)",
-            (now, limit),
-        )
-        return cursor.rowcount
+        oldest = select(sessions.c.key).where(sessions.c.expires <= now).order_by(sessions.c.expires).limit(limit)
+        return await self._execute(delete(sessions).where(sessions.c.key.in_(oldest)))

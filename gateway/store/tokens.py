@@ -7,9 +7,14 @@ import json
 import time
 import uuid
 
-from gateway.store.connection import Row
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import RowMapping
+
+from gateway.store import tables
 from gateway.store.records import TokenRow, User
 from gateway.store.users import Users
+
+tokens = tables.tokens
 
 
 class Tokens(Users):
@@ -37,66 +42,77 @@ class Tokens(Users):
             revoked=None,
             permissions=tuple(sorted(set(permissions))),
         )
-        await self._db.execute(
-            "INSERT INTO tokens (id, user_id, description, secret, caveats, created, expires, permissions) "
-            "VALUES (?,?,?,?,?,?,?,?)",
-            (
-                token.id,
-                user.id,
-                description,
-                secret,
-                json.dumps(caveats),
-                token.created,
-                expires,
-                " ".join(token.permissions),
-            ),
-        )
-        await self.audit(
-            "token.created",
-            user_name=user.name,
-            token_id=token.id,
-            caveats=caveats,
-            permissions=list(token.permissions),
-        )
+        async with self._transaction():
+            await self._execute(
+                insert(tokens).values(
+                    id=token.id,
+                    user_id=user.id,
+                    description=description,
+                    secret=secret,
+                    caveats=json.dumps(caveats),
+                    created=token.created,
+                    expires=expires,
+                    permissions=" ".join(token.permissions),
+                )
+            )
+            await self.audit(
+                "token.created",
+                user_name=user.name,
+                token_id=token.id,
+                caveats=caveats,
+                permissions=list(token.permissions),
+            )
         return token
 
     async def get_token(self, token_id: str) -> TokenRow | None:
-        row = await self._row("SELECT * FROM tokens WHERE id = ?", (token_id,))
+        row = await self._row(_GET_TOKEN, {"id": token_id})
         return _token(row) if row else None
 
     async def list_tokens(self, user: User | None = None) -> list[tuple[TokenRow, str]]:
         """Tokens with their owner's name, newest first."""
-        query = "SELECT tokens.*, users.name AS user_name FROM tokens JOIN users ON users.id = tokens.user_id"
-        args: tuple[str, ...] = ()
+        query = (
+            select(tokens, tables.users.c.name.label("user_name"))
+            .join(tables.users, tables.users.c.id == tokens.c.user_id)
+            .order_by(tokens.c.created.desc())
+        )
         if user is not None:
-            query, args = query + " WHERE tokens.user_id = ?", (user.id,)
-        return [
-            (_token(row), row["user_name"])
-            for row in await self._db.execute_fetchall(query + " ORDER BY tokens.created DESC", args)
-        ]
+            query = query.where(tokens.c.user_id == user.id)
+        return [(_token(row), row["user_name"]) for row in await self._rows(query)]
 
     async def revoke_token(self, token_id: str, *, by: str) -> TokenRow | None:
         """Revoke one token; the audit event is its owner's, and says who revoked it (`by`)."""
-        token = await self.get_token(token_id)
-        if token is None or token.revoked is not None:
-            return token
-        owner = await self.get_user_by_id(token.user_id)
-        await self._db.execute("UPDATE tokens SET revoked = ? WHERE id = ?", (time.time(), token_id))
-        await self.audit("token.revoked", user_name=owner.name if owner else None, token_id=token_id, by=by)
-        return await self.get_token(token_id)
+        async with self._transaction():
+            revoked = await self._execute(
+                update(tokens).where(tokens.c.id == token_id, tokens.c.revoked.is_(None)).values(revoked=time.time())
+            )
+            token = await self.get_token(token_id)
+            if revoked and token is not None:
+                owner = await self.get_user_by_id(token.user_id)
+                await self.audit("token.revoked", user_name=owner.name if owner else None, token_id=token_id, by=by)
+        return token
 
     async def revoke_all_tokens(self, user: User, *, by: str) -> int:
-        cursor = await self._db.execute(
-            "UPDATE tokens SET revoked = ? WHERE user_id = ? AND revoked IS NULL", (time.time(), user.id)
-        )
-        await self.audit("token.revoked_all", user_name=user.name, by=by, count=cursor.rowcount)
-        return cursor.rowcount
+        async with self._transaction():
+            count = await self._execute(
+                update(tokens)
+                .where(tokens.c.user_id == user.id, tokens.c.revoked.is_(None))
+                .values(revoked=time.time())
+            )
+            await self.audit("token.revoked_all", user_name=user.name, by=by, count=count)
+        return count
 
     async def touch_token(self, token_id: str) -> None:
-        await self._db.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (time.time(), token_id))
+        """Record a use. NOTE: as Warehouse does, the row is updated only if no other transaction holds it
+        (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has no row locks and one writer): concurrent uploads with
+        one token never wait on each other, nor deadlock, for a timestamp that is at most a minute stale anyway."""
+        unlocked = select(tokens.c.id).where(tokens.c.id == token_id).with_for_update(skip_locked=True)
+        await self._execute(update(tokens).where(tokens.c.id.in_(unlocked)).values(last_used=time.time()))
 
 
-def _token(row: Row) -> TokenRow:
+_GET_TOKEN = select(tokens).where(tokens.c.id == bindparam("id"))
+
+
+def _token(row: RowMapping) -> TokenRow:
     return TokenRow(
         id=row["id"],
         user_id=row["user_id"],

@@ -1,34 +1,47 @@
 """Users, and their administration (issue #16): who acts is `by`, the user concerned is the event's user.
-`remove_user`, `set_password` and `disable_2fa` also end the user's web sessions."""
+`remove_user`, `set_password` and `disable_2fa` also end the user's web sessions. Names are unique in any letter
+case and looked up so (`lower(name)`, the unique index of `gateway.store.tables`)."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
+from sqlalchemy import ColumnElement, Text, delete, func, insert, select, text, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import FunctionElement
+
+from gateway.store import tables
 from gateway.store.audit import AuditLog
-from gateway.store.connection import IntegrityError, Row
 from gateway.store.records import RemovedUser, StoreError, User, UserSummary
+
+users = tables.users
 
 
 class Users(AuditLog):
     async def add_user(self, name: str, password_hash: str) -> User:
         user = User(id=str(uuid.uuid4()), name=name, password_hash=password_hash, created=int(time.time()))
         try:
-            await self._db.execute(
-                "INSERT INTO users (id, name, password_hash, created) VALUES (?, ?, ?, ?)",
-                (user.id, user.name, user.password_hash, user.created),
-            )
+            async with self._transaction():
+                await self._execute(
+                    insert(users).values(
+                        id=user.id, name=user.name, password_hash=user.password_hash, created=user.created
+                    )
+                )
+                await self.audit("user.added", user_name=name)
         except IntegrityError:
             raise StoreError(f"user {name!r} already exists") from None
-        await self.audit("user.added", user_name=name)
         return user
 
     async def get_user(self, name: str) -> User | None:
-        return await self._one_user("WHERE users.name = ?", name)
+        return await self._one_user(func.lower(users.c.name) == func.lower(name))
 
     async def get_user_by_id(self, user_id: str) -> User | None:
-        return await self._one_user("WHERE users.id = ?", user_id)
+        return await self._one_user(users.c.id == user_id)
 
     async def require_user(self, name: str) -> User:
         user = await self.get_user(name)
@@ -36,33 +49,35 @@ class Users(AuditLog):
             raise StoreError(f"no user named {name[:60]!r}")
         return user
 
-    async def _one_user(self, where: str, value: str) -> User | None:
-        row = await self._row(_USER_SELECT + where, (value,))
+    async def _one_user(self, where: ColumnElement[bool]) -> User | None:
+        row = await self._row(_USER_SELECT.where(where))
         return _user(row) if row else None
 
     async def list_users(self) -> list[User]:
-        return [_user(row) for row in await self._db.execute_fetchall(_USER_SELECT + "ORDER BY users.name")]
+        return _by_name([_user(row) for row in await self._rows(_USER_SELECT)])
 
     # --- Administration (issue #16): who acts is `by`, the user concerned is the event's user ---
     async def user_summaries(self, now: float) -> list[UserSummary]:
         """Every user with their tokens (all, and those neither revoked nor expired), last token use and unused
         recovery codes, by name."""
-        async with self._db.execute(
-            "SELECT users.*, "
-            "(SELECT COUNT(*) FROM webauthn_credentials w WHERE w.user_id = users.id) AS webauthn_count, "
-            "(SELECT COUNT(*) FROM tokens t WHERE t.user_id = users.id) AS tokens, "
-            "(SELECT COUNT(*) FROM tokens t WHERE t.user_id = users.id AND t.revoked IS NULL "
-            "AND (t.expires IS NULL OR t.expires > ?)) AS active_tokens, "
-            "(SELECT MAX(t.last_used) FROM tokens t WHERE t.user_id = users.id) AS last_token_use, "
-            "(SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) "
-            "AS recovery_codes FROM users ORDER BY users.name",
-            (now,),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [
+        rows = await self._rows(
+            text(
+                "SELECT users.*, "
+                "(SELECT COUNT(*) FROM webauthn_credentials w WHERE w.user_id = users.id) AS webauthn_count, "
+                "(SELECT COUNT(*) FROM tokens t WHERE t.user_id = users.id) AS tokens, "
+                "(SELECT COUNT(*) FROM tokens t WHERE t.user_id = users.id AND t.revoked IS NULL "
+                "AND (t.expires IS NULL OR t.expires > :now)) AS active_tokens, "
+                "(SELECT MAX(t.last_used) FROM tokens t WHERE t.user_id = users.id) AS last_token_use, "
+                "(SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) "
+                "AS recovery_codes FROM users"
+            ),
+            {"now": now},
+        )
+        summaries = [
             UserSummary(_user(row), row["tokens"], row["active_tokens"], row["last_token_use"], row["recovery_codes"])
             for row in rows
         ]
+        return sorted(summaries, key=lambda summary: _name_order(summary.user))
 
     async def remove_user(self, user: User, *, by: str) -> RemovedUser:
         """Delete a user with everything that lets them act: tokens, factors, roles, claims (cascades) and account
@@ -70,25 +85,27 @@ class Users(AuditLog):
         once: an upload re-reads the user before its last bytes (`Store.upload_state`)."""
         async with self._transaction():
             orphaned = [
-                str(row[0])
-                for row in await self._db.execute_fetchall(
-                    "SELECT project FROM roles WHERE user_id = ? AND NOT EXISTS "
-                    "(SELECT 1 FROM roles r WHERE r.project = roles.project AND r.user_id <> roles.user_id) "
-                    "ORDER BY project",
-                    (user.id,),
+                str(row["project"])
+                for row in await self._rows(
+                    text(
+                        "SELECT project FROM roles WHERE user_id = :user AND NOT EXISTS "
+                        "(SELECT 1 FROM roles r WHERE r.project = roles.project AND r.user_id <> roles.user_id) "
+                        "ORDER BY project"
+                    ),
+                    {"user": user.id},
                 )
             ]
-            tokens = await self._db.execute_fetchall("SELECT COUNT(*) FROM tokens WHERE user_id = ?", (user.id,))
+            counted = select(func.count().label("n")).where(tables.tokens.c.user_id == user.id)
+            count = int((await self._rows(counted))[0]["n"])
             await self._end_web_sessions(user.id)
-            await self._db.execute("DELETE FROM users WHERE id = ?", (user.id,))
-            count = int(next(iter(tokens))[0])
+            await self._execute(delete(users).where(users.c.id == user.id))
             await self.audit("user.removed", user_name=user.name, by=by, tokens=count, orphaned=orphaned)
         return RemovedUser(tokens=count, orphaned=tuple(orphaned))
 
     async def set_password(self, user: User, password_hash: str, *, by: str) -> None:
         """A new password; the user's account sessions end (whoever had the old one is signed out)."""
         async with self._transaction():
-            await self._db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user.id))
+            await self._execute(update(users).where(users.c.id == user.id).values(password_hash=password_hash))
             await self._end_web_sessions(user.id)
             await self.audit("user.password_changed", user_name=user.name, by=by)
 
@@ -96,11 +113,12 @@ class Users(AuditLog):
         """An administrator's reset of a lost second factor: TOTP, security keys and recovery codes go, and the
         user's account sessions end."""
         async with self._transaction():
-            await self._db.execute(
-                "UPDATE users SET totp_secret = NULL, totp_last_step = NULL WHERE id = ?", (user.id,)
+            await self._execute(
+                update(users).where(users.c.id == user.id).values(totp_secret=None, totp_last_step=None)
             )
-            await self._db.execute("DELETE FROM webauthn_credentials WHERE user_id = ?", (user.id,))
-            await self._db.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user.id,))
+            webauthn, codes = tables.webauthn_credentials, tables.recovery_codes
+            await self._execute(delete(webauthn).where(webauthn.c.user_id == user.id))
+            await self._execute(delete(codes).where(codes.c.user_id == user.id))
             await self._end_web_sessions(user.id)
             await self.audit(
                 "user.2fa.disabled", user_name=user.name, by=by, totp=user.has_totp, security_keys=user.webauthn_count
@@ -109,18 +127,48 @@ class Users(AuditLog):
     async def _end_web_sessions(self, user_id: str) -> None:
         """The user's account-page sessions (signed in, or waiting for a second factor), in aiohttp-session's
         format: {"created": …, "session": {"uid": …}} (`gateway.web.sessions.USER_ID`)."""
-        await self._db.execute("DELETE FROM web_sessions WHERE json_extract(data, '$.session.uid') = ?", (user_id,))
+        sessions = tables.web_sessions
+        await self._execute(delete(sessions).where(SessionUser(sessions.c.data) == user_id))
 
     # --- end of administration
 
 
-_USER_SELECT = (
-    "SELECT users.*, (SELECT COUNT(*) FROM webauthn_credentials w WHERE w.user_id = users.id) AS webauthn_count "
-    "FROM users "
+class SessionUser(FunctionElement[str]):
+    """The `session.uid` of a web session's JSON text: `json_extract` on SQLite, `->>` on PostgreSQL."""
+
+    type = Text()
+    inherit_cache = True
+
+
+@compiles(SessionUser, "sqlite")
+def _session_user_sqlite(element: SessionUser, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_extract({compiler.process(element.clauses, **kw)}, '$.session.uid')"
+
+
+@compiles(SessionUser, "postgresql")
+def _session_user_postgresql(element: SessionUser, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"(CAST({compiler.process(element.clauses, **kw)} AS jsonb) #>> '{{session,uid}}')"
+
+
+_WEBAUTHN_COUNT = (
+    select(func.count())
+    .where(tables.webauthn_credentials.c.user_id == users.c.id)
+    .scalar_subquery()
+    .label("webauthn_count")
 )
+_USER_SELECT = select(users, _WEBAUTHN_COUNT)
 
 
-def _user(row: Row) -> User:
+def _name_order(user: User) -> tuple[str, str]:
+    """By name in any letter case, the same on every backend (whatever the database's collation)."""
+    return user.name.lower(), user.name
+
+
+def _by_name(found: list[User]) -> list[User]:
+    return sorted(found, key=_name_order)
+
+
+def _user(row: RowMapping) -> User:
     return User(
         id=row["id"],
         name=row["name"],

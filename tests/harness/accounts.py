@@ -16,7 +16,7 @@ from gateway.store import Store, User
 
 async def add_user(config: Config, name: str, password: str, *, owns: Sequence[str] = ()) -> User:
     """A user with `password`, owner of the projects `owns` (display names)."""
-    store = await Store.open(config.store.path)
+    store = await Store.open(config.store.url)
     try:
         user = await store.add_user(name, hash_password(password))
         for project in owns:
@@ -35,7 +35,7 @@ async def add_token(
     expires_at: int | None = None,
 ) -> str:
     """A token of `user_name`'s, account-wide or for `projects` (which the user must have a role on)."""
-    store = await Store.open(config.store.path)
+    store = await Store.open(config.store.url)
     try:
         user = await store.require_user(user_name)
         scoped = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import aiohttp
 from aiohttp.test_utils import TestClient
 
 from gateway.config import Config
+from tests.harness import database
 from tests.harness.fake_index import PASSWORD, FakeIndex
 from tests.harness.forms import upload_body
 
@@ -35,10 +35,9 @@ class InProcess:
         }
         return await self.client.post("/legacy/", data=body, headers=headers)
 
-    def rows(self, sql: str, *parameters: object) -> list[tuple[Any, ...]]:
-        """What the store holds, read over a connection of the test's own."""
-        with sqlite3.connect(self.config.store.path) as db:
-            return db.execute(sql, parameters).fetchall()
+    def rows(self, sql: str, **parameters: object) -> list[tuple[Any, ...]]:
+        """What the store holds, read over a connection of the test's own (`:name` parameters)."""
+        return database.rows(self.config.store.url, sql, **parameters)
 
 
 def password_file(directory: Path) -> str:

@@ -30,11 +30,13 @@ def start_index(aiohttp_server: AiohttpServer) -> IndexFactory:
 
 
 @pytest.fixture
-def start_app(tmp_path: Path, aiohttp_client: AiohttpClient) -> AppFactory:
-    """The app over `index`, its config overridden by {section: {key: value}}."""
+def start_app(tmp_path: Path, aiohttp_client: AiohttpClient, store_url: str) -> AppFactory:
+    """The app over `index` on `store_url` (so each test runs on SQLite and on PostgreSQL), its config overridden
+    by {section: {key: value}}."""
 
     async def start(index: FakeIndex, **overrides: dict[str, object]) -> InProcess:
         directory = tmp_path / "gateway"
+        overrides = {**overrides, "store": {"url": store_url, **overrides.get("store", {})}}
         config = app_config(directory, index.upstream(password_file(directory)), **overrides)
         client = await aiohttp_client(create_app(config), server_kwargs=SERVER_OPTIONS)
         return InProcess(client, config, index)

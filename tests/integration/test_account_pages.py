@@ -56,7 +56,7 @@ async def test_sign_in_create_and_revoke_a_token_then_sign_out(gateway: InProces
 
     revoked = await _post(gateway, f"/account/tokens/{token_id}/revoke", {})
     assert revoked.status == 200
-    assert gateway.rows("SELECT revoked IS NOT NULL FROM tokens WHERE id = ?", token_id) == [(1,)]
+    assert gateway.rows("SELECT revoked IS NOT NULL FROM tokens WHERE id = :id", id=token_id) == [(True,)]
 
     totp = await gateway.client.get("/account/two-factor/totp")
     assert totp.status == 200 and 'name="code"' in await totp.text()

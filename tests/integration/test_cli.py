@@ -20,12 +20,14 @@ Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
+def cli(
+    tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Run]:
     index = FakeIndex()
     index.files["existing_project-1.0-py3-none-any.whl"] = b"not read"
     with serve_in_thread(index.app()) as url:
         index.url = url
-        app_config(tmp_path, index.upstream(password_file(tmp_path)))
+        app_config(tmp_path, index.upstream(password_file(tmp_path)), store={"url": store_url})
         config = str(tmp_path / "gateway.toml")
 
         def run(*args: str, stdin: str = "") -> tuple[int, str, str]:

@@ -3,10 +3,10 @@ upload's claim and size reservation are released, so a failed upload never owns 
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from tests.dists import make_wheel
+from tests.harness import database
 from tests.harness.accounts import add_token, add_user
 from tests.harness.fake_index import FakeIndex, Received
 from tests.integration.conftest import AppFactory
@@ -22,11 +22,12 @@ async def test_a_record_that_fails_rolls_back_and_releases_the_claim(
 
     async def recorded_elsewhere(received: Received) -> None:
         """Another gateway on the same store recorded this filename while the index took the upload."""
-        with sqlite3.connect(gateway.config.store.path) as db:
-            db.execute(
-                "INSERT INTO files (filename, project, size, sha256, blake2_256, uploaded) VALUES (?, ?, 1, '', '', 0)",
-                (received.filename, "elsewhere"),
-            )
+        database.execute(
+            gateway.config.store.url,
+            "INSERT INTO files (filename, project, size, sha256, blake2_256, uploaded) "
+            "VALUES (:filename, 'elsewhere', 1, '', '', 0)",
+            filename=received.filename,
+        )
 
     index.before_store = recorded_elsewhere
 

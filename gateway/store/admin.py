@@ -1,0 +1,70 @@
+"""What the `db` commands do to a database as a whole: `upgrade` (the migrations, `gateway.store.schema`) and
+`copy_store` (every table into another, empty database, in one transaction there, verified by row counts)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, func, select, text
+
+from gateway.store import tables
+from gateway.store.connection import Database, connect
+from gateway.store.records import StoreError
+from gateway.store.schema import check, upgrade
+
+BATCH = 1000  # rows per INSERT while copying
+
+
+async def upgrade_store(url: str) -> str:
+    """Bring `url`'s schema to this gateway's head; what was done, in one line."""
+    done: list[str] = []
+    database = await connect(url, lambda connection: done.append(upgrade(connection)))
+    await database.dispose()
+    return done[0]
+
+
+async def copy_store(source_url: str, target_url: str) -> dict[str, int]:
+    """Copy every table of the store at `source_url` (at head) into `target_url` (empty, or created at head with no
+    rows), in one transaction on the target; the rows per table, counted again on the target."""
+    source = await connect(source_url, check)
+    try:
+        target = await connect(target_url, _empty_at_head)
+        try:
+            return await _copy(source, target)
+        finally:
+            await target.dispose()
+    finally:
+        await source.dispose()
+
+
+def _empty_at_head(connection: Connection) -> None:
+    check(connection)
+    for table in tables.metadata.sorted_tables:
+        if connection.execute(select(func.count()).select_from(table)).scalar():
+            raise StoreError(f"--to: the target database is not empty (its {table.name} table has rows)")
+
+
+async def _copy(source: Database, target: Database) -> dict[str, int]:
+    """Read in one snapshot of the source (a SQLite source is held against writers meanwhile: stop `serve`
+    first), write in one transaction on the target, committed only once every table's count agrees."""
+    counts: dict[str, int] = {}
+    async with source.writer.connect() as reading, target.writer.begin() as writing:
+        if source.dialect == "postgresql":
+            reading = await reading.execution_options(isolation_level="REPEATABLE READ")
+        async with reading.begin():
+            await writing.run_sync(_empty_at_head)
+            for table in tables.metadata.sorted_tables:
+                rows = [dict(row) for row in (await reading.execute(select(table))).mappings()]
+                for start in range(0, len(rows), BATCH):
+                    await writing.execute(table.insert(), rows[start : start + BATCH])
+                copied = int((await writing.execute(select(func.count()).select_from(table))).scalar_one())
+                if copied != len(rows):
+                    raise StoreError(f"db copy: {table.name} has {len(rows)} rows but {copied} were copied")
+                counts[table.name] = copied
+            if target.dialect == "postgresql":
+                # Ids were copied as they were: the serial's next value must come after them.
+                await writing.execute(_AFTER_COPIED_IDS)
+    return counts
+
+
+_AFTER_COPIED_IDS = text(
+    "SELECT setval(pg_get_serial_sequence('audit', 'id'), COALESCE(MAX(id), 0) + 1, false) FROM audit"
+)
