@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway import __version__, error_pages
 from gateway.authentication import Authenticator, TokenSettings
 from gateway.authorization import Authorizer
+from gateway.changes import FOLLOW_INTERVAL, FOLLOW_TRUST, Follower, Invalidations
 from gateway.config import Config, ConfigError, token_location
 from gateway.connections import body_deadline
 from gateway.crypto import server_secret
@@ -228,13 +229,13 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         async with open_index(config, metrics) as upstream:
             app[SERVICES] = built = _services(config, metrics, store, settings, checks, pumps, upstream)
             reads = built.reads
-            probe = asyncio.create_task(_probe(upstream), name="upstream-probe")
+            background = [asyncio.create_task(_probe(upstream), name="upstream-probe"), *_follow(built)]
             try:
                 yield
             finally:
-                probe.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await probe
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
     finally:
         if reads is not None:
             reads.close()
@@ -303,6 +304,27 @@ def _reads(config: Config, upstream: Upstream, store: Store, metrics: Metrics, g
         metrics=metrics,
         files_dir=config.upstream.data_dir if config.upstream.embedded and not config.reads.file_roots else None,
     )
+
+
+def _follow(svc: Services) -> list[asyncio.Task[None]]:
+    """The change log's follower over this process's caches, and on PostgreSQL the listener that wakes it."""
+    authenticator, reads, existing = svc.authenticator, svc.reads, svc.uploads.existing
+
+    def project(name: str) -> None:
+        reads.purge(name)
+        existing.forget(name)
+
+    invalidations = Invalidations(
+        token=authenticator.forget,
+        user=authenticator.forget_user,
+        project=project,
+        credentials=authenticator.forget_all,
+    )
+    follower = Follower(svc.store, invalidations, interval=FOLLOW_INTERVAL, trust=FOLLOW_TRUST)
+    tasks = [asyncio.create_task(follower.run(), name="change-follower")]
+    if svc.store.listens():
+        tasks.append(asyncio.create_task(svc.store.listen_for_changes(follower.wake), name="change-listener"))
+    return tasks
 
 
 async def _probe(upstream: Upstream) -> None:

@@ -20,29 +20,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.store import StoreFailure
+from gateway.store import Change, StoreFailure
+from gateway.store.changelog import PROJECT, TOKEN, USER
 
 log = logging.getLogger("gateway.changes")
 
-# What a change is about, and so which caches it invalidates; the key is a token id, a user id or a project name.
-TOKEN = "token"  # noqa: S105 - a kind of change, not a secret
-USER = "user"
-PROJECT = "project"
-KINDS = (TOKEN, USER, PROJECT)
 BATCH = 1000
-
-
-@dataclass(frozen=True)
-class Change:
-    serial: int
-    kind: str
-    key: str
+# How often the log is read without a wake-up, and how long cached credentials outlive a log that cannot be read.
+FOLLOW_INTERVAL = 1.0
+FOLLOW_TRUST = 5.0
+# Entries older than this are pruned (once an hour, by whichever process gets there): every follower read them.
+KEEP = 86400.0
+PRUNE_EVERY = 3600.0
 
 
 class ChangeLog(Protocol):
     async def last_change(self) -> int: ...
 
     async def changes_after(self, serial: int, limit: int) -> Sequence[Change]: ...
+
+    async def prune_changes(self, before: float) -> int: ...
 
 
 class Caches(Protocol):
@@ -53,7 +50,8 @@ class Caches(Protocol):
 
 @dataclass(frozen=True)
 class Invalidations:
-    """What each kind of change drops in this process; `credentials` drops every cached credential."""
+    """What each kind of change drops in this process, by its key (a token id, a user name folded to lower case, a
+    project name); `credentials` drops every cached credential."""
 
     token: Callable[[str], None]
     user: Callable[[str], None]
@@ -92,6 +90,7 @@ class Follower:
         self._woken = asyncio.Event()
         self.serial: int | None = None
         self._read_at = clock()
+        self._pruned_at = clock()
 
     def wake(self) -> None:
         """Read the log now: a notification came, or the listener reconnected and may have missed some."""
@@ -115,6 +114,10 @@ class Follower:
                 self._caches.forget_all()  # each turn: what was cached meanwhile was read without the log
             return 0
         self._read_at = self._clock()
+        if self._read_at - self._pruned_at > PRUNE_EVERY:
+            self._pruned_at = self._read_at
+            with contextlib.suppress(StoreFailure):  # the next hour's prune will do
+                await self._log.prune_changes(time.time() - KEEP)
         return applied
 
     async def _read(self) -> int:

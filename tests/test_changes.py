@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from gateway.changes import BATCH, PROJECT, TOKEN, USER, Change, Follower, Invalidations
-from gateway.store import StoreFailure
+from gateway.changes import BATCH, Follower, Invalidations
+from gateway.store import Change, StoreFailure
+from gateway.store.changelog import PROJECT, TOKEN, USER
 
 
 class Log:

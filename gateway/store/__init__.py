@@ -12,11 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.store.audit import AuditMirror
+from gateway.store.changelog import ChangeLog
 from gateway.store.connection import connect, translate_errors
 from gateway.store.factors import Factors
 from gateway.store.projects import CLAIM_LIFETIME, RESERVATION_LIFETIME, Projects
 from gateway.store.records import (
     AuditEvent,
+    Change,
     Project,
     RemovedUser,
     StoredFile,
@@ -37,6 +39,7 @@ __all__ = [
     "CLAIM_LIFETIME",
     "RESERVATION_LIFETIME",
     "AuditEvent",
+    "Change",
     "Project",
     "RemovedUser",
     "Store",
@@ -52,7 +55,7 @@ __all__ = [
 
 
 @translate_errors
-class Store(Tokens, Factors, Projects, WebSessions, Throttle):
+class Store(Tokens, Factors, Projects, WebSessions, Throttle, ChangeLog):
     """Every aggregate's methods over one database; the one object callers hold."""
 
     @classmethod

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import insert, select, text
 
 from gateway import private
-from gateway.store import tables
+from gateway.store import changelog, tables
 from gateway.store.connection import Connection, Database, Transaction, os_error
 from gateway.store.records import AuditEvent, StoreError, StoreFailure
 
@@ -75,6 +75,9 @@ class AuditLog(Connection):
     def __init__(self, database: Database, audit_file: Path | None = None) -> None:
         super().__init__(database)
         self._mirror = AuditMirror(audit_file)
+        # Held by an auditing transaction from its first event until its lines are handed over: commits' answers
+        # may reach this process out of order (PostgreSQL's NOTIFY, taken at commit, delays one), lines may not.
+        self._in_order = asyncio.Lock()
 
     async def close(self) -> None:
         await super().close()
@@ -86,11 +89,16 @@ class AuditLog(Connection):
             async with super()._transaction() as joined:
                 yield joined
             return
-        async with super()._transaction() as open_:
-            yield open_
-        # Handed over before anything else runs (the write is queued as it is called): no transaction that
-        # commits after this one can queue its lines first.
-        await self._mirror.write(*open_.entries)
+        opened: Transaction | None = None
+        try:
+            async with super()._transaction() as opened:
+                yield opened
+            # Handed over under `_in_order` (the write is queued as it is called): no transaction that commits
+            # after this one can queue its lines first.
+            await self._mirror.write(*opened.entries)
+        finally:
+            if opened is not None and opened.audit_locked:
+                self._in_order.release()
 
     async def audit(
         self,
@@ -107,10 +115,13 @@ class AuditLog(Connection):
     async def _audit(self, *entries: AuditEvent) -> None:
         """Record events in the open transaction (or one of their own); their lines follow its commit."""
         async with self._transaction() as open_:
-            if not open_.audit_locked and self._db.dialect == "postgresql":
-                await open_.connection.execute(_AUDIT_LOCK)
+            if not open_.audit_locked:
+                await self._in_order.acquire()
                 open_.audit_locked = True
+                if self._db.dialect == "postgresql":
+                    await open_.connection.execute(_AUDIT_LOCK)
             await open_.connection.execute(insert(tables.audit), [_audit_row(entry) for entry in entries])
+            await changelog.record(open_.connection, self._db.dialect, entries)
             open_.entries.extend(entries)
 
     async def audit_events(self, *, since: float = 0.0, user_name: str | None = None) -> list[AuditEvent]:

@@ -81,6 +81,11 @@ class Database:
         """ "sqlite" or "postgresql"."""
         return self.writer.dialect.name
 
+    def libpq_url(self) -> str:
+        """The database's URL for a connection of psycopg's own, outside the pools (the change listener)."""
+        url = self.writer.url.set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
+
     async def dispose(self) -> None:
         await self.writer.dispose()
         await self.reader.dispose()

@@ -42,6 +42,17 @@ users = Table(
 )
 Index("users_name_folded", func.lower(users.c.name), unique=True)
 
+# What other gateway processes must see, in commit order (`gateway.store.changelog`, `gateway.changes`).
+changes = Table(
+    "changes",
+    metadata,
+    Column("serial", _AUDIT_ID, primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
 audit = Table(
     "audit",
     metadata,
