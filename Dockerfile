@@ -23,6 +23,10 @@ RUN groupadd --system --gid 10001 gateway \
 COPY --from=build /wheels /tmp/wheels
 RUN pip install --no-cache-dir /tmp/wheels/*.whl && rm -rf /tmp/wheels
 COPY config/gateway.toml /etc/upload-gateway/gateway.toml
+# `upload-gateway` before pip's: it passes a PostgreSQL password from the file PGPASSWORD_FILE names to libpq
+# (docker-compose.yml), for `serve` and for every command run with `docker exec`.
+COPY --chmod=0755 docker/upload-gateway /opt/upload-gateway/bin/upload-gateway
+ENV PATH=/opt/upload-gateway/bin:$PATH
 USER gateway:gateway
 WORKDIR /data
 VOLUME ["/data"]

@@ -25,13 +25,15 @@ run: $(STAMP)
 	@$(VENV)/bin/upload-gateway serve
 
 # What pip cannot install and the e2e suite runs: Prometheus and promtool (tests/e2e/test_prometheus.py) and
-# Debian's Chromium at /usr/bin/chromium (tests/e2e/test_web.py, through Playwright), and PostgreSQL's server
-# binaries (tests/harness/postgresql.py). .ci/run installs them as root.
+# Debian's Chromium at /usr/bin/chromium (tests/e2e/test_web.py, through Playwright), PostgreSQL's server
+# binaries (tests/harness/postgresql.py), and nginx (tests/harness/nginx.py: `nginx -t` of config/nginx/gateway.conf,
+# and the replicas behind it). .ci/run installs them as root.
 test-tools:
 	@missing=""; \
 	{ command -v prometheus && command -v promtool; } >/dev/null || missing=" prometheus"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null || missing="$$missing nginx-light"; \
 	if [ -n "$$missing" ]; then \
 		echo "make test needs the Debian package(s)$$missing: sudo apt-get update && sudo apt-get install -y$$missing (or run .ci/run as root, which does)" >&2; \
 		exit 1; \

@@ -21,15 +21,14 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
-from bench import reads
-from bench.common import Figure, Report, machine, start_nginx
+from bench import reads, workers
+from bench.common import Body, Figure, MiB, Report, machine, post, start_nginx, token_auth
 from gateway import tokens
 from gateway.accounts import create_token
 from gateway.authentication import Authenticator, TokenSettings
@@ -48,11 +47,9 @@ from tests.conftest import (
     stop,
     wait_http,
 )
-from tests.dists import LargeWheel, make_wheel, sha256_of
+from tests.dists import make_wheel, sha256_of
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MiB = 2**20
-BLOCK = os.urandom(MiB)
 
 
 @dataclass
@@ -133,82 +130,6 @@ def _start_nginx(directory: Path, upstream: str) -> tuple[str | None, subprocess
     }}""",
     )
     return started if started is not None else (None, None)
-
-
-# ---------------------------------------------------------------------------------------------------- bodies
-
-
-class Body:
-    """A twine-like multipart upload of a real wheel (`LargeWheel`: one big member repeating a random block),
-    streamed, never held in memory, with its digests."""
-
-    # The file's hash states after its prefix and payload, per project and size: only the end differs by version.
-    _states: dict[tuple[str, int], tuple[Any, Any]] = {}  # noqa: RUF012 - a cache shared by all bodies
-
-    def __init__(self, project: str, version: str, size: int) -> None:
-        self.wheel = LargeWheel(project, version, size, BLOCK)
-        self.filename = self.wheel.filename
-        self.size = self.wheel.length
-        sha256, blake2 = self.digests(project, size)
-        boundary = uuid.uuid4().hex
-        fields = {
-            "name": project,
-            "version": version,
-            "filetype": "bdist_wheel",
-            "pyversion": "py3",
-            "metadata_version": "2.1",
-            "sha256_digest": sha256,
-            "blake2_256_digest": blake2,
-            ":action": "file_upload",
-            "protocol_version": "1",
-        }
-        head = "".join(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields.items()
-        )
-        head += (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{self.filename}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        )
-        self.head = head.encode()
-        self.tail = f"\r\n--{boundary}--\r\n".encode()
-        self.length = len(self.head) + self.size + len(self.tail)
-        self.content_type = f"multipart/form-data; boundary={boundary}"
-
-    def digests(self, project: str, size: int) -> tuple[str, str]:
-        key = (project, size)
-        if key not in self._states:
-            sha, blake = hashlib.sha256(), hashlib.blake2b(digest_size=32)
-            for chunk in self.wheel.chunks():
-                if chunk is not self.wheel.suffix:
-                    sha.update(chunk)
-                    blake.update(chunk)
-            self._states[key] = (sha, blake)
-        sha, blake = (state.copy() for state in self._states[key])
-        sha.update(self.wheel.suffix)
-        blake.update(self.wheel.suffix)
-        return sha.hexdigest(), blake.hexdigest()
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        yield self.head
-        for chunk in self.wheel.chunks():
-            yield chunk
-        yield self.tail
-
-
-async def post(session: aiohttp.ClientSession, url: str, body: Body, authorization: str | None) -> float:
-    started = time.perf_counter()
-    headers = {"Content-Type": body.content_type, "Content-Length": str(body.length)}
-    if authorization:
-        headers["Authorization"] = authorization
-    async with session.post(url, data=body.chunks(), headers=headers) as resp:
-        text = await resp.text()
-        if resp.status != 200:
-            raise RuntimeError(f"upload of {body.filename} to {url}: {resp.status} {resp.reason} {text[:200]}")
-    return time.perf_counter() - started
-
-
-def token_auth(token: str) -> str:
-    return aiohttp.encode_basic_auth("__token__", token)
 
 
 # ---------------------------------------------------------------------------------------------------- figures
@@ -549,12 +470,16 @@ async def run_all(report: Report, sizes: Sizes, workdir: Path, only: str | None)
         await token_verification(report, sizes, workdir)
     if only in (None, "reads"):
         await reads.run(report, report.quick, workdir / "reads")
+    if only in (None, "workers"):
+        await workers.run(report, report.quick, workdir / "workers")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=("uploads", "reads"), help="run one half (results go to <name>-<half>.json)")
+    parser.add_argument(
+        "--only", choices=("uploads", "reads", "workers"), help="run one part (results go to <name>-<part>.json)"
+    )
     args = parser.parse_args()
     report = Report(machine(), args.quick)
     print(f"machine: {report.machine}")

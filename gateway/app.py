@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +12,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway import __version__, error_pages
 from gateway.authentication import Authenticator, TokenSettings
@@ -133,7 +134,7 @@ async def method_not_allowed(request: web.Request) -> web.StreamResponse:
 
 
 async def metrics_page(request: web.Request) -> web.Response:
-    body = generate_latest(services(request).metrics.registry)
+    body = services(request).metrics.page()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -167,12 +168,12 @@ def _upstream_auth(config: Config, embedded: EmbeddedIndex | None) -> str | None
 
 
 @contextlib.asynccontextmanager
-async def open_index(config: Config, metrics: Metrics) -> AsyncIterator[Upstream]:
+async def open_index(config: Config, metrics: Metrics, shared: EmbeddedIndex | None = None) -> AsyncIterator[Upstream]:
     """The index as the gateway talks to it: the embedded pypiserver started (and stopped) with it, or the
-    configured one, behind HTTP sessions (one for reads, one for uploads) that abort with a reset."""
-    embedded = (
-        EmbeddedIndex(config.upstream.data_dir, max_body=max_body(config.limits)) if config.upstream.embedded else None
-    )
+    configured one, behind HTTP sessions (one for reads, one for uploads) that abort with a reset. `shared`: the
+    embedded pypiserver the supervisor of several workers started, used as it is (and left running)."""
+    owned = config.upstream.embedded and shared is None
+    embedded = EmbeddedIndex(config.upstream.data_dir, max_body=max_body(config.limits)) if owned else shared
 
     def session(connections: int) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
@@ -188,7 +189,8 @@ async def open_index(config: Config, metrics: Metrics) -> AsyncIterator[Upstream
     reads, uploads = session(READ_CONNECTIONS), session(config.limits.max_uploads)
     try:
         if embedded is not None:
-            await embedded.start()
+            if owned:
+                await embedded.start()
             urls = UpstreamURLs.build(embedded.url)
         else:
             urls = UpstreamURLs.build(config.upstream.url, config.upstream.upload_url, config.upstream.simple_url)
@@ -204,14 +206,14 @@ async def open_index(config: Config, metrics: Metrics) -> AsyncIterator[Upstream
     finally:
         await reads.close()
         await uploads.close()
-        if embedded is not None:
+        if embedded is not None and owned:
             await embedded.stop()
 
 
-async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+async def lifecycle(app: web.Application, shared: EmbeddedIndex | None = None) -> AsyncIterator[None]:
     """Open what the gateway holds and set it as `app[SERVICES]`: aiohttp runs this half at start-up, before it
     freezes the app and makes its server. At teardown: the probe, the index, the read path, the password checks,
-    the pumps, and the store last."""
+    the pumps, and the store last. `shared`: as in `open_index`."""
     config, metrics = app[CONFIG], app[METRICS]
     store = await Store.open(config.store.url, audit_file=config.logging.audit_file)
     settings = TokenSettings(
@@ -226,7 +228,7 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     pumps = ThreadPoolExecutor(max_workers=config.limits.max_uploads, thread_name_prefix="pump")
     reads: Reads | None = None
     try:
-        async with open_index(config, metrics) as upstream:
+        async with open_index(config, metrics, shared) as upstream:
             app[SERVICES] = built = _services(config, metrics, store, settings, checks, pumps, upstream)
             reads = built.reads
             background = [asyncio.create_task(_probe(upstream), name="upstream-probe"), *_follow(built)]
@@ -339,7 +341,11 @@ async def _probe(upstream: Upstream) -> None:
 SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False}
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(
+    config: Config, *, metrics: Metrics | None = None, shared: EmbeddedIndex | None = None
+) -> web.Application:
+    """The gateway's app. A worker of `serve --workers N` passes its `Metrics` (written to the workers' shared
+    files) and the embedded index the supervisor started; otherwise the app has a registry of its own."""
     app = web.Application(
         middlewares=[
             access_middleware(config.server.trusted_proxies),
@@ -349,8 +355,8 @@ def create_app(config: Config) -> web.Application:
         ]
     )
     app[CONFIG] = config
-    app[METRICS] = Metrics()
-    app.cleanup_ctx.append(lifecycle)
+    app[METRICS] = Metrics() if metrics is None else metrics
+    app.cleanup_ctx.append(functools.partial(lifecycle, shared=shared))
     for path in ("/", "/legacy/", "/legacy"):
         app.router.add_post(path, upload, expect_handler=defer_continue)
     app.router.add_get("/metrics", metrics_page)

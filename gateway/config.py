@@ -59,6 +59,7 @@ class ServerConfig:
     port: int
     public_url: str
     trusted_proxies: tuple[str, ...]
+    workers: int  # processes `serve` runs (gateway.workers); 1: the gateway is one process
 
 
 @dataclass(frozen=True)
@@ -328,6 +329,7 @@ def _build(raw: dict[str, dict[str, Any]]) -> Config:
             port=port,
             public_url=public_url.rstrip("/"),
             trusted_proxies=networks(text_list(server, "server", "trusted_proxies")),
+            workers=count(server, "server", "workers"),
         ),
         upstream=UpstreamConfig(
             url=url,

@@ -3,6 +3,10 @@
 It accepts uploads only with a credential generated at each start and known to this process alone, so
 nobody on the machine can bypass the gateway by posting to the index directly. The child dies with us:
 SIGTERM on a clean stop, and the kernel's parent-death signal if we are killed.
+
+One gateway process starts it on its event loop (`start`, `stop`). Under `serve --workers N` the supervisor
+starts it once, before any event loop or thread exists, with `launch` and `terminate` (blocking, no loop), and
+every worker it forks uses that one index and its credential.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ import ctypes
 import secrets
 import signal
 import socket
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -35,7 +43,8 @@ def _free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """The kernel sends this process SIGTERM when its parent dies (called in a child, before it runs)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -49,10 +58,10 @@ class EmbeddedIndex:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self._process: asyncio.subprocess.Process | None = None
+        self._launched: subprocess.Popen[bytes] | None = None
 
-    async def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._process = await asyncio.create_subprocess_exec(
+    def _command(self) -> list[str]:
+        return [
             sys.executable,
             "-m",
             "gateway.index_server",
@@ -61,9 +70,12 @@ class EmbeddedIndex:
             "--max-body",
             str(self.max_body),
             str(self.data_dir),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=sys.stderr,
-            preexec_fn=_die_with_parent,
+        ]
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._process = await asyncio.create_subprocess_exec(
+            *self._command(), stdin=asyncio.subprocess.PIPE, stdout=sys.stderr, preexec_fn=die_with_parent
         )
         assert self._process.stdin is not None
         self._process.stdin.write(self.password.encode() + b"\n")
@@ -83,6 +95,41 @@ class EmbeddedIndex:
                             return
                 await asyncio.sleep(0.1)
         raise EmbeddedIndexError(f"the embedded pypiserver did not answer on port {self.port} in {START_TIMEOUT:.0f}s")
+
+    def launch(self) -> None:
+        """`start` without an event loop, for the supervisor of several workers: no loop, no thread left."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        process = self._launched = subprocess.Popen(
+            self._command(), stdin=subprocess.PIPE, stdout=sys.stderr, preexec_fn=die_with_parent
+        )
+        assert process.stdin is not None
+        process.stdin.write(self.password.encode() + b"\n")
+        process.stdin.close()
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise EmbeddedIndexError(f"the embedded pypiserver exited with status {process.returncode}")
+            with (
+                contextlib.suppress(urllib.error.URLError, OSError),
+                direct.open(self.url + "health", timeout=2) as resp,
+            ):
+                if resp.status == 200:
+                    return
+            time.sleep(0.1)
+        self.terminate()
+        raise EmbeddedIndexError(f"the embedded pypiserver did not answer on port {self.port} in {START_TIMEOUT:.0f}s")
+
+    def terminate(self) -> None:
+        """`stop` for an index started with `launch`."""
+        process, self._launched = self._launched, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     async def stop(self) -> None:
         process, self._process = self._process, None

@@ -1,13 +1,24 @@
-"""Prometheus metrics, one registry per app (so tests and replicas never share counters).
+"""Prometheus metrics, one registry per app (so tests and replicas never share counters), or, under
+`serve --workers N`, the files every worker writes and the page adds up.
 
 Labels are bounded codes only: never user names, project names, token ids or messages.
+
+Several workers (`share_between_processes`, `Metrics(shared=…)`) use prometheus-client's multiprocess mode: each
+process writes its values to memory-mapped files in one private directory, and whichever worker answers a scrape
+reads them all, so a counter is the total of every worker, dead ones included, and never jumps between scrapes.
+Gauges say how they add up (`multiprocess_mode`): what each worker holds (uploads, connections, cache) is the sum
+over the workers alive; the index probe is the latest one any live worker made. Per-process collectors (CPU,
+memory, garbage collection) cannot be added up and are left out then (docs/operations.md).
 """
 
 from __future__ import annotations
 
+import os
 import platform
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -37,11 +48,29 @@ READ_REFUSALS = (
 )
 
 
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def share_between_processes(directory: Path) -> None:
+    """From now on, in this process and those it forks, metrics keep their values in files under `directory`
+    (an empty private directory): call it in the parent of the workers before any `Metrics` exists."""
+    os.environ[MULTIPROCESS_VARIABLE] = str(directory)
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+
+
+def process_ended(directory: Path, pid: int) -> None:
+    """A worker is gone: its in-flight gauges (the `live*` modes) stop counting; its counters stay in the totals."""
+    mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, shared: Path | None = None) -> None:
+        """`shared`: the directory given to `share_between_processes` (several workers); None: this process."""
+        self.shared = shared
         self.registry = CollectorRegistry()
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
+        if shared is None:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
         reg = self.registry
         self.uploads = Counter(
             PREFIX + "uploads", "Upload requests by outcome and reason code", ["outcome", "reason"], registry=reg
@@ -62,7 +91,12 @@ class Metrics:
         self.upload_size = Histogram(
             PREFIX + "upload_size_bytes", "Size of accepted distribution files", buckets=SIZE_BUCKETS, registry=reg
         )
-        self.in_flight = Gauge(PREFIX + "uploads_in_flight", "Uploads being received or forwarded", registry=reg)
+        self.in_flight = Gauge(
+            PREFIX + "uploads_in_flight",
+            "Uploads being received or forwarded",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
         self.upstream_duration = Histogram(
             PREFIX + "upstream_request_duration_seconds",
             "Time the index took to answer, by route",
@@ -81,7 +115,10 @@ class Metrics:
         )
         self.auth_failures = Counter(PREFIX + "auth_failures", "Failed authentications by kind", ["kind"], registry=reg)
         self.upstream_up = Gauge(
-            PREFIX + "upstream_up", "1 when the index answered the last probe (every 15 s), else 0", registry=reg
+            PREFIX + "upstream_up",
+            "1 when the index answered the last probe (every 15 s), else 0",
+            registry=reg,
+            multiprocess_mode="livemostrecent",
         )
         self.throttled = Counter(
             PREFIX + "throttled",
@@ -101,10 +138,16 @@ class Metrics:
             registry=reg,
         )
         self.password_checks_pending = Gauge(
-            PREFIX + "password_checks_pending", "Password checks running or waiting for a hashing thread", registry=reg
+            PREFIX + "password_checks_pending",
+            "Password checks running or waiting for a hashing thread",
+            registry=reg,
+            multiprocess_mode="livesum",
         )
         self.connections_open = Gauge(
-            PREFIX + "connections_open", "Client connections open (admitted by the per-address cap)", registry=reg
+            PREFIX + "connections_open",
+            "Client connections open (admitted by the per-address cap)",
+            registry=reg,
+            multiprocess_mode="livesum",
         )
         self.connections_refused = Counter(
             PREFIX + "connections_refused",
@@ -128,16 +171,35 @@ class Metrics:
         self.read_cache_purges = Counter(
             PREFIX + "read_cache_purges", "Purges of a project's pages by an upload or removal", registry=reg
         )
-        self.read_cache_bytes = Gauge(PREFIX + "read_cache_bytes", "Bytes the simple-page cache holds", registry=reg)
-        self.read_cache_pages = Gauge(PREFIX + "read_cache_pages", "Pages the simple-page cache holds", registry=reg)
+        self.read_cache_bytes = Gauge(
+            PREFIX + "read_cache_bytes", "Bytes the simple-page cache holds", registry=reg, multiprocess_mode="livesum"
+        )
+        self.read_cache_pages = Gauge(
+            PREFIX + "read_cache_pages", "Pages the simple-page cache holds", registry=reg, multiprocess_mode="livesum"
+        )
         self.reads_refused = Counter(
             PREFIX + "reads_refused",
             "Reads of a private index (reads.access = authenticated) refused, by reason code",
             ["reason"],
             registry=reg,
         )
-        Info(PREFIX + "build", "Version of the gateway", registry=reg).info(
-            {"version": __version__, "python": platform.python_version()}
+        # A gauge at 1, as prometheus-client writes an Info (which its multiprocess mode cannot carry).
+        Gauge(
+            PREFIX + "build_info",
+            "Version of the gateway",
+            ["version", "python"],
+            registry=reg,
+            multiprocess_mode="max",
+        ).labels(__version__, platform.python_version()).set(1)
+        self.workers = Gauge(
+            PREFIX + "workers",
+            "Worker processes serving (serve --workers N)",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.workers.set(1)
+        self.worker_restarts = Counter(
+            PREFIX + "worker_restarts", "Workers started again after one ended unexpectedly", registry=reg
         )
         # Series exist from the start, so rate() and increase() see their first event.
         for outcome, reason in (("accepted", "ok"), ("rejected", "invalid_credentials"), ("failed", "upstream_error")):
@@ -167,3 +229,11 @@ class Metrics:
         for route in ("upload", "simple", "packages", "json", "other"):
             for kind in ("unreachable", "timeout", "protocol", "status_5xx"):
                 self.upstream_errors.labels(route, kind)
+
+    def page(self) -> bytes:
+        """The text a scrape of `/metrics` gets: this registry, or the sum of every worker's files."""
+        if self.shared is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(self.shared))  # type: ignore[no-untyped-call]
+        return generate_latest(registry)

@@ -76,6 +76,8 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ({"GATEWAY_TOKENS_PREFIX": "Bad-Prefix"}, "tokens.prefix"),
         ({"GATEWAY_STORE_URL": "postgres://x"}, "store.url"),
         ({"GATEWAY_SERVER_COLOUR": "blue"}, "server.colour"),
+        ({"GATEWAY_SERVER_WORKERS": "0"}, "server.workers"),
+        ({"GATEWAY_SERVER_WORKERS": "many"}, "server.workers"),
         ({"GATEWAY_POLICY_ALLOWED_ACTIONS": "file_upload,drop_tables"}, "policy.allowed_actions"),
         ({"GATEWAY_LIMITS_MAX_UPLOADS": "lots"}, "limits.max_uploads"),
         ({"GATEWAY_LIMITS_MAX_UPLOADS_PER_USER": "0"}, "limits.max_uploads_per_user"),

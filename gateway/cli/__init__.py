@@ -25,7 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="upload-gateway", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="TOML file (default: $GATEWAY_CONFIG, then config/gateway.toml)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("serve", help="run the gateway")
+    serving = commands.add_parser("serve", help="run the gateway")
+    serving.add_argument(
+        "--workers", type=int, metavar="N", help="processes serving the port, one per core (default: server.workers)"
+    )
     user = commands.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
     add = user.add_parser("add", help="add a user (asks for the password)")
     add.add_argument("name")
@@ -113,8 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from gateway.cli.serve import command_line, serve  # the server's imports, for this command alone
 
+            if args.workers is not None and args.workers < 1:
+                raise CommandError(f"--workers {args.workers}: give at least 1 (one process per core)")
             named = args.config is not None or bool(os.environ.get(CONFIG_VARIABLE))
-            return serve(config, None if path is None else command_line(Path(os.path.abspath(path)) if named else None))
+            cli = None if path is None else command_line(Path(os.path.abspath(path)) if named else None)
+            return serve(config, cli, args.workers)
         if args.command == "db":
             from gateway.cli import db  # these two handle the database as a whole, not through an open store
 

@@ -1,44 +1,112 @@
 """`serve`: bind `server.listen`, run the app until SIGINT/SIGTERM, and print the banner.
 
+With `server.workers` (or `--workers`) above 1, the sockets, the embedded index and the metrics directory are the
+parent's, made once, and each worker `gateway.workers` forks runs the app on them with metrics in that directory.
 The only command that imports the server (aiohttp.web, the app, the account pages).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures.process
 import contextlib
 import errno
+import functools
+import multiprocessing.util
 import os
 import shlex
 import shutil
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from gateway import connections, logs
+from gateway import connections, logs, metrics
 from gateway.app import SERVER_OPTIONS, create_app
 from gateway.cli.common import CommandError
 from gateway.config import CONFIG_VARIABLE, Config, ConfigError
-from gateway.embedded import EmbeddedIndexError
+from gateway.embedded import EmbeddedIndex, EmbeddedIndexError
+from gateway.store import StoreError
+from gateway.upload.body_limits import max_body
+from gateway.workers import Start, Supervisor
+
+BACKLOG = 128  # connections the kernel queues for the gateway to accept (aiohttp's default)
 
 
-def serve(config: Config, cli: str | None = None) -> int:
+def serve(config: Config, cli: str | None = None, workers: int | None = None) -> int:
     """Run the gateway until SIGINT/SIGTERM. `cli`: how to run the CLI on the same store, for the banner (None:
-    there is no configuration file, which the CLI needs)."""
+    there is no configuration file, which the CLI needs). `workers`: `--workers`, over `server.workers`."""
+    count = config.server.workers if workers is None else workers
     sockets = _listen(config.server.host, config.server.port)
     logs.setup(config.logging, config.tokens.prefix)
+    bound = [sock.getsockname() for sock in sockets]
     try:
-        asyncio.run(_serve(config, sockets, cli))
+        if count > 1:
+            return _serve_workers(config, sockets, count, lambda: _print_banner(config, bound, cli, count))
+        asyncio.run(
+            _serve(config, sockets, lambda: create_app(config), lambda: _print_banner(config, bound, cli, count))
+        )
     except EmbeddedIndexError as exc:
         raise CommandError(str(exc)) from None
     finally:
         for sock in sockets:
             sock.close()
+    return 0
+
+
+def _serve_workers(config: Config, sockets: list[socket.socket], count: int, banner: Callable[[], None]) -> int:
+    """The supervisor's part: a private metrics directory (empty, removed at the end) and the one embedded index,
+    then `count` workers until a signal."""
+    with tempfile.TemporaryDirectory(prefix="upload-gateway-metrics-") as name:
+        directory = Path(name)
+        index = (
+            EmbeddedIndex(config.upstream.data_dir, max_body=max_body(config.limits))
+            if config.upstream.embedded
+            else None
+        )
+        if index is not None:
+            index.launch()
+        try:
+            metrics.share_between_processes(directory)  # the workers' metrics, not the index's environment
+
+            def work(start: Start) -> int:
+                return _work(config, sockets, start, directory, index)
+
+            supervisor = Supervisor(
+                count, work, serving=banner, ended=lambda pid: metrics.process_ended(directory, pid)
+            )
+            return supervisor.run()
+        finally:
+            if index is not None:
+                index.terminate()
+
+
+def _work(
+    config: Config, sockets: list[socket.socket], start: Start, directory: Path, index: EmbeddedIndex | None
+) -> int:
+    """One worker: the app on the inherited sockets, its metrics in the shared files; what stops it from starting
+    is one line on stderr, as a single `serve` prints it."""
+    shared = metrics.Metrics(shared=directory)
+    if start.replacement:
+        shared.worker_restarts.inc()
+    try:
+        app = functools.partial(create_app, config, metrics=shared, shared=index)
+        asyncio.run(_serve(config, sockets, app, start.ready, several=True))
+    except (ConfigError, CommandError, StoreError, EmbeddedIndexError) as exc:
+        print(f"upload-gateway: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        # A worker ends with os._exit (gateway.workers), never the interpreter's exit, which would run the parent's
+        # exit hooks too (removing the metrics directory). The two hooks of the read path's render pool run here, in
+        # the interpreter's order: the pool's process joined, then multiprocessing's own (its semaphores given
+        # back, or its tracker reports them leaked). The second alone waits forever for the pool's process.
+        concurrent.futures.process._python_exit()
+        multiprocessing.util._exit_function()  # type: ignore[attr-defined]
     return 0
 
 
@@ -71,13 +139,29 @@ def _listen(host: str, port: int) -> list[socket.socket]:
     return sockets
 
 
-async def _serve(config: Config, sockets: list[socket.socket], cli: str | None) -> None:
-    runner = connections.runner(create_app(config), config, access_log=None, **SERVER_OPTIONS)
+async def _serve(
+    config: Config,
+    sockets: list[socket.socket],
+    app: Callable[[], web.Application],
+    serving: Callable[[], None],
+    *,
+    several: bool = False,
+) -> None:
+    """Run the app `app` makes (on this loop) on `sockets` until SIGINT/SIGTERM, then drain; `serving` once it
+    accepts connections. `several`: other workers accept on the same sockets."""
+    runner = connections.runner(app(), config, access_log=None, **SERVER_OPTIONS)
     await runner.setup()
     try:
         for sock in sockets:
-            await web.SockSite(runner, sock).start()
-        _print_banner(config, [sock.getsockname() for sock in sockets], cli)
+            if several:
+                # asyncio accepts as many connections as the backlog each time the socket is readable: one worker
+                # would take a whole burst (and keep it, keep-alive). One at a time, the rest of a burst goes to
+                # the other workers the kernel woke with it; listen() again gives the kernel's queue its length.
+                await web.SockSite(runner, sock, backlog=1).start()
+                sock.listen(BACKLOG)
+            else:
+                await web.SockSite(runner, sock, backlog=BACKLOG).start()
+        serving()
         async with _until_signalled() as stopped:
             await stopped.wait()
     finally:
@@ -112,7 +196,7 @@ def command_line(config_file: Path | None) -> str:
     return shlex.join(words)
 
 
-def _print_banner(config: Config, bound: list[tuple[Any, ...]], cli: str | None) -> None:
+def _print_banner(config: Config, bound: list[tuple[Any, ...]], cli: str | None, workers: int) -> None:
     url = config.server.public_url
     upstream = "embedded pypiserver" if config.upstream.embedded else config.upstream.url
     listening = ", ".join(f"http://[{a[0]}]:{a[1]}" if ":" in a[0] else f"http://{a[0]}:{a[1]}" for a in bound)
@@ -122,8 +206,9 @@ def _print_banner(config: Config, bound: list[tuple[Any, ...]], cli: str | None)
         else f"  a user:  the CLI needs a configuration file to find this store: serve with --config FILE or "
         f"{CONFIG_VARIABLE}\n"
     )
+    processes = f"; {workers} workers" if workers > 1 else ""
     print(
-        f"upload-gateway listening on {listening} (index: {upstream}; public URL {url})\n{first}"
+        f"upload-gateway listening on {listening} (index: {upstream}; public URL {url}{processes})\n{first}"
         f"  upload:  twine upload --repository-url {url}/legacy/ -u __token__ -p TOKEN dist/*\n"
         f"  install: pip install --index-url {url}/simple/ PROJECT",
         flush=True,

@@ -29,7 +29,8 @@ from tests.dists import make_wheel, sha256_of
 
 pytestmark = pytest.mark.clients
 
-TOOLS_DIR = ROOT / ".venv" / "tools"
+# Resolved: a tool venv records its own path, which must stay valid from any worktree sharing this .venv.
+TOOLS_DIR = (ROOT / ".venv").resolve() / "tools"
 CACHE_DIR = TOOLS_DIR / "cache"
 VERSION = "0.1.0"
 # What each tool's venv gets (the newest releases). pdm 2.29 breaks with hishel 2 (no SyncSqliteStorage).

@@ -1,13 +1,14 @@
-"""The `index` and `gateway` services of docker-compose.yml, run without Docker: pypiserver with the service's
-own arguments and the committed htpasswd, the gateway with the service's GATEWAY_* environment on top of the
-image's config/gateway.toml, only host names, ports and the /data paths mapped to this machine. Their health
-checks (compose's and the Dockerfile's) run as written, and twine uploads through the pair."""
+"""The `index` and `gateway-a` services of docker-compose.yml, run without Docker: pypiserver with the service's
+own arguments and the committed htpasswd, the gateway through the image's entrypoint (docker/upload-gateway) with
+the service's environment on top of the image's config/gateway.toml, only host names, ports, the secrets and the
+/data paths mapped to this machine (tests/harness/compose.py). Their health checks (compose's and the
+Dockerfile's) run as written, and twine uploads through the pair. Two replicas behind nginx:
+tests/e2e/test_replicas.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, ROOT, free_port, stop, twine, wait_http
+from tests.conftest import PYTHON, free_port, stop, twine, wait_http
 from tests.dists import make_wheel
-from tests.test_deploy import bind_mounts, compose, dockerfile_stages, interpolate, service
+from tests.harness import postgresql
+from tests.harness.compose import entrypoint, gateway_env, index_argv, service
+from tests.test_deploy import dockerfile_stages
 
 
 @dataclass
@@ -31,38 +34,6 @@ class Stack:
     gateway: subprocess.Popen[bytes]
 
 
-def index_argv(port: int, packages: Path) -> list[str]:
-    """The index service's command, on a loopback port, with its mounts replaced by the repository's files."""
-    command = [str(arg) for arg in service("index")["command"]]
-    mounts = bind_mounts("index")
-    argv: list[str] = []
-    for arg in command:
-        if arg == "8080":
-            arg = str(port)
-        elif arg in mounts:
-            arg = str(mounts[arg])
-        elif arg == "/data/packages":
-            arg = str(packages)
-        argv.append(arg)
-    assert argv[0] == "run"
-    return [PYTHON, "-m", "pypiserver", "run", "--host", "127.0.0.1", *argv[1:]]
-
-
-def gateway_env(directory: Path, port: int, index_port: int) -> dict[str, str]:
-    secrets = {f"/run/secrets/{name}": str(ROOT / spec["file"]) for name, spec in compose()["secrets"].items()}
-    env = {key: value for key, value in os.environ.items() if not key.startswith("GATEWAY_")}
-    for key, raw in service("gateway")["environment"].items():
-        value = interpolate(str(raw))
-        value = value.replace("http://index:8080/", f"http://127.0.0.1:{index_port}/")
-        value = value.replace("0.0.0.0:8080", f"127.0.0.1:{port}").replace("localhost:8080", f"127.0.0.1:{port}")
-        value = secrets.get(value) or re.sub(
-            r"^(sqlite:///)?/data/", lambda m: f"{m.group(1) or ''}{directory}/", value
-        )
-        env[key] = value
-    env["GATEWAY_CONFIG"] = str(ROOT / "config" / "gateway.toml")  # where the image puts it
-    return env
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory = tmp_path_factory.mktemp("compose")
@@ -70,7 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     packages.mkdir()
     index_port, gateway_port = free_port(), free_port()
     index = subprocess.Popen(
-        index_argv(index_port, packages),
+        index_argv(PYTHON, index_port, packages),
         stdout=(directory / "index.log").open("wb"),
         stderr=subprocess.STDOUT,
         env={**os.environ, "XDG_RUNTIME_DIR": str(directory)},
@@ -78,16 +49,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     gateway: subprocess.Popen[bytes] | None = None
     try:
         wait_http(f"http://127.0.0.1:{index_port}/health", index)
-        env = gateway_env(directory, gateway_port, index_port)
-        assert env["GATEWAY_SERVER_PUBLIC_URL"] == f"http://127.0.0.1:{gateway_port}"
+        url = f"http://127.0.0.1:{gateway_port}"
+        env = gateway_env("gateway-a", PYTHON, directory, port=gateway_port, index_port=index_port, public_url=url)
         gateway = subprocess.Popen(
-            [PYTHON, "-m", "gateway", "serve"],
+            entrypoint("serve"),
             stdout=(directory / "gateway.log").open("wb"),
             stderr=subprocess.STDOUT,
             cwd=directory,
             env=env,
         )
-        url = f"http://127.0.0.1:{gateway_port}"
         wait_http(url + "/-/ready", gateway)
         yield Stack(index_port, url, gateway_port, packages, env, index, gateway)
     finally:
@@ -113,10 +83,21 @@ def dockerfile_healthcheck(listen: str) -> subprocess.CompletedProcess[str]:
 def test_the_health_checks_pass_on_the_running_pair(stack: Stack) -> None:
     index = compose_healthcheck("index", stack.index_port, 8080)
     assert index.returncode == 0, index.stderr
-    gateway = compose_healthcheck("gateway", stack.gateway_port, 8080)
+    gateway = compose_healthcheck("gateway-a", stack.gateway_port, 8080)
     assert gateway.returncode == 0, gateway.stderr
     image = dockerfile_healthcheck(f"0.0.0.0:{stack.gateway_port}")
     assert image.returncode == 0, image.stderr
+
+
+def test_the_postgres_healthcheck_runs_as_written(postgresql_server: postgresql.Server) -> None:
+    """Debian's pg_isready with the service's arguments, pointed at a real server, then at nothing."""
+    test = service("postgres")["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "pg_isready"], test
+    argv = [str(postgresql_server.bin / "pg_isready"), *test[2:], "--host", "127.0.0.1", "--port"]
+    ready = subprocess.run([*argv, str(postgresql_server.port)], capture_output=True, text=True, timeout=30)
+    assert ready.returncode == 0, ready.stdout + ready.stderr
+    nothing = subprocess.run([*argv, str(free_port())], capture_output=True, text=True, timeout=30)
+    assert nothing.returncode == 2, nothing.stdout + nothing.stderr  # pg_isready: no response
 
 
 def test_the_image_healthcheck_fails_where_nothing_is_ready() -> None:
@@ -128,7 +109,7 @@ def test_the_image_healthcheck_fails_where_nothing_is_ready() -> None:
 def test_twine_uploads_through_the_gateway_into_the_index(stack: Stack, tmp_path: Path) -> None:
     def cli(*args: str, stdin: str | None = None) -> str:
         result = subprocess.run(
-            [PYTHON, "-m", "gateway", *args], input=stdin, capture_output=True, text=True, env=stack.env, timeout=60
+            entrypoint(*args), input=stdin, capture_output=True, text=True, env=stack.env, timeout=60
         )
         assert result.returncode == 0, result.stderr
         return result.stdout

@@ -143,4 +143,5 @@ def test_gzip_bombs_do_not_hold_the_loop(gw: GatewayProcess) -> None:
     done.set()
     for pusher in pushers:
         pusher.join()
-    assert slowest < 0.1, f"/-/healthy took {slowest * 1000:.0f} ms"
+    # Inflating the bombs on the event loop would hold it for seconds; a loaded two-core machine alone can reach 100 ms.
+    assert slowest < 0.5, f"/-/healthy took {slowest * 1000:.0f} ms"
