@@ -322,7 +322,15 @@ def _follow(svc: Services) -> list[asyncio.Task[None]]:
         project=project,
         credentials=authenticator.forget_all,
     )
-    follower = Follower(svc.store, invalidations, interval=FOLLOW_INTERVAL, trust=FOLLOW_TRUST)
+    metrics = svc.metrics
+    follower = Follower(
+        svc.store,
+        invalidations,
+        interval=FOLLOW_INTERVAL,
+        trust=FOLLOW_TRUST,
+        applied=lambda kind: metrics.changes_applied.labels(kind).inc(),
+        failed=metrics.change_log_failures.inc,
+    )
     tasks = [asyncio.create_task(follower.run(), name="change-follower")]
     if svc.store.listens():
         tasks.append(asyncio.create_task(svc.store.listen_for_changes(follower.wake), name="change-listener"))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.store import Change, StoreFailure
-from gateway.store.changelog import PROJECT, TOKEN, USER
+from gateway.store.changelog import KINDS, PROJECT, TOKEN, USER
 
 log = logging.getLogger("gateway.changes")
 
@@ -81,9 +81,14 @@ class Follower:
         interval: float,
         trust: float,
         clock: Callable[[], float] = time.monotonic,
+        applied: Callable[[str], None] = lambda kind: None,
+        failed: Callable[[], None] = lambda: None,
     ) -> None:
+        """`applied(kind)` and `failed()` count, for the metrics."""
         self._log = log
         self._caches = caches
+        self._applied = applied
+        self._failed = failed
         self.interval = interval
         self._trust = trust
         self._clock = clock
@@ -109,6 +114,7 @@ class Follower:
         try:
             applied = await self._read()
         except StoreFailure as exc:
+            self._failed()
             log.warning("the change log cannot be read: %s", exc)
             if self._clock() - self._read_at > self._trust:
                 self._caches.forget_all()  # each turn: what was cached meanwhile was read without the log
@@ -130,6 +136,7 @@ class Follower:
             batch = await self._log.changes_after(self.serial, BATCH)
             for change in batch:
                 self._caches.apply(change)
+                self._applied(change.kind if change.kind in KINDS else "other")
                 self.serial = change.serial
             applied += len(batch)
             if len(batch) < BATCH:

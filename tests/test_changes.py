@@ -148,3 +148,18 @@ def test_each_kind_drops_its_own_cache_and_an_unknown_kind_drops_every_credentia
         invalidations.apply(Change(1, kind, key))
     invalidations.forget_all()
     assert dropped == [("token", "t1"), ("user", "u1"), ("project", "demo"), ("credentials", ""), ("credentials", "")]
+
+
+async def test_what_is_applied_and_what_fails_is_counted_by_bounded_kind() -> None:
+    log, caches = Log(), Caches()
+    counted: list[str] = []
+    following = Follower(
+        log, caches, interval=1.0, trust=5.0, applied=counted.append, failed=lambda: counted.append("failed")
+    )
+    await following.catch_up()
+    log.add(TOKEN, "t1")
+    log.add("publisher", "p1")
+    await following.catch_up()
+    log.failing = True
+    await following.catch_up()
+    assert counted == [TOKEN, "other", "failed"]
