@@ -15,6 +15,7 @@ from gateway.store.audit import AuditMirror
 from gateway.store.changelog import ChangeLog
 from gateway.store.connection import connect, translate_errors
 from gateway.store.factors import Factors
+from gateway.store.once import OneTimeUse
 from gateway.store.projects import CLAIM_LIFETIME, RESERVATION_LIFETIME, Projects
 from gateway.store.records import (
     AuditEvent,
@@ -55,7 +56,7 @@ __all__ = [
 
 
 @translate_errors
-class Store(Tokens, Factors, Projects, WebSessions, Throttle, ChangeLog):
+class Store(Tokens, Factors, Projects, WebSessions, Throttle, ChangeLog, OneTimeUse):
     """Every aggregate's methods over one database; the one object callers hold."""
 
     @classmethod

@@ -53,6 +53,16 @@ changes = Table(
     sqlite_autoincrement=True,
 )
 
+# What may be used once only, across every process and replica: a WebAuthn challenge now, an OIDC token's `jti` next.
+used_once = Table(
+    "used_once",
+    metadata,
+    Column("purpose", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("expires", Double, nullable=False),
+    Index("used_once_expires", "expires"),
+)
+
 audit = Table(
     "audit",
     metadata,
