@@ -20,7 +20,7 @@ from gateway.authorization import Authorizer
 from gateway.changes import FOLLOW_INTERVAL, FOLLOW_TRUST, Follower, Invalidations
 from gateway.config import Config, ConfigError, token_location
 from gateway.connections import body_deadline
-from gateway.crypto import server_secret
+from gateway.crypto import fingerprint, server_secret
 from gateway.embedded import EmbeddedIndex
 from gateway.errors import GatewayError, reason_phrase
 from gateway.existing import ExistingFiles
@@ -228,6 +228,11 @@ async def lifecycle(app: web.Application, shared: EmbeddedIndex | None = None) -
     pumps = ThreadPoolExecutor(max_workers=config.limits.max_uploads, thread_name_prefix="pump")
     reads: Reads | None = None
     try:
+        if not await store.bind_secret(fingerprint(settings.server_secret)):
+            raise ConfigError(
+                "tokens.secret_file: this is not the secret the store's tokens were made with: give every gateway "
+                "on this store the same secret file (copy it from the first), or use this secret's own store"
+            )
         async with open_index(config, metrics, shared) as upstream:
             app[SERVICES] = built = _services(config, metrics, store, settings, checks, pumps, upstream)
             reads = built.reads

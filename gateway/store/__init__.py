@@ -33,6 +33,7 @@ from gateway.store.records import (
 )
 from gateway.store.schema import check
 from gateway.store.sessions import WebSessions
+from gateway.store.settings import Settings
 from gateway.store.throttle import Throttle
 from gateway.store.tokens import Tokens
 
@@ -56,7 +57,7 @@ __all__ = [
 
 
 @translate_errors
-class Store(Tokens, Factors, Projects, WebSessions, Throttle, ChangeLog, OneTimeUse):
+class Store(Tokens, Factors, Projects, WebSessions, Throttle, ChangeLog, OneTimeUse, Settings):
     """Every aggregate's methods over one database; the one object callers hold."""
 
     @classmethod

@@ -63,6 +63,14 @@ used_once = Table(
     Index("used_once_expires", "expires"),
 )
 
+# The store's own facts: the server secret's fingerprint (`gateway.store.settings`).
+settings = Table(
+    "settings",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
 audit = Table(
     "audit",
     metadata,

@@ -1,5 +1,6 @@
-"""The change log: what other gateway processes must see (a revoked token, a changed user or project), under a
-serial that grows in commit order.
+"""What several gateway processes on one store share beyond the accounts: the change log (a revoked token, a
+changed user or project, under a serial that grows in commit order), things used once only (a WebAuthn challenge,
+an OIDC `jti`), and the fingerprint of the server secret the store's tokens were made with.
 
 Revision ID: r0003
 Revises: r0002
@@ -24,4 +25,16 @@ def upgrade() -> None:
         sa.Column("kind", sa.Text(), nullable=False),
         sa.Column("key", sa.Text(), nullable=False),
         sqlite_autoincrement=True,
+    )
+    op.create_table(
+        "used_once",
+        sa.Column("purpose", sa.Text(), primary_key=True),
+        sa.Column("key", sa.Text(), primary_key=True),
+        sa.Column("expires", sa.Double(), nullable=False),
+    )
+    op.create_index("used_once_expires", "used_once", ["expires"])
+    op.create_table(
+        "settings",
+        sa.Column("name", sa.Text(), primary_key=True),
+        sa.Column("value", sa.Text(), nullable=False),
     )
