@@ -17,9 +17,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from gateway import __version__, error_pages
 from gateway.authentication import Authenticator, TokenSettings
 from gateway.authorization import Authorizer
+from gateway.changes import FOLLOW_INTERVAL, FOLLOW_TRUST, Follower, Invalidations
 from gateway.config import Config, ConfigError, token_location
 from gateway.connections import body_deadline
-from gateway.crypto import server_secret
+from gateway.crypto import fingerprint, server_secret
 from gateway.embedded import EmbeddedIndex
 from gateway.errors import GatewayError, reason_phrase, store_unavailable
 from gateway.existing import ExistingFiles
@@ -236,16 +237,21 @@ async def lifecycle(app: web.Application, shared: EmbeddedIndex | None = None) -
     pumps = ThreadPoolExecutor(max_workers=config.limits.max_uploads, thread_name_prefix="pump")
     reads: Reads | None = None
     try:
+        if not await store.bind_secret(fingerprint(settings.server_secret)):
+            raise ConfigError(
+                "tokens.secret_file: this is not the secret the store's tokens were made with: give every gateway "
+                "on this store the same secret file (copy it from the first), or use this secret's own store"
+            )
         async with open_index(config, metrics, shared) as upstream:
             app[SERVICES] = built = _services(config, metrics, store, settings, checks, pumps, upstream)
             reads = built.reads
-            probe = asyncio.create_task(_probe(upstream), name="upstream-probe")
+            background = [asyncio.create_task(_probe(upstream), name="upstream-probe"), *_follow(built)]
             try:
                 yield
             finally:
-                probe.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await probe
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
     finally:
         if reads is not None:
             reads.close()
@@ -314,6 +320,35 @@ def _reads(config: Config, upstream: Upstream, store: Store, metrics: Metrics, g
         metrics=metrics,
         files_dir=config.upstream.data_dir if config.upstream.embedded and not config.reads.file_roots else None,
     )
+
+
+def _follow(svc: Services) -> list[asyncio.Task[None]]:
+    """The change log's follower over this process's caches, and on PostgreSQL the listener that wakes it."""
+    authenticator, reads, existing = svc.authenticator, svc.reads, svc.uploads.existing
+
+    def project(name: str) -> None:
+        reads.purge(name)
+        existing.forget(name)
+
+    invalidations = Invalidations(
+        token=authenticator.forget,
+        user=authenticator.forget_user,
+        project=project,
+        credentials=authenticator.forget_all,
+    )
+    metrics = svc.metrics
+    follower = Follower(
+        svc.store,
+        invalidations,
+        interval=FOLLOW_INTERVAL,
+        trust=FOLLOW_TRUST,
+        applied=lambda kind: metrics.changes_applied.labels(kind).inc(),
+        failed=metrics.change_log_failures.inc,
+    )
+    tasks = [asyncio.create_task(follower.run(), name="change-follower")]
+    if svc.store.listens():
+        tasks.append(asyncio.create_task(svc.store.listen_for_changes(follower.wake), name="change-listener"))
+    return tasks
 
 
 async def _probe(upstream: Upstream) -> None:

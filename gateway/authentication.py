@@ -26,8 +26,10 @@ if TYPE_CHECKING:  # annotations only: `token list` and the other store commands
     from gateway.metrics import Metrics
     from gateway.password_checks import PasswordChecks
 
-# NOTE: revocation must hold within 5 s in every process: rows are re-read after at most this long.
-ROW_TTL = 2.0
+# NOTE: a revocation, or any change to a token's owner, made through any gateway process (a replica, the CLI, the
+# pages) reaches this one through the change log within about a second (`gateway.changes`), which drops the row;
+# this bound is for the rest (a row changed by hand in the database).
+ROW_TTL = 30.0
 VERIFIED_TTL = 60.0
 TOUCH_INTERVAL = 60.0
 
@@ -161,7 +163,7 @@ class Authenticator:
 
     async def owner_of(self, credentials: TokenCredentials) -> tuple[str | None, str | None]:
         """For the audit trail of a refused token: its id, if it can be read, and its owner's name, if the id is
-        one of ours (the row as `authenticate` read it: no further lookup within its 2 s)."""
+        one of ours (the row as `authenticate` read it: no further lookup while it is cached)."""
         digest = _digest(credentials.token)
         parsed = self._parsed.get(digest)
         if parsed is None:
@@ -173,8 +175,18 @@ class Authenticator:
         return parsed.token_id, found[1].name if found else None
 
     def forget(self, token_id: str) -> None:
-        """Drop a cached row at once (a revocation in this process)."""
+        """Drop a cached row at once (a revocation, here or in another process: `gateway.changes`)."""
         self._rows.pop(token_id, None)
+
+    def forget_user(self, name: str) -> None:
+        """Drop the rows of every token of a user whose account changed (removed, 2FA, password); `name` folded."""
+        for token_id, found in list(self._rows.items()):
+            if found is not None and found[1].name.lower() == name:
+                self._rows.pop(token_id, None)
+
+    def forget_all(self) -> None:
+        """Drop every cached row: the change log could not be read for longer than they may be trusted."""
+        self._rows.clear()
 
     async def touch(self, identity: Identity) -> None:
         """Keep `last_used` after an accepted upload (to the minute: one write per token per minute, not per upload).

@@ -66,6 +66,12 @@ def subkey(secret: bytes, purpose: str) -> bytes:
     return hmac.digest(secret, _SUBKEY_LABEL + purpose.encode(), hashlib.sha256)
 
 
+def fingerprint(secret: bytes) -> str:
+    """What the store keeps of the server secret, to tell a gateway started with another one: a subkey no token,
+    seal or hash uses, so it reveals nothing those could be checked or forged with."""
+    return subkey(secret, "store-fingerprint").hex()
+
+
 def seal(key: bytes, plaintext: bytes, *, context: bytes) -> bytes:
     """Encrypt and authenticate `plaintext`, bound to `context` (e.g. the owner's id) so it cannot be moved."""
     nonce = secrets.token_bytes(NONCE_BYTES)

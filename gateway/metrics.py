@@ -29,6 +29,8 @@ DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 SIZE_BUCKETS = tuple(float(2**exp) for exp in range(10, 31, 2))  # 1 KiB … 1 GiB
 # What a throttled check was (`kind`: the sign-in steps, the confirmation page, a password upload) and which
 # counter refused it (`scope`; `in_progress`: another second-factor check of the same sign-in was running).
+# What a change-log entry was about (gateway.store.changelog's kinds; "other": one this version does not know).
+CHANGE_KINDS = ("token", "user", "project", "other")
 CHECK_KINDS = ("password", "totp", "recovery", "webauthn", "confirm", "confirm_totp", "totp_setup", "upload", "read")
 THROTTLE_SCOPES = ("account_address", "account", "address")
 # Why a connection was refused or cut off (gateway.connections): the codes of docs/errors.md.
@@ -171,6 +173,15 @@ class Metrics:
         self.read_cache_purges = Counter(
             PREFIX + "read_cache_purges", "Purges of a project's pages by an upload or removal", registry=reg
         )
+        self.changes_applied = Counter(
+            PREFIX + "changes_applied",
+            "Entries of the store's change log applied to this process's caches",
+            ["kind"],
+            registry=reg,
+        )
+        self.change_log_failures = Counter(
+            PREFIX + "change_log_failures", "Reads of the store's change log that failed", registry=reg
+        )
         self.read_cache_bytes = Gauge(
             PREFIX + "read_cache_bytes", "Bytes the simple-page cache holds", registry=reg, multiprocess_mode="livesum"
         )
@@ -221,6 +232,8 @@ class Metrics:
             self.connections_refused.labels(reason)
         for route, representation in (("root", "html"), ("project", "html"), ("project", "json"), ("file", "file")):
             self.reads.labels(route, representation)
+        for kind in CHANGE_KINDS:
+            self.changes_applied.labels(kind)
         for kind in ("html", "json"):
             self.read_cache_hits.labels(kind)
             self.read_cache_misses.labels(kind)

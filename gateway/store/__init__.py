@@ -12,11 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.store.audit import AuditMirror
+from gateway.store.changelog import ChangeLog
 from gateway.store.connection import connect, translate_errors
 from gateway.store.factors import Factors
+from gateway.store.once import OneTimeUse
 from gateway.store.projects import CLAIM_LIFETIME, RESERVATION_LIFETIME, Projects
 from gateway.store.records import (
     AuditEvent,
+    Change,
     Project,
     RemovedUser,
     StoredFile,
@@ -30,6 +33,7 @@ from gateway.store.records import (
 )
 from gateway.store.schema import check
 from gateway.store.sessions import WebSessions
+from gateway.store.settings import Settings
 from gateway.store.throttle import Throttle
 from gateway.store.tokens import Tokens
 
@@ -37,6 +41,7 @@ __all__ = [
     "CLAIM_LIFETIME",
     "RESERVATION_LIFETIME",
     "AuditEvent",
+    "Change",
     "Project",
     "RemovedUser",
     "Store",
@@ -52,7 +57,7 @@ __all__ = [
 
 
 @translate_errors
-class Store(Tokens, Factors, Projects, WebSessions, Throttle):
+class Store(Tokens, Factors, Projects, WebSessions, Throttle, ChangeLog, OneTimeUse, Settings):
     """Every aggregate's methods over one database; the one object callers hold."""
 
     @classmethod

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import insert, select, text
 
 from gateway import private
-from gateway.store import tables
+from gateway.store import changelog, tables
 from gateway.store.connection import Connection, Database, Outcome, Step, Transaction, os_error
 from gateway.store.records import AuditEvent, StoreError, StoreFailure
 
@@ -122,8 +122,10 @@ class AuditLog(Connection):
         the events' lines follow its commit. What `steps` did."""
         rows = [_audit_row(entry) for entry in entries]
         joined = self._joined()
+        # The events' entries in the change log go with them, under the same lock (`gateway.store.changelog`).
+        changes = changelog.steps(self._db.dialect, entries)
         if self._db.dialect != "postgresql" or not entries:
-            audit_steps: list[Step] = [(insert(tables.audit), rows)] if entries else []
+            audit_steps: list[Step] = [(insert(tables.audit), rows), *changes] if entries else []
             outcomes = await self._steps([*steps, *audit_steps])
             if joined is not None:
                 joined.entries.extend(entries)
@@ -136,10 +138,11 @@ class AuditLog(Connection):
         locking = joined.audit_id is None
         audit_steps = [(_AUDIT_LOCK, None)] if locking else []
         audit_steps.append((insert(tables.audit).returning(tables.audit.c.id), rows))
-        outcomes = await self._steps([*steps, *audit_steps])
+        inserted = len(steps) + len(audit_steps) - 1
+        outcomes = await self._steps([*steps, *audit_steps, *changes])
         joined.entries.extend(entries)
         if locking:
-            joined.audit_id = min(int(row["id"]) for row in outcomes[-1].rows)
+            joined.audit_id = min(int(row["id"]) for row in outcomes[inserted].rows)
             self._in_flight[joined.audit_id] = asyncio.Event()
         return outcomes[: len(steps)]
 

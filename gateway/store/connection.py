@@ -93,6 +93,11 @@ class Database:
             return self.writer.sync_engine.execution_options(**{_ONE_STATEMENT: True})
         return self.reader.sync_engine
 
+    def libpq_url(self) -> str:
+        """The database's URL for a connection of psycopg's own, outside the pools (the change listener)."""
+        url = self.writer.url.set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
+
     async def dispose(self) -> None:
         await self.writer.dispose()
         await self.reader.dispose()

@@ -103,6 +103,15 @@ class Project:
 
 
 @dataclass(frozen=True)
+class Change:
+    """An entry of the change log (`gateway.store.changelog`): what changed, under its serial."""
+
+    serial: int
+    kind: str
+    key: str
+
+
+@dataclass(frozen=True)
 class AuditEvent:
     at: float
     event: str

@@ -42,6 +42,35 @@ users = Table(
 )
 Index("users_name_folded", func.lower(users.c.name), unique=True)
 
+# What other gateway processes must see, in commit order (`gateway.store.changelog`, `gateway.changes`).
+changes = Table(
+    "changes",
+    metadata,
+    Column("serial", _AUDIT_ID, primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# What may be used once only, across every process and replica: a WebAuthn challenge now, an OIDC token's `jti` next.
+used_once = Table(
+    "used_once",
+    metadata,
+    Column("purpose", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("expires", Double, nullable=False),
+    Index("used_once_expires", "expires"),
+)
+
+# The store's own facts: the server secret's fingerprint (`gateway.store.settings`).
+settings = Table(
+    "settings",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
 audit = Table(
     "audit",
     metadata,

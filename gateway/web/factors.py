@@ -205,7 +205,7 @@ async def key_add(request: web.Request, account: Account) -> web.StreamResponse:
     body = await json_body(request)
     name = _key_name(body.get("name"))
     challenge = webauthn_flow.take_challenge(account.session, "register", time.time())
-    if challenge is None:
+    if challenge is None or not await webauthn_flow.spend(services(request).store, challenge, time.time()):
         return web.json_response({"error": "The request expired: try again"}, status=400)
     try:
         key = webauthn_flow.verify_registration(state(request).relying_party, body.get("credential"), challenge, name)

@@ -189,10 +189,10 @@ async def webauthn_login(request: web.Request) -> web.StreamResponse:
 
 
 async def _key_signed(request: web.Request, user: User, answer: Any, challenge: bytes | None) -> bool:
-    if challenge is None:
+    store = services(request).store
+    if challenge is None or not await webauthn_flow.spend(store, challenge, time.time()):
         return False
     web_state = state(request)
-    store = services(request).store
     keys = await store.webauthn_credentials(user.id)
     found = webauthn_flow.verify_authentication(web_state.relying_party, answer, challenge, keys)
     if found is None:

@@ -1,17 +1,19 @@
 """Security keys (WebAuthn) as a second factor, with the `webauthn` library: options out, signed answers back.
 
 A challenge is random, kept in the server-side session for one purpose, and taken out when it is answered, so it
-is good for one answer within a few minutes. User verification is not asked for: the key is the second factor
-after the password, as on PyPI.
+is good for one answer within a few minutes; `spend` also records it as used in the store, so that a session
+replayed to two replicas at once cannot answer it twice. User verification is not asked for: the key is the second
+factor after the password, as on PyPI.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from webauthn import (
@@ -33,6 +35,9 @@ from webauthn.helpers.structs import (
 from gateway.errors import GatewayError
 from gateway.store import User, WebAuthnCredential
 from gateway.web.security import still_valid
+
+if TYPE_CHECKING:
+    from gateway.store import Store
 
 CHALLENGE = "webauthn"
 CHALLENGE_LIFETIME = 300.0
@@ -136,3 +141,9 @@ def take_challenge(session: MutableMapping[str, Any], purpose: str, now: float) 
     if not still_valid(stored.get("at"), CHALLENGE_LIFETIME, now):
         return None
     return base64url_to_bytes(str(stored["challenge"]))
+
+
+async def spend(store: Store, challenge: bytes, now: float) -> bool:
+    """Whether this is the challenge's first answer anywhere (every process and replica share the store)."""
+    key = hashlib.sha256(challenge).hexdigest()
+    return await store.use_once(CHALLENGE, key, expires=now + CHALLENGE_LIFETIME)

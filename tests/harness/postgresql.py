@@ -74,8 +74,15 @@ class Server:
         with psycopg.connect(self.url(), autocommit=True) as connection:
             connection.execute(sql)
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Kill the server as a crash would (`-m immediate`), keeping its data: `resume` starts it again."""
         _run([str(self.bin / "pg_ctl"), "stop", "-D", str(self.directory / "data"), "-m", "immediate", "-s"])
+
+    def resume(self) -> None:
+        _pg_start(self.bin, self.directory, self.port)
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -96,10 +103,14 @@ def start() -> Server:
         shutil.chown(sockets, SERVICE_USER)
     port = _free_port()
     _run([str(bin_dir / "initdb"), "-D", str(data), "-U", SERVICE_USER, "-A", "trust", "-E", "UTF8", "--no-sync"])
+    _pg_start(bin_dir, directory, port)
+    return Server(directory=directory, port=port, bin=bin_dir)
+
+
+def _pg_start(bin_dir: Path, directory: Path, port: int) -> None:
     options = (
-        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={sockets} "
+        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={directory / 'sockets'} "
         "-c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=200"
     )
     log = directory / "server.log"
-    _run([str(bin_dir / "pg_ctl"), "start", "-D", str(data), "-w", "-s", "-l", str(log), "-o", options])
-    return Server(directory=directory, port=port, bin=bin_dir)
+    _run([str(bin_dir / "pg_ctl"), "start", "-D", str(directory / "data"), "-w", "-s", "-l", str(log), "-o", options])

@@ -1,0 +1,66 @@
+"""A change made by another process on the same store (the CLI, another replica) reaches this one's caches through
+the change log within about a second, though a token's row may be cached for 30 s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+
+from gateway.authentication import ROW_TTL
+from gateway.store import Store
+from tests.harness.accounts import add_token, add_user
+from tests.harness.fake_index import FakeIndex
+from tests.harness.inprocess import InProcess
+from tests.integration.conftest import AppFactory
+
+GENEROUS = 3.0  # seconds; the follower reads every second, the row stays cached ROW_TTL
+
+
+async def probe(gateway: InProcess, token: str) -> int:
+    """An upload with no form: 400 while the token is accepted, 403 once it is refused; nothing is stored."""
+    headers = {
+        "Authorization": aiohttp.encode_basic_auth("__token__", token),
+        "Content-Type": "multipart/form-data; boundary=x",
+    }
+    async with gateway.client.post("/legacy/", data=b"", headers=headers) as response:
+        return response.status
+
+
+async def refused_after(gateway: InProcess, token: str) -> float:
+    started = time.monotonic()
+    async with asyncio.timeout(ROW_TTL / 2):
+        while (status := await probe(gateway, token)) != 403:
+            assert status == 400, status
+            await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+async def test_a_revocation_by_another_process_is_refused_within_a_second(
+    start_app: AppFactory, index: FakeIndex
+) -> None:
+    gateway = await start_app(index)
+    await add_user(gateway.config, "alice", "correct horse battery")
+    token = await add_token(gateway.config, "alice")
+    assert await probe(gateway, token) == 400  # accepted: its row is now cached
+    other = await Store.open(gateway.config.store.url)  # what the CLI, or another replica, opens
+    try:
+        user = await other.require_user("alice")
+        await other.revoke_all_tokens(user, by="cli:test")
+    finally:
+        await other.close()
+    assert await refused_after(gateway, token) < GENEROUS
+
+
+async def test_a_removed_user_s_token_is_refused_within_a_second(start_app: AppFactory, index: FakeIndex) -> None:
+    gateway = await start_app(index)
+    await add_user(gateway.config, "Bob", "correct horse battery")
+    token = await add_token(gateway.config, "Bob")
+    assert await probe(gateway, token) == 400
+    other = await Store.open(gateway.config.store.url)
+    try:
+        await other.remove_user(await other.require_user("bob"), by="cli:test")
+    finally:
+        await other.close()
+    assert await refused_after(gateway, token) < GENEROUS

@@ -1,0 +1,165 @@
+"""The change log's follower: what it applies, from where, and what it drops when the log cannot be read."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from gateway.changes import BATCH, Follower, Invalidations
+from gateway.store import Change, StoreFailure
+from gateway.store.changelog import PROJECT, TOKEN, USER
+
+
+class Log:
+    def __init__(self) -> None:
+        self.changes: list[Change] = []
+        self.failing = False
+        self.reads = 0
+
+    def add(self, kind: str, key: str) -> None:
+        self.changes.append(Change(len(self.changes) + 1, kind, key))
+
+    async def last_change(self) -> int:
+        self._check()
+        return len(self.changes)
+
+    async def changes_after(self, serial: int, limit: int) -> Sequence[Change]:
+        self._check()
+        self.reads += 1
+        return [change for change in self.changes if change.serial > serial][:limit]
+
+    def _check(self) -> None:
+        if self.failing:
+            raise StoreFailure("connection refused")
+
+
+class Caches:
+    def __init__(self) -> None:
+        self.applied: list[Change] = []
+        self.forgotten = 0
+
+    def apply(self, change: Change) -> None:
+        self.applied.append(change)
+
+    def forget_all(self) -> None:
+        self.forgotten += 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def follower(log: Log, caches: Caches, clock: Clock | None = None) -> Follower:
+    return Follower(log, caches, interval=0.01, trust=5.0, clock=clock or Clock())
+
+
+async def test_changes_from_before_the_start_are_not_applied_and_later_ones_are_in_order() -> None:
+    log, caches = Log(), Caches()
+    log.add(TOKEN, "old")
+    following = follower(log, caches)
+    assert await following.catch_up() == 0
+    log.add(TOKEN, "t1")
+    log.add(USER, "u1")
+    log.add(PROJECT, "demo")
+    assert await following.catch_up() == 3
+    assert [(c.kind, c.key) for c in caches.applied] == [(TOKEN, "t1"), (USER, "u1"), (PROJECT, "demo")]
+    assert await following.catch_up() == 0
+    assert following.serial == 4
+
+
+async def test_a_backlog_longer_than_a_batch_is_read_to_its_end_in_one_turn() -> None:
+    log, caches = Log(), Caches()
+    following = follower(log, caches)
+    await following.catch_up()
+    for number in range(BATCH * 2 + 5):
+        log.add(TOKEN, str(number))
+    assert await following.catch_up() == BATCH * 2 + 5
+    assert log.reads == 3
+    assert caches.applied[-1].key == str(BATCH * 2 + 4)
+
+
+async def test_a_failing_log_is_retried_and_past_the_trust_window_cached_credentials_go_each_turn() -> None:
+    log, caches, clock = Log(), Caches(), Clock()
+    following = follower(log, caches, clock)
+    await following.catch_up()
+    log.add(TOKEN, "revoked-meanwhile")
+    log.failing = True
+    clock.now += 4.0
+    assert await following.catch_up() == 0
+    assert caches.forgotten == 0  # within the window: a blip keeps the caches
+    clock.now += 2.0
+    await following.catch_up()
+    await following.catch_up()
+    assert caches.forgotten == 2
+    log.failing = False
+    assert await following.catch_up() == 1  # nothing written meanwhile is skipped
+    assert caches.applied[-1].key == "revoked-meanwhile"
+    clock.now += 4.0
+    log.failing = True
+    await following.catch_up()
+    assert caches.forgotten == 2  # the window restarts at the last good read
+
+
+async def applied_by_run(following: Follower, log: Log, caches: Caches, *, wake: bool) -> list[str]:
+    task = asyncio.create_task(following.run())
+    try:
+        while following.serial is None:
+            await asyncio.sleep(0)
+        log.add(TOKEN, "t1")
+        if wake:
+            following.wake()
+        async with asyncio.timeout(5):
+            while not caches.applied:
+                await asyncio.sleep(0.001)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    return [c.key for c in caches.applied]
+
+
+async def test_run_reads_at_once_when_woken() -> None:
+    log, caches = Log(), Caches()
+    following = Follower(log, caches, interval=3600.0, trust=5.0)
+    assert await applied_by_run(following, log, caches, wake=True) == ["t1"]
+
+
+async def test_run_reads_on_its_timer_without_a_wake_up() -> None:
+    log, caches = Log(), Caches()
+    following = Follower(log, caches, interval=0.01, trust=5.0)
+    assert await applied_by_run(following, log, caches, wake=False) == ["t1"]
+
+
+def test_each_kind_drops_its_own_cache_and_an_unknown_kind_drops_every_credential() -> None:
+    dropped: list[tuple[str, str]] = []
+    invalidations = Invalidations(
+        token=lambda key: dropped.append(("token", key)),
+        user=lambda key: dropped.append(("user", key)),
+        project=lambda key: dropped.append(("project", key)),
+        credentials=lambda: dropped.append(("credentials", "")),
+    )
+    for kind, key in ((TOKEN, "t1"), (USER, "u1"), (PROJECT, "demo"), ("publisher", "p1")):
+        invalidations.apply(Change(1, kind, key))
+    invalidations.forget_all()
+    assert dropped == [("token", "t1"), ("user", "u1"), ("project", "demo"), ("credentials", ""), ("credentials", "")]
+
+
+async def test_what_is_applied_and_what_fails_is_counted_by_bounded_kind() -> None:
+    log, caches = Log(), Caches()
+    counted: list[str] = []
+    following = Follower(
+        log, caches, interval=1.0, trust=5.0, applied=counted.append, failed=lambda: counted.append("failed")
+    )
+    await following.catch_up()
+    log.add(TOKEN, "t1")
+    log.add("publisher", "p1")
+    await following.catch_up()
+    log.failing = True
+    await following.catch_up()
+    assert counted == [TOKEN, "other", "failed"]
