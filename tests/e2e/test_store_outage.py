@@ -31,7 +31,7 @@ class Outage:
 @pytest.fixture(scope="module")
 def outage(tmp_path_factory: pytest.TempPathFactory, index: Index) -> Iterator[Outage]:
     """A gateway on a PostgreSQL server of its own, which the tests may kill."""
-    server = postgresql.start()
+    server = postgresql.start(durable=True)  # killed and restarted: what it committed must stay
     directory = tmp_path_factory.mktemp("outage")
     gw = start_gateway(
         directory, index_upstream(index, directory), store={"url": server.create()}, reads={"cache_ttl": "1h"}

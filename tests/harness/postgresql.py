@@ -56,6 +56,7 @@ class Server:
     directory: Path
     port: int
     bin: Path
+    durable: bool = False
     _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def url(self, database: str = "postgres", *, driver: str = "") -> str:
@@ -79,7 +80,7 @@ class Server:
         _run([str(self.bin / "pg_ctl"), "stop", "-D", str(self.directory / "data"), "-m", "immediate", "-s"])
 
     def resume(self) -> None:
-        _pg_start(self.bin, self.directory, self.port)
+        _pg_start(self.bin, self.directory, self.port, durable=self.durable)
 
     def stop(self) -> None:
         self.halt()
@@ -92,8 +93,9 @@ def _run(command: list[str]) -> None:
         raise RuntimeError(f"{' '.join(command[:2])} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
 
 
-def start() -> Server:
-    """initdb and start a server in a new temporary directory; stop it with `Server.stop`."""
+def start(*, durable: bool = False) -> Server:
+    """initdb and start a server in a new temporary directory; stop it with `Server.stop`. `durable`: a commit
+    survives the server being killed (`halt`), as in production; otherwise the last ones may be lost."""
     bin_dir = binaries()
     directory = Path(tempfile.mkdtemp(prefix="gateway-pg-"))
     data, sockets = directory / "data", directory / "sockets"
@@ -103,14 +105,17 @@ def start() -> Server:
         shutil.chown(sockets, SERVICE_USER)
     port = _free_port()
     _run([str(bin_dir / "initdb"), "-D", str(data), "-U", SERVICE_USER, "-A", "trust", "-E", "UTF8", "--no-sync"])
-    _pg_start(bin_dir, directory, port)
-    return Server(directory=directory, port=port, bin=bin_dir)
+    _pg_start(bin_dir, directory, port, durable=durable)
+    return Server(directory=directory, port=port, bin=bin_dir, durable=durable)
 
 
-def _pg_start(bin_dir: Path, directory: Path, port: int) -> None:
+def _pg_start(bin_dir: Path, directory: Path, port: int, *, durable: bool) -> None:
+    # fsync off loses nothing when only the server is killed (the kernel keeps what it wrote); an asynchronous
+    # commit may not have written at all.
     options = (
         f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={directory / 'sockets'} "
-        "-c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=200"
+        "-c fsync=off -c full_page_writes=off -c max_connections=200"
+        + ("" if durable else " -c synchronous_commit=off")
     )
     log = directory / "server.log"
     _run([str(bin_dir / "pg_ctl"), "start", "-D", str(directory / "data"), "-w", "-s", "-l", str(log), "-o", options])
