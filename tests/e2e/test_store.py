@@ -114,7 +114,9 @@ def test_serve_refuses_an_old_schema_until_db_upgrade_then_copy_moves_it_to_post
     target = with_password(postgresql_server.create())
     copied = cli_in(ROOT, "--config", str(config), "db", "copy", "--to", target)
     assert copied.returncode == 0, copied.stderr
-    assert copied.stdout.splitlines()[-1].startswith(f"copied 1 rows in {len(tables.metadata.tables)} tables to postgresql://postgres:***@")
+    assert copied.stdout.splitlines()[-1].startswith(
+        f"copied 1 rows in {len(tables.metadata.tables)} tables to postgresql://postgres:***@"
+    )
     assert "users                  1" in copied.stdout and DB_PASSWORD not in copied.stdout + copied.stderr
     again = cli_in(ROOT, "--config", str(config), "db", "copy", "--to", target)
     one_line(again, "--to: the target database is not empty")
