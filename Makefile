@@ -46,7 +46,9 @@ test: test-tools $(STAMP)
 # share of gateway/ must stay at UNIT_FLOOR percent, then the e2e tests, whose gateway subprocesses are measured too
 # (pyproject.toml's [tool.coverage.run]); with them the whole suite must stay at SUITE_FLOOR. Raise a floor when
 # the figure rises; never lower one to let a change in. Measured in a clean clone's CI run after issue #17's
-# merges (2026-12-02): unit and integration 89.2%, the whole suite 96.3%.
+# merges (2026-12-02): unit and integration 89.2%, the whole suite 96.3%. The first half leaves out
+# gateway/workers.py (#18): the supervisor of forked `serve` workers, which cannot run in a test process (it refuses
+# to fork beside threads); the e2e half measures it, through coverage's fork patch.
 COVERAGE := $(VENV)/bin/coverage
 UNIT_FLOOR := 88
 SUITE_FLOOR := 95
@@ -55,7 +57,7 @@ coverage: test-tools $(STAMP)
 	$(COVERAGE) erase
 	$(COVERAGE) run -m pytest $(XDIST) --ignore=tests/e2e $(PYTEST_ARGS)
 	$(COVERAGE) combine -q
-	$(COVERAGE) report --fail-under=$(UNIT_FLOOR)
+	$(COVERAGE) report --fail-under=$(UNIT_FLOOR) --omit=gateway/workers.py
 	$(COVERAGE) run -m pytest $(XDIST) tests/e2e $(PYTEST_ARGS)
 	$(COVERAGE) combine -q --append
 	$(COVERAGE) report --fail-under=$(SUITE_FLOOR)

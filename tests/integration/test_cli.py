@@ -14,6 +14,7 @@ from gateway.cli import main
 from tests.harness.config import app_config
 from tests.harness.fake_index import FakeIndex
 from tests.harness.inprocess import password_file
+from tests.harness.postgresql import Server
 from tests.harness.threaded_app import serve_in_thread
 
 Run = Callable[..., tuple[int, str, str]]
@@ -93,3 +94,19 @@ def test_mistakes_are_one_line_and_exit_1(cli: Run) -> None:
         code, out, err = cli(*args, stdin="a long enough password\n")
         assert (code, out) == (1, ""), args
         assert err.startswith("upload-gateway: ") and err.count("\n") == 1, (args, err)
+
+
+def test_db_upgrade_and_copy_to_an_empty_store_and_never_onto_one_in_use(
+    cli: Run, store_url: str, postgresql_server: Server
+) -> None:
+    assert cli("user", "add", "carol", "--password-stdin", stdin="a long enough password\n")[0] == 0
+    code, out, _ = cli("db", "upgrade")
+    assert code == 0 and "already" in out
+    target = postgresql_server.create()
+    code, out, err = cli("db", "copy", "--to", target)
+    assert code == 0, err
+    assert out.splitlines()[-1].startswith("copied ") and out.rstrip().endswith("counts verified")
+    code, _, err = cli("db", "copy", "--to", target)
+    assert code == 1 and err.startswith("upload-gateway: ") and len(err.splitlines()) == 1
+    code, _, err = cli("db", "copy", "--to", store_url)
+    assert (code, err) == (1, "upload-gateway: --to: that is the store itself\n")
