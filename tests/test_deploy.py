@@ -52,10 +52,7 @@ def healthcheck_command(name: str) -> str:
 
 def gateway_config(name: str) -> Config:
     """The configuration a replica runs with: its environment on top of the image's config/gateway.toml."""
-    env = environment(name)
-    # On SQLite until the PostgreSQL backend is in (#18); the URL itself is checked in the test of the store.
-    env["GATEWAY_STORE_URL"] = "sqlite:////data/gateway.db"
-    return load_config(ROOT / "config" / "gateway.toml", env)
+    return load_config(ROOT / "config" / "gateway.toml", environment(name))
 
 
 def nginx_site() -> nginx.Directive:
