@@ -20,6 +20,7 @@ from tests.conftest import PYTHON, free_port, stop, twine, wait_http
 from tests.dists import make_wheel
 from tests.harness import postgresql
 from tests.harness.compose import entrypoint, gateway_env, index_argv, service
+from tests.harness.postgresql import Server
 from tests.test_deploy import dockerfile_stages
 
 
@@ -35,7 +36,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, postgresql_server: Server) -> Iterator[Stack]:
     directory = tmp_path_factory.mktemp("compose")
     packages = directory / "packages"
     packages.mkdir()
@@ -50,7 +51,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         wait_http(f"http://127.0.0.1:{index_port}/health", index)
         url = f"http://127.0.0.1:{gateway_port}"
-        env = gateway_env("gateway-a", PYTHON, directory, port=gateway_port, index_port=index_port, public_url=url)
+        env = gateway_env(
+            "gateway-a",
+            PYTHON,
+            directory,
+            port=gateway_port,
+            index_port=index_port,
+            public_url=url,
+            store_url=postgresql_server.create(),
+        )
         gateway = subprocess.Popen(
             entrypoint("serve"),
             stdout=(directory / "gateway.log").open("wb"),

@@ -1,9 +1,9 @@
 """docker-compose.yml's two replicas behind nginx, without Docker: config/nginx/gateway.conf run by a real nginx in
 front of two `serve` processes started through the image's entrypoint with the environments of `gateway-a` and
 `gateway-b` (tests/harness/compose.py maps addresses, secrets and /data to this machine; nginx's address becomes
-127.0.0.1, the address nginx connects from). The two share /data as they share the gateway-data volume: one
-SQLite file in WAL mode stands in for PostgreSQL until the backend is in (#18), and one server secret, which both
-create at the same moment. Requests reach both replicas; an upload streams through nginx (a replica is at work on
+127.0.0.1, the address nginx connects from). The two share one PostgreSQL database (on the tests' server, as
+the `postgres` service) and /data as they share the gateway-data volume: one server secret, which both create at
+the same moment. Requests reach both replicas; an upload streams through nginx (a replica is at work on
 it, and refuses bad metadata, while the client still holds half the body back: nginx buffering the body could
 never show either); the client's address, not nginx's, reaches the audit trail."""
 
@@ -38,6 +38,7 @@ from tests.harness.compose import (
     secret_files,
 )
 from tests.harness.forms import upload_body
+from tests.harness.postgresql import Server
 
 # A client address of its own on loopback (all of 127/8 is local on Linux), so it cannot be mistaken for nginx's.
 CLIENT = "127.0.0.5"
@@ -65,7 +66,7 @@ def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
+def replicas(tmp_path_factory: pytest.TempPathFactory, postgresql_server: Server) -> Iterator[Replicas]:
     directory = tmp_path_factory.mktemp("replicas")
     packages, data = directory / "packages", directory / "data"
     packages.mkdir()
@@ -85,6 +86,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
     gateways: dict[str, GatewayProcess] = {}
     try:
         wait_http(f"http://127.0.0.1:{index_port}/health", index)
+        database = postgresql_server.create()  # the `postgres` service: both replicas on one database
         envs = {
             name: gateway_env(
                 name,
@@ -93,11 +95,12 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
                 port=ports[name],
                 index_port=index_port,
                 public_url=proxy.url,
+                store_url=database,
                 replace={f"{edge_address('nginx')}/32": "127.0.0.1/32"},  # where nginx connects from here
             )
             for name in GATEWAYS
         }
-        # What `migrate` does before the replicas start (on SQLite, the first command creates the store).
+        # What `migrate` does before the replicas start (the first command creates the store's schema).
         cli(envs[GATEWAYS[0]], "user", "add", "replica-alice", "--password-stdin", stdin=PASSWORD + "\n")
         assert not (data / "secret.key").exists()
         for name, env in envs.items():  # both at once: they race to create the server secret

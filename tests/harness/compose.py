@@ -85,10 +85,12 @@ def gateway_env(
     port: int,
     index_port: int,
     public_url: str,
+    store_url: str,
     replace: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment of gateway service `name` on this machine, listening on `port`, `/data/` at `data`,
-    `replace` applied to each value as written (e.g. nginx's address in trusted_proxies)."""
+    """The environment of gateway service `name` on this machine, listening on `port`, `/data/` at `data`, its
+    PostgreSQL at `store_url` (the `postgres` service's database, on the tests' server), `replace` applied to each
+    value as written (e.g. nginx's address in trusted_proxies)."""
     secrets = secret_files()
     env = {key: value for key, value in os.environ.items() if not key.startswith(("GATEWAY_", "PG"))}
     env["PATH"] = f"{Path(python).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # the entrypoint's `python`
@@ -100,7 +102,7 @@ def gateway_env(
         if key == "GATEWAY_SERVER_PUBLIC_URL":
             value = public_url
         elif key == "GATEWAY_STORE_URL" and value.startswith("postgresql://"):
-            value = f"sqlite:///{data}/gateway.db"  # the PostgreSQL mapping comes with the backend (#18)
+            value = store_url
         elif value in secrets:
             value = str(secrets[value])
         elif value.startswith("/data/"):
