@@ -124,28 +124,38 @@ class Users(AuditLog):
 
     async def _end_web_sessions(self, user_id: str) -> None:
         """The user's account-page sessions (signed in, or waiting for a second factor), in aiohttp-session's
-        format: {"created": …, "session": {"uid": …}} (`gateway.web.sessions.USER_ID`)."""
+        format: {"created": …, "session": {"uid": …}} (`gateway.web.sessions.USER_ID`), or {"session": {"pending":
+        {"uid": …}}} (`gateway.web.views.PENDING`)."""
         sessions = tables.web_sessions
-        await self._execute(delete(sessions).where(SessionUser(sessions.c.data) == user_id))
+        data = sessions.c.data
+        await self._execute(delete(sessions).where((SessionUser(data) == user_id) | (PendingUser(data) == user_id)))
 
     # --- end of administration
 
 
 class SessionUser(FunctionElement[str]):
-    """The `session.uid` of a web session's JSON text: `json_extract` on SQLite, `->>` on PostgreSQL."""
+    """The `session.uid` of a web session's JSON text: `json_extract` on SQLite, `#>>` on PostgreSQL."""
 
     type = Text()
     inherit_cache = True
+    path: tuple[str, ...] = ("session", "uid")
+
+
+class PendingUser(SessionUser):
+    """The `session.pending.uid` of a web session's JSON text: a sign-in waiting for its second factor."""
+
+    inherit_cache = True
+    path = ("session", "pending", "uid")
 
 
 @compiles(SessionUser, "sqlite")
 def _session_user_sqlite(element: SessionUser, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"json_extract({compiler.process(element.clauses, **kw)}, '$.session.uid')"
+    return f"json_extract({compiler.process(element.clauses, **kw)}, '$.{'.'.join(element.path)}')"
 
 
 @compiles(SessionUser, "postgresql")
 def _session_user_postgresql(element: SessionUser, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(CAST({compiler.process(element.clauses, **kw)} AS jsonb) #>> '{{session,uid}}')"
+    return f"(CAST({compiler.process(element.clauses, **kw)} AS jsonb) #>> '{{{','.join(element.path)}}}')"
 
 
 _WEBAUTHN_COUNT = (
