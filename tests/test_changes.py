@@ -7,9 +7,17 @@ from collections.abc import Sequence
 
 import pytest
 
+from gateway.accounts import create_token
+from gateway.authentication import Authenticator, TokenSettings
 from gateway.changes import BATCH, Follower, Invalidations
-from gateway.store import Change, StoreFailure
+from gateway.credentials import TokenCredentials
+from gateway.errors import GatewayError
+from gateway.metrics import Metrics
+from gateway.password_checks import PasswordChecks
+from gateway.store import Change, Store, StoreFailure, User
 from gateway.store.changelog import PROJECT, TOKEN, USER
+
+SETTINGS = TokenSettings(prefix="pypi", location="gateway.test", server_secret=b"k" * 32)
 
 
 class Log:
@@ -163,3 +171,44 @@ async def test_what_is_applied_and_what_fails_is_counted_by_bounded_kind() -> No
     log.failing = True
     await following.catch_up()
     assert counted == [TOKEN, "other", "failed"]
+
+
+async def test_a_token_row_read_before_its_revocation_is_not_cached_after_the_follower_dropped_it(
+    store: Store,
+) -> None:
+    """A request reads the token's row, the token is revoked on another replica and this one's follower applies
+    that, and only then the request (still reading the owner) caches what it read: the revoked token must not be
+    accepted from that cache for the rows' lifetime."""
+    alice = await store.add_user("alice", "$argon2id$not-a-real-hash")
+    token, row = await create_token(store, SETTINGS, alice, description="ci", projects=[], expires_at=None)
+    checks = PasswordChecks(workers=1, queue=1, metrics=Metrics())
+    authenticator = Authenticator(store, SETTINGS, Metrics(), checks)
+    invalidations = Invalidations(
+        token=authenticator.forget,
+        user=authenticator.forget_user,
+        project=lambda name: None,
+        credentials=authenticator.forget_all,
+    )
+    following = Follower(store, invalidations, interval=1.0, trust=5.0)
+    await following.catch_up()
+    reading_owner, owner_read = asyncio.Event(), asyncio.Event()
+    get_user_by_id = store.get_user_by_id
+
+    async def slow_owner(user_id: str) -> User | None:
+        if not reading_owner.is_set():  # the request's read only, not the revocation's own
+            reading_owner.set()
+            await owner_read.wait()
+        return await get_user_by_id(user_id)
+
+    store.get_user_by_id = slow_owner  # type: ignore[method-assign]
+    try:
+        first = asyncio.create_task(authenticator.authenticate(TokenCredentials(token)))
+        await reading_owner.wait()
+        await store.revoke_token(row.id, by="replica-b")
+        assert await following.catch_up() == 1
+        owner_read.set()
+        await first  # it read the row before the revocation: accepted, as any request in flight then
+        with pytest.raises(GatewayError, match="revoked"):
+            await authenticator.authenticate(TokenCredentials(token))
+    finally:
+        checks.close()
