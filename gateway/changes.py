@@ -128,8 +128,10 @@ class Follower:
 
     async def _read(self) -> int:
         if self.serial is None:
-            # Nothing is cached before the first read, so nothing older needs applying.
+            # What is older than this serial is never applied: what was cached before it was read (a request served
+            # in the first moments, or while this read failed) goes instead.
             self.serial = await self._log.last_change()
+            self._caches.forget_all()
             return 0
         applied = 0
         while True:
