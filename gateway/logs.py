@@ -1,8 +1,8 @@
 """Logs: one line per request (JSON or text), with secrets kept out and client input unable to forge lines.
 
 Nothing logs headers or bodies; handlers add only known fields (user, token id, project, filename,
-outcome, reason) to the request's line, and libraries that would log query parameters (aiosqlite logs SQL
-arguments at debug level) are held at WARNING. Two things still guard every line, whatever logged it:
+outcome, reason) to the request's line, and libraries that would log query parameters (SQLAlchemy and
+psycopg log SQL arguments at debug level) are held at WARNING. Two things still guard every line, whatever logged it:
 `Redactor` masks credentials in every encoding (aiohttp's parser quotes a rejected request's raw header line
 in its error), and the formatters escape control characters, so a user name with a newline stays on its line.
 """
@@ -30,7 +30,7 @@ from gateway.escaping import key_value, printable, quoted
 FIELDS = web.RequestKey("log_fields", dict[str, Any])
 ACCESS = logging.getLogger("gateway.access")
 # Loggers that put secrets (SQL statements and their parameters, headers) in debug or info lines.
-QUIET = ("aiosqlite", "aiohttp.access", "aiohttp.client", "alembic", "psycopg", "sqlalchemy")
+QUIET = ("aiohttp.access", "aiohttp.client", "alembic", "psycopg", "sqlalchemy")
 _STANDARD = set(vars(logging.makeLogRecord({})))
 REDACTED = "[redacted]"
 REDACTED_MACAROON = "[token redacted]"

@@ -30,7 +30,7 @@ async def test_concurrent_events_each_get_a_line_in_the_order_they_were_recorded
 
     async def upload(n: int) -> None:
         file = StoredFile(f"demo-{n}.tar.gz", "demo", 10, "a" * 64, "b" * 64, "alice", None)
-        await store.record_upload(file, display_name="Demo", claim=None, upload_id=str(n), audit={**AUDIT, "n": n})
+        await store.record_upload(file, display_name="Demo", claim=None, reservation=None, audit={**AUDIT, "n": n})
 
     await asyncio.gather(
         *(store.audit("test.event", user_name=alice.name, n=n) for n in range(200)),

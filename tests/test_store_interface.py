@@ -1,7 +1,7 @@
 """The store's interface holds nothing of a backend, so SQLite and PostgreSQL are one implementation of it and
 its callers never know which: its methods take and return the project's records or plain values, raise
-`StoreError` or `StoreFailure` (never SQLAlchemy's or a driver's errors), only `gateway/store/connection.py` (with
-its `sqlite_driver.py`, and the change listener) imports the drivers, and nothing outside `gateway/store/` imports
+`StoreError` or `StoreFailure` (never SQLAlchemy's or a driver's errors), only `gateway/store/connection.py` (and the
+change listener) imports the drivers, and nothing outside `gateway/store/` imports
 SQLAlchemy or Alembic."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def test_only_the_connection_modules_and_the_listener_import_a_driver() -> None:
     importers = {
         str(path.relative_to(GATEWAY)) for path in GATEWAY.rglob("*.py") if DRIVER_IMPORT.search(path.read_text())
     }
-    assert importers == {"store/connection.py", "store/sqlite_driver.py", "store/listener.py"}
+    assert importers == {"store/connection.py", "store/listener.py"}
 
 
 def test_only_the_store_imports_sqlalchemy() -> None:

@@ -38,7 +38,9 @@ async def test_a_first_upload_creates_its_project_with_its_owner_file_and_audit(
     alice = await store.add_user("alice", "x")
     assert await store.hold_claim("demo", alice.id)
     assert await store.reserve_size("u1", "demo", 10, 100)
-    await store.record_upload(stored("demo-1.0.tar.gz"), display_name="Demo", claim=alice, upload_id="u1", audit=AUDIT)
+    await store.record_upload(
+        stored("demo-1.0.tar.gz"), display_name="Demo", claim=alice, reservation="u1", audit=AUDIT
+    )
     assert rows(store_url, "SELECT name, display_name FROM projects") == [("demo", "Demo")]
     assert rows(store_url, "SELECT project, user_id, role FROM roles") == [("demo", alice.id, "owner")]
     assert rows(store_url, "SELECT filename, size FROM files") == [("demo-1.0.tar.gz", 10)]
@@ -58,13 +60,13 @@ async def test_a_record_that_fails_part_way_changes_nothing(store: Store, store_
     """The file's row fails (its name is taken) after the project, the role and the claim's release: all of them
     are rolled back, and the audit file does not tell of a claim the store never granted."""
     alice = await store.add_user("alice", "x")
-    await store.record_upload(stored("demo-1.0.tar.gz"), display_name="Demo", claim=None, upload_id="", audit=AUDIT)
+    await store.record_upload(stored("demo-1.0.tar.gz"), display_name="Demo", claim=None, reservation=None, audit=AUDIT)
     before = audit_lines(tmp_path)
     assert await store.hold_claim("demo", alice.id)
     assert await store.reserve_size("u2", "demo", 10, 100)
     with pytest.raises(StoreFailure) as failure:
         await store.record_upload(
-            stored("demo-1.0.tar.gz"), display_name="Demo", claim=alice, upload_id="u2", audit=AUDIT
+            stored("demo-1.0.tar.gz"), display_name="Demo", claim=alice, reservation="u2", audit=AUDIT
         )
     assert isinstance(failure.value.__cause__, sqlite3.IntegrityError | psycopg.IntegrityError)
     assert rows(store_url, "SELECT * FROM projects") == []
@@ -73,5 +75,7 @@ async def test_a_record_that_fails_part_way_changes_nothing(store: Store, store_
     assert rows(store_url, "SELECT id FROM size_reservations") == [("u2",)]
     assert rows(store_url, "SELECT event FROM audit WHERE event != 'user.added'") == [("upload.accepted",)]
     assert audit_lines(tmp_path) == before
-    await store.record_upload(stored("demo-1.1.tar.gz"), display_name="Demo", claim=alice, upload_id="u2", audit=AUDIT)
+    await store.record_upload(
+        stored("demo-1.1.tar.gz"), display_name="Demo", claim=alice, reservation="u2", audit=AUDIT
+    )
     assert rows(store_url, "SELECT role FROM roles") == [("owner",)], "the store is usable after the rollback"

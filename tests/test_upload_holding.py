@@ -20,7 +20,7 @@ LIMIT = 1000
 
 class SlowAnswers:
     """The store's holds, with the answer to the calls named in `slow` held back after the store acted on them
-    (aiosqlite's thread runs a statement whose caller was cancelled all the same)."""
+    (the store's thread runs a statement whose caller was cancelled all the same)."""
 
     def __init__(self, store: Store, *slow: str) -> None:
         self._store = store

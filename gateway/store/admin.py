@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Column, Connection, TextClause, func, select, text
+from sqlalchemy.util import greenlet_spawn
 
 from gateway.store import tables
 from gateway.store.connection import Database, connect
@@ -46,18 +47,23 @@ def _empty_at_head(connection: Connection) -> None:
 
 async def _copy(source: Database, target: Database) -> dict[str, int]:
     """Read in one snapshot of the source (a SQLite source is held against writers meanwhile: stop `serve`
-    first), write in one transaction on the target, committed only once every table's count agrees."""
+    first), write in one transaction on the target, committed only once every table's count agrees. A command's
+    one call, so it runs as one (on the event loop: nothing else waits for it)."""
+    return await greenlet_spawn(_copy_tables, source, target)
+
+
+def _copy_tables(source: Database, target: Database) -> dict[str, int]:
     counts: dict[str, int] = {}
-    async with source.writer.connect() as reading, target.writer.begin() as writing:
+    with source.writer.connect() as reading, target.writer.begin() as writing:
         if source.dialect == "postgresql":
-            reading = await reading.execution_options(isolation_level="REPEATABLE READ")
-        async with reading.begin():
-            await writing.run_sync(_empty_at_head)
+            reading = reading.execution_options(isolation_level="REPEATABLE READ")
+        with reading.begin():
+            _empty_at_head(writing)
             for table in tables.metadata.sorted_tables:
-                rows = [dict(row) for row in (await reading.execute(select(table))).mappings()]
+                rows = [dict(row) for row in reading.execute(select(table)).mappings()]
                 for start in range(0, len(rows), BATCH):
-                    await writing.execute(table.insert(), rows[start : start + BATCH])
-                copied = int((await writing.execute(select(func.count()).select_from(table))).scalar_one())
+                    writing.execute(table.insert(), rows[start : start + BATCH])
+                copied = int(writing.execute(select(func.count()).select_from(table)).scalar_one())
                 if copied != len(rows):
                     raise StoreError(f"db copy: {table.name} has {len(rows)} rows but {copied} were copied")
                 counts[table.name] = copied
@@ -65,7 +71,7 @@ async def _copy(source: Database, target: Database) -> dict[str, int]:
                 # Ids and serials were copied as they were: each sequence's next value must come after them (the
                 # change log's above all: a follower starts at its newest copied serial and reads only past it).
                 for column in _SERIALS:
-                    await writing.execute(_after_copied(column))
+                    writing.execute(_after_copied(column))
     return counts
 
 

@@ -1,27 +1,30 @@
-"""The database under the store, SQLite or PostgreSQL through one code path (SQLAlchemy 2 Core, async): the engines,
-their connection settings, transactions, and the translation of every error the backend raises into `StoreFailure`
-at the store's boundary. The only module that knows the drivers (aiosqlite, psycopg 3).
+"""The database under the store, SQLite or PostgreSQL through one code path (SQLAlchemy 2 Core): the engines,
+where their calls run, their connection settings, transactions, and the translation of every error the backend
+raises into `StoreFailure` at the store's boundary. The only module that knows the drivers (the standard library's
+sqlite3, psycopg 3).
 
 Each multi-statement change is one transaction on a pooled connection of its own (`Connection._transaction`); a
 statement a method issues inside it joins it (a context variable, so only the coroutine that opened it does).
 Concurrency is the database's to make safe: unique constraints, `INSERT … ON CONFLICT`, conditional updates, row
 and advisory locks. Reads go through a second engine in autocommit, so a read is one round trip.
 
-SQLite: the file and its -wal/-shm are 0600 (`gateway.private`), WAL, `busy_timeout`, `secure_delete` (deleted rows
-zeroed), foreign keys; write transactions are `BEGIN IMMEDIATE` (SQLAlchemy's pysqlite recipe: the driver's own
-BEGIN is off, the engine's `begin` event sends ours), so two writers never deadlock upgrading a read lock. The
-writer engine has one connection: this process's writers queue for it in order instead of polling SQLite's busy
-lock; other processes (the CLI beside `serve`) wait on `busy_timeout`. PostgreSQL: `connect_timeout` and a pool
-timeout, so an unreachable database is a `StoreFailure` within seconds, never a hang.
+SQLite: calls run on threads of the store's own (`_SQLite`); the file and its -wal/-shm are 0600
+(`gateway.private`), WAL, `busy_timeout`, `secure_delete` (deleted rows zeroed), foreign keys; write transactions
+are `BEGIN IMMEDIATE` (SQLAlchemy's pysqlite recipe: the driver's own BEGIN is off, the engine's `begin` event
+sends ours), so two writers never deadlock upgrading a read lock. PostgreSQL: psycopg's async engines;
+`connect_timeout` and a pool timeout, so an unreachable database is a `StoreFailure` within seconds, never a hang.
 """
 
 from __future__ import annotations
 
+import abc
+import asyncio
 import contextlib
 import functools
 import inspect
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +32,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy import Connection as SyncConnection
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, RowMapping, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -41,7 +44,6 @@ from sqlalchemy.util import greenlet_spawn
 
 from gateway import private
 from gateway.config import redact_url
-from gateway.store import sqlite_driver
 from gateway.store.records import AuditEvent, StoreError, StoreFailure
 
 T = TypeVar("T")
@@ -64,19 +66,22 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def _driver_url(url: str) -> URL:
-    """SQLAlchemy's URL with the driver the store uses: aiosqlite, or psycopg 3 for `postgresql://`."""
+    """SQLAlchemy's URL with the driver the store uses: the standard library's sqlite3, or psycopg 3 for
+    `postgresql://`."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite")
+        return parsed.set(drivername="sqlite+pysqlite")
     return parsed.set(drivername="postgresql+psycopg")
 
 
-@dataclass
-class Database:
-    """The two engines over one database: `writer` (transactions) and `reader` (autocommit reads)."""
+class Database(abc.ABC):
+    """The two engines over one database, SQLAlchemy's synchronous ones: `writer` (transactions) and `reader`
+    (autocommit reads); and where their calls run (`on_writer`, `on_reader`), each store call one trip from the
+    event loop."""
 
-    writer: AsyncEngine
-    reader: AsyncEngine
+    def __init__(self, writer: Engine, reader: Engine) -> None:
+        self.writer = writer
+        self.reader = reader
 
     @property
     def dialect(self) -> str:
@@ -85,22 +90,103 @@ class Database:
 
     @property
     def single(self) -> Engine:
-        """Where a write that is one statement runs, atomic by itself without BEGIN and COMMIT around it (a
-        round trip each on PostgreSQL, a trip to aiosqlite's thread each on SQLite): SQLite's writer (this
-        process's writers still queue for its one connection; a write statement takes SQLite's write lock as it
-        starts, so it never upgrades a read lock), PostgreSQL's autocommit reader."""
+        """Where a write that is one statement runs, atomic by itself without BEGIN and COMMIT around it: SQLite's
+        writer (a write statement takes SQLite's write lock as it starts, so it never upgrades a read lock),
+        PostgreSQL's autocommit reader."""
         if self.dialect == "sqlite":
-            return self.writer.sync_engine.execution_options(**{_ONE_STATEMENT: True})
-        return self.reader.sync_engine
+            return self.writer.execution_options(**{_ONE_STATEMENT: True})
+        return self.reader
+
+    def writing(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """The right to write, held for a change's whole transaction: a turn at SQLite's one writer connection;
+        PostgreSQL's pool is the limit."""
+        return contextlib.nullcontext()
+
+    async def on_writer(self, call: Callable[..., T], *args: Any) -> T:
+        """`call(*args)` with the writer's connections (inside `writing`)."""
+        return await greenlet_spawn(call, *args)
+
+    async def on_reader(self, call: Callable[..., T], *args: Any) -> T:
+        return await greenlet_spawn(call, *args)
+
+    async def begin(self) -> SyncConnection:
+        """A connection of the writer's in a transaction (inside `writing`)."""
+        return await self.on_writer(_begin, self.writer)
 
     def libpq_url(self) -> str:
         """The database's URL for a connection of psycopg's own, outside the pools (the change listener)."""
         url = self.writer.url.set(drivername="postgresql")
         return url.render_as_string(hide_password=False)
 
+    @abc.abstractmethod
     async def dispose(self) -> None:
-        await self.writer.dispose()
-        await self.reader.dispose()
+        """Close every pooled connection."""
+
+
+class _PostgreSQL(Database):
+    """psycopg 3's async engines, their synchronous faces driven in one greenlet per call on the event loop
+    (`greenlet_spawn`, what every AsyncConnection method does once per call)."""
+
+    def __init__(self, writer: AsyncEngine, reader: AsyncEngine) -> None:
+        super().__init__(writer.sync_engine, reader.sync_engine)
+        self._engines = (writer, reader)
+
+    async def dispose(self) -> None:
+        for engine in self._engines:
+            await engine.dispose()
+
+
+class _SQLite(Database):
+    """pysqlite's engines, their calls on threads of the store's own: the writer's on one thread, in the order
+    they were made, reads on a few others. A statement of SQLite's takes microseconds and a trip to a thread and
+    back hundreds on a loaded machine, so a store call is one trip, whatever it runs (not one per statement).
+
+    The writer has one connection, taken in turn (`writing`) for a transaction's several calls; this process's
+    writers queue for it in order instead of polling SQLite's busy lock (other processes, the CLI beside `serve`,
+    wait on `busy_timeout`). A writer's call runs to its end once made, its caller cancelled or not, so the
+    rollback a cancelled transaction queues runs after it, on the same thread, before any other writer's call.
+    """
+
+    READERS = 4
+
+    def __init__(self, writer: Engine, reader: Engine) -> None:
+        super().__init__(writer, reader)
+        self._turn = asyncio.Semaphore(1)
+        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._reader_threads = ThreadPoolExecutor(self.READERS, thread_name_prefix="store-reader")
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(POOL_TIMEOUT):
+                await self._turn.acquire()
+        except TimeoutError:
+            raise StoreFailure("no database connection became free in time", outage=True) from None
+        try:
+            yield
+        finally:
+            self._turn.release()
+
+    async def on_writer(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.shield(asyncio.wrap_future(self._writer_thread.submit(call, *args)))
+
+    async def on_reader(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.wrap_future(self._reader_threads.submit(call, *args))
+
+    async def begin(self) -> SyncConnection:
+        begun = self._writer_thread.submit(_begin, self.writer)
+        try:
+            return await asyncio.shield(asyncio.wrap_future(begun))
+        except asyncio.CancelledError:
+            # Queued now, before the turn is given up: nothing else runs on the connection until it is ended.
+            self._writer_thread.submit(_end_begun, begun)
+            raise
+
+    async def dispose(self) -> None:
+        await self.on_writer(self.writer.dispose)
+        await self.on_reader(self.reader.dispose)
+        self._writer_thread.shutdown(wait=False)
+        self._reader_threads.shutdown(wait=False)
 
 
 def open_engines(url: str) -> Database:
@@ -116,22 +202,30 @@ def open_engines(url: str) -> Database:
         "execution_options": {"preserve_rowcount": True},
     }
     if path is not None:
-        common["module"] = sqlite_driver.DBAPI
-        writer = create_async_engine(driver_url, pool_size=1, max_overflow=0, **common)
-        reader = create_async_engine(driver_url, isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True, **common)
+        # Connections move between the store's threads (a reader's pool), one thread at a time.
+        common["connect_args"] = {"check_same_thread": False}
+        writer = create_engine(driver_url, pool_size=1, max_overflow=0, **common)
+        reader = create_engine(
+            driver_url,
+            pool_size=_SQLite.READERS,
+            max_overflow=0,
+            isolation_level="AUTOCOMMIT",
+            skip_autocommit_rollback=True,
+            **common,
+        )
         for engine in (writer, reader):
-            event.listen(engine.sync_engine, "connect", _sqlite_settings)
-        event.listen(writer.sync_engine, "begin", _begin_immediate)
-        return Database(writer, reader)
+            event.listen(engine, "connect", _sqlite_settings)
+        event.listen(writer, "begin", _begin_immediate)
+        return _SQLite(writer, reader)
     common["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
     # A connection the server dropped (a restart) is found at checkout: the writer's (pinged; a write costs three
     # round trips anyway) before a write can fail on it, the reader's by the read that fails on it, which
     # invalidates the reader's whole pool. So once the database is back, nothing fails on the outage's leftovers.
-    writer = create_async_engine(driver_url, pool_size=5, max_overflow=10, pool_pre_ping=True, **common)
-    reader = create_async_engine(
+    async_writer = create_async_engine(driver_url, pool_size=5, max_overflow=10, pool_pre_ping=True, **common)
+    async_reader = create_async_engine(
         driver_url, pool_size=5, max_overflow=10, isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True, **common
     )
-    return Database(writer, reader)
+    return _PostgreSQL(async_writer, async_reader)
 
 
 def _sqlite_settings(connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -176,8 +270,7 @@ async def connect(url: str, check: Callable[[Any], None]) -> Database:
     except OSError as exc:
         raise StoreError(f"store.url: cannot open the database {shown}: {os_error(exc, path or Path())}") from None
     try:
-        async with database.writer.begin() as connection:
-            await connection.run_sync(check)
+        await database.on_writer(_checked, database.writer, check)
     except StoreError:
         await database.dispose()
         raise
@@ -185,6 +278,11 @@ async def connect(url: str, check: Callable[[Any], None]) -> Database:
         await database.dispose()
         raise StoreError(f"store.url: cannot open the database {shown}: {describe(exc)}") from None
     return database
+
+
+def _checked(engine: Engine, check: Callable[[SyncConnection], None]) -> None:
+    with engine.begin() as connection:
+        check(connection)
 
 
 def describe(exc: BaseException) -> str:
@@ -255,9 +353,8 @@ Step = tuple[Executable, Parameters]
 _OPEN: ContextVar[Transaction | None] = ContextVar("gateway_store_transaction", default=None)
 
 
-# NOTE: the store drives SQLAlchemy's synchronous Connection inside one greenlet per store call (`greenlet_spawn`,
-# what every AsyncConnection method does once per call): a read is one call, a transaction's statements one call
-# together where the method knows them all (`_steps`), not a call per connect, begin, execute, commit and close.
+# A read is one call, a transaction's statements one call together where the method knows them all (`_steps`),
+# not a call per connect, begin, execute, commit and close.
 def _run(connection: SyncConnection, steps: Sequence[Step]) -> list[Outcome]:
     outcomes = []
     for statement, parameters in steps:
@@ -291,6 +388,12 @@ def _begin(engine: Engine) -> SyncConnection:
         connection.close()
         raise
     return connection
+
+
+def _end_begun(begun: Future[SyncConnection]) -> None:
+    """On the writer's thread, after `begun` ran there: end the transaction it began, whose caller left."""
+    if begun.exception() is None:
+        _end(begun.result(), commit=False)
 
 
 def _end(connection: SyncConnection, *, commit: bool) -> None:
@@ -336,27 +439,31 @@ class Connection:
         if joined is not None:
             yield joined
             return
-        connection = await greenlet_spawn(_begin, self._db.writer.sync_engine)
-        open_ = Transaction(self, connection)
-        token = _OPEN.set(open_)
-        try:
-            yield open_
-        except BaseException:
+        database = self._db
+        async with database.writing():
+            connection = await database.begin()
+            open_ = Transaction(self, connection)
+            token = _OPEN.set(open_)
+            try:
+                yield open_
+            except BaseException:
+                _OPEN.reset(token)
+                await database.on_writer(functools.partial(_end, connection, commit=False))
+                raise
             _OPEN.reset(token)
-            await greenlet_spawn(_end, connection, commit=False)
-            raise
-        _OPEN.reset(token)
-        await greenlet_spawn(_end, connection, commit=True)
+            await database.on_writer(functools.partial(_end, connection, commit=True))
 
     async def _steps(self, steps: Sequence[Step]) -> list[Outcome]:
         """Statements that change the store together, in one call: in the open transaction, or as one of their
         own."""
         joined = self._joined()
+        database = self._db
         if joined is not None:
-            return await greenlet_spawn(_run, joined.connection, steps)
-        if len(steps) == 1:
-            return [await greenlet_spawn(_run_single, self._db.single, steps[0])]
-        return await greenlet_spawn(_run_alone, self._db.writer.sync_engine, steps)
+            return await database.on_writer(_run, joined.connection, steps)
+        async with database.writing():
+            if len(steps) == 1:
+                return [await database.on_writer(_run_single, database.single, steps[0])]
+            return await database.on_writer(_run_alone, database.writer, steps)
 
     async def _execute(self, statement: Executable, parameters: Parameters = None) -> int:
         """A write; how many rows it changed. Outside a transaction it is one of its own."""
@@ -370,8 +477,8 @@ class Connection:
         """A read: in the open transaction if there is one, else one autocommit round trip."""
         joined = self._joined()
         if joined is not None:
-            return (await greenlet_spawn(_run, joined.connection, [(statement, parameters)]))[0].rows
-        return await greenlet_spawn(_read, self._db.reader.sync_engine, (statement, parameters))
+            return (await self._db.on_writer(_run, joined.connection, [(statement, parameters)]))[0].rows
+        return await self._db.on_reader(_read, self._db.reader, (statement, parameters))
 
     async def _row(self, statement: Executable, parameters: Parameters = None) -> RowMapping | None:
         rows = await self._rows(statement, parameters)

@@ -30,14 +30,7 @@ projects, roles, files = tables.projects, tables.roles, tables.files
 class Projects(AuditLog):
     async def project_access(self, name: str, user_id: str) -> tuple[Project | None, str | None, bool]:
         """The project (None if the gateway does not know it), the user's role on it, and whether anyone has one."""
-        row = await self._row(
-            text(
-                "SELECT projects.*, roles.role, "
-                "EXISTS (SELECT 1 FROM roles r WHERE r.project = projects.name) AS owned FROM projects "
-                "LEFT JOIN roles ON roles.project = projects.name AND roles.user_id = :user WHERE projects.name = :name"
-            ),
-            {"user": user_id, "name": name},
-        )
+        row = await self._row(_PROJECT_ACCESS, {"user": user_id, "name": name})
         if row is None:
             return None, None, False
         return _project(row), row["role"], bool(row["owned"])
@@ -50,30 +43,13 @@ class Projects(AuditLog):
         """
         now = time.time()
         rows = await self._returning(
-            text(
-                "INSERT INTO project_claims (project, user_id, holders, expires) VALUES (:project, :user, 1, :expires) "
-                "ON CONFLICT (project) DO UPDATE SET holders = CASE WHEN project_claims.user_id = excluded.user_id "
-                "THEN project_claims.holders + 1 ELSE 1 END, "
-                "user_id = excluded.user_id, expires = excluded.expires "
-                "WHERE project_claims.user_id = excluded.user_id OR project_claims.expires < :now "
-                "RETURNING user_id"
-            ),
-            {"project": project, "user": user_id, "expires": now + CLAIM_LIFETIME, "now": now},
+            _HOLD_CLAIM, {"project": project, "user": user_id, "expires": now + CLAIM_LIFETIME, "now": now}
         )
         return bool(rows)
 
     async def upload_state(self, project: str, user_id: str, token_id: str | None) -> UploadState:
         """Everything an upload's last check needs, read afresh in one query."""
-        row = await self._row(
-            text(
-                "SELECT (SELECT role FROM roles WHERE project = :project AND user_id = :user) AS role, "
-                "EXISTS (SELECT 1 FROM roles WHERE project = :project) AS owned, "
-                "(SELECT user_id FROM project_claims WHERE project = :project) AS claim_holder, "
-                "EXISTS (SELECT 1 FROM users WHERE id = :user) AS user_exists, "
-                "EXISTS (SELECT 1 FROM tokens WHERE id = :token AND revoked IS NULL) AS token_valid"
-            ),
-            {"project": project, "user": user_id, "token": token_id},
-        )
+        row = await self._row(_UPLOAD_STATE, {"project": project, "user": user_id, "token": token_id})
         assert row is not None
         return UploadState(
             role=row["role"],
@@ -148,7 +124,7 @@ class Projects(AuditLog):
         *,
         display_name: str,
         claim: User | None,
-        upload_id: str,
+        reservation: str | None,
         audit: Mapping[str, Any],
     ) -> None:
         """A file the index accepted through the gateway, in one transaction with what it changes.
@@ -176,7 +152,8 @@ class Projects(AuditLog):
                 "token_id": file.token_id,
             }
             steps.append((_INSERT_FILE, row))
-            steps.append((_DROP_RESERVATION, {"upload_id": upload_id}))
+            if reservation is not None:
+                steps.append((_DROP_RESERVATION, {"upload_id": reservation}))
         fields = dict(audit)
         entries.append(
             AuditEvent(
@@ -235,6 +212,27 @@ def _project(row: RowMapping) -> Project:
     return Project(row["name"], row["id"], row["display_name"], row["created"])
 
 
+# Statements every upload runs, parsed once.
+_PROJECT_ACCESS = text(
+    "SELECT projects.*, roles.role, "
+    "EXISTS (SELECT 1 FROM roles r WHERE r.project = projects.name) AS owned FROM projects "
+    "LEFT JOIN roles ON roles.project = projects.name AND roles.user_id = :user WHERE projects.name = :name"
+)
+_HOLD_CLAIM = text(
+    "INSERT INTO project_claims (project, user_id, holders, expires) VALUES (:project, :user, 1, :expires) "
+    "ON CONFLICT (project) DO UPDATE SET holders = CASE WHEN project_claims.user_id = excluded.user_id "
+    "THEN project_claims.holders + 1 ELSE 1 END, "
+    "user_id = excluded.user_id, expires = excluded.expires "
+    "WHERE project_claims.user_id = excluded.user_id OR project_claims.expires < :now "
+    "RETURNING user_id"
+)
+_UPLOAD_STATE = text(
+    "SELECT (SELECT role FROM roles WHERE project = :project AND user_id = :user) AS role, "
+    "EXISTS (SELECT 1 FROM roles WHERE project = :project) AS owned, "
+    "(SELECT user_id FROM project_claims WHERE project = :project) AS claim_holder, "
+    "EXISTS (SELECT 1 FROM users WHERE id = :user) AS user_exists, "
+    "EXISTS (SELECT 1 FROM tokens WHERE id = :token AND revoked IS NULL) AS token_valid"
+)
 _RESERVE_SIZE = text(
     "INSERT INTO size_reservations (id, project, size, expires) "
     "SELECT :id, :project, CAST(:size AS BIGINT), CAST(:expires AS DOUBLE PRECISION) "

@@ -67,4 +67,4 @@ class Outcome:
     digests: Mapping[str, str]
     reason: str
     claim: bool = False
-    upload_id: str = ""  # names the project-size reservation the record takes over
+    reservation: str | None = None  # the project-size reservation the record takes over, if the upload has one

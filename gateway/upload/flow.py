@@ -382,7 +382,7 @@ class UploadFlow:
             digests=digests,
             reason="ok",
             claim=decided.claim,
-            upload_id=self.holding.upload_id,
+            reservation=self.holding.reservation,
         )
 
     async def _act(self, spool: FileCopy) -> Outcome:

@@ -152,7 +152,7 @@ async def _record(svc: Services, identity: Identity, outcome: Outcome, trail: di
         stored,
         display_name=upload.name,
         claim=claim,
-        upload_id=outcome.upload_id,
+        reservation=outcome.reservation,
         audit=_audit_fields(trail, outcome.reason),
     )
 

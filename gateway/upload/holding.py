@@ -41,6 +41,11 @@ class Holding:
             self._claimed = project
         return held
 
+    @property
+    def reservation(self) -> str | None:
+        """The size reservation this upload holds, by the id the record takes it over with; None when none."""
+        return self.upload_id if self._reserved else None
+
     async def reserve(self, upload: Upload, size: int, limit: int) -> None:
         """Hold `size` bytes of the project's `limit`, counting the files recorded and the uploads in flight."""
         if not await self._take(self._reserve(upload.project, size, limit)):

@@ -70,6 +70,18 @@ class Server:
             connection.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
         return self.url(name)
 
+    def create_with_password(self, role: str, password: str) -> str:
+        """A new empty database owned by a new `role` that must give `password` (scram-sha-256 over TCP, where
+        every other role is trusted); its URL without the password, as an operator writes one for libpq's
+        `PGPASSWORD` or `~/.pgpass`."""
+        hba = self.directory / "data" / "pg_hba.conf"
+        hba.write_text(f"host all {role} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        self.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'")
+        name = f"{role}_{next(self._names)}"
+        self.execute(f'CREATE DATABASE "{name}" OWNER "{role}" TEMPLATE template0')
+        self.execute("SELECT pg_reload_conf()")
+        return f"postgresql://{role}@127.0.0.1:{self.port}/{name}"
+
     def execute(self, sql: str) -> None:
         """A statement as the superuser on the `postgres` database (e.g. `pg_terminate_backend`)."""
         with psycopg.connect(self.url(), autocommit=True) as connection:

@@ -110,3 +110,28 @@ def test_db_upgrade_and_copy_to_an_empty_store_and_never_onto_one_in_use(
     assert code == 1 and err.startswith("upload-gateway: ") and len(err.splitlines()) == 1
     code, _, err = cli("db", "copy", "--to", store_url)
     assert (code, err) == (1, "upload-gateway: --to: that is the store itself\n")
+
+
+def test_a_url_without_its_password_takes_it_from_pgpassword_and_never_shows_it(
+    tmp_path: Path, postgresql_server: Server, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libpq's own ways to give a password (`PGPASSWORD`, which the compose stack's entrypoint sets from a secret
+    file, or ~/.pgpass) work with a `store.url` that holds none; without one, the refusal is a line that names
+    the database, not a traceback."""
+    url = postgresql_server.create_with_password("gateway", "s3cret-pg-password")
+    app_config(tmp_path, {"url": "http://127.0.0.1:9/"}, store={"url": url})
+    config = str(tmp_path / "gateway.toml")
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-pgpass"))
+
+    assert main(["--config", config, "db", "upgrade"]) == 1
+    refused = capsys.readouterr().err
+    assert len(refused.splitlines()) == 1 and "cannot open the database" in refused, refused
+
+    monkeypatch.setenv("PGPASSWORD", "s3cret-pg-password")
+    assert main(["--config", config, "db", "upgrade"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert main(["--config", config, "user", "add", "carol", "--password-stdin"]) == 0
+    assert main(["--config", config, "user", "list"]) == 0
+    out, err = capsys.readouterr()
+    assert "carol" in out and "s3cret-pg-password" not in out + err + refused

@@ -4,6 +4,7 @@ takes connections again."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,12 @@ from tests.harness.fake_index import FakeIndex
 from tests.harness.postgresql import Server
 from tests.integration.conftest import AppFactory
 
+# aiohttp-session keeps the session under a string key of the request, which aiohttp warns about.
+pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
+
 MESSAGE = "The gateway's database is unavailable; retry shortly"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+ORIGIN = {"Origin": "http://gateway.test"}
 
 
 @pytest.fixture
@@ -53,3 +59,34 @@ async def test_an_upload_while_the_database_is_down_is_a_503_and_the_gateway_rec
     assert (await gateway.upload(second, token)).status == 200
     assert second.name in index.files
     assert gateway.rows("SELECT filename FROM files ORDER BY filename") == [(first.name,), (second.name,)]
+
+
+async def test_the_account_pages_while_the_database_is_down_say_so_and_keep_the_session(
+    start_app: AppFactory, index: FakeIndex, store_url: str, postgresql_server: Server
+) -> None:
+    """A signed-in page and a sign-in both need the database: each is a 503 page with the message (never a 500,
+    and never a sign-out: the session is there again once the database is)."""
+    gateway = await start_app(index)
+    await add_user(gateway.config, "alice", "correct horse battery")
+    login = await gateway.client.get("/account/login")
+    [csrf] = CSRF.findall(await login.text())
+    fields = {"username": "alice", "password": "correct horse battery", "csrf_token": csrf}
+    signed_in = await gateway.client.post("/account/login", data=fields, headers=ORIGIN)
+    assert signed_in.status == 200
+    login_form = await gateway.client.get("/account/login")
+    [csrf] = CSRF.findall(await login_form.text())
+    name = store_url.rsplit("/", 1)[1]
+
+    refuse_connections(postgresql_server, name, refuse=True)
+    try:
+        page = await gateway.client.get("/account/tokens", allow_redirects=False)
+        assert (page.status, page.reason) == (503, MESSAGE)
+        assert MESSAGE in await page.text() and page.headers["Retry-After"] == "5"
+        again = {**fields, "csrf_token": csrf}
+        sign_in = await gateway.client.post("/account/login", data=again, headers=ORIGIN, allow_redirects=False)
+        assert (sign_in.status, sign_in.reason) == (503, MESSAGE)
+    finally:
+        refuse_connections(postgresql_server, name, refuse=False)
+
+    page = await gateway.client.get("/account/tokens", allow_redirects=False)
+    assert page.status == 200 and "alice" in await page.text()
