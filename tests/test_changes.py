@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 
 import pytest
 
 from gateway.accounts import create_token
 from gateway.authentication import Authenticator, TokenSettings
-from gateway.changes import BATCH, Follower, Invalidations
+from gateway.changes import BATCH, KEEP, Follower, Invalidations
 from gateway.credentials import TokenCredentials
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
@@ -113,6 +114,64 @@ async def test_a_failing_log_is_retried_and_past_the_trust_window_cached_credent
     log.failing = True
     await following.catch_up()
     assert caches.forgotten == 3  # the window restarts at the last good read
+
+
+async def test_a_log_whose_serial_went_back_is_followed_from_its_new_end_with_the_caches_dropped() -> None:
+    """A database restored from a backup, or replaced: its serials may be below this follower's, and what it
+    changes would never be read past the old serial."""
+    log, caches = Log(), Caches()
+    following = follower(log, caches)
+    for key in ("a", "b", "c"):
+        log.add(TOKEN, key)
+    await following.catch_up()
+    log.changes = log.changes[:1]  # restored: serial 1 is the newest
+    await following.catch_up()
+    assert caches.forgotten == 2 and following.serial == 1
+    log.add(TOKEN, "revoked-after-the-restore")
+    assert await following.catch_up() == 1
+    assert caches.applied[-1].key == "revoked-after-the-restore"
+
+
+async def test_a_follower_that_slept_past_the_log_s_keep_drops_its_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Suspended (the host slept, the process was stopped) for longer than entries are kept: what was pruned
+    meanwhile was never applied. The wall clock says so; the monotonic one stops while the host sleeps."""
+    log, caches = Log(), Caches()
+    following = follower(log, caches)
+    await following.catch_up()
+    woke_at = time.time() + KEEP + 60
+    monkeypatch.setattr(time, "time", lambda: woke_at)
+    await following.catch_up()
+    assert caches.forgotten == 2
+
+
+async def test_a_follower_survives_an_unexpected_error_and_drops_its_caches() -> None:
+    """Not a store failure (a bug, a malformed row): logged, the caches dropped, and the next turn reads again;
+    a follower that ended would leave this process on its row cache alone."""
+    log, caches = Log(), Caches()
+    following = follower(log, caches)
+    await following.catch_up()
+    real = log.changes_after
+    calls = 0
+
+    async def broken_once(serial: int, limit: int) -> Sequence[Change]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("a row this version cannot read")
+        return await real(serial, limit)
+
+    log.changes_after = broken_once  # type: ignore[method-assign]
+    task = asyncio.create_task(following.run())
+    try:
+        log.add(TOKEN, "t1")
+        async with asyncio.timeout(5):
+            while not caches.applied:
+                await asyncio.sleep(0.001)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert caches.forgotten >= 2 and caches.applied[-1].key == "t1"
 
 
 async def applied_by_run(following: Follower, log: Log, caches: Caches, *, wake: bool) -> list[str]:
