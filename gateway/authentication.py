@@ -92,6 +92,9 @@ class Authenticator:
         self._metrics = metrics
         self._checks = checks
         self._rows: TTLCache[str, tuple[TokenRow, User] | None] = TTLCache(maxsize=8192, ttl=ROW_TTL)
+        # Moved by every drop: a row read before a drop (a revocation applied while the read was under way) is
+        # used by its own request but never cached after it.
+        self._drops = 0
         self._verified: TTLCache[tuple[str, str | None, str | None, str, bool], float] = TTLCache(
             maxsize=8192, ttl=VERIFIED_TTL
         )
@@ -155,10 +158,12 @@ class Authenticator:
     async def _row(self, token_id: str) -> tuple[TokenRow, User] | None:
         if token_id in self._rows:
             return self._rows[token_id]
+        drops = self._drops
         row = await self._store.get_token(token_id)
         user = await self._store.get_user_by_id(row.user_id) if row else None
         found = (row, user) if row and user else None
-        self._rows[token_id] = found
+        if drops == self._drops:
+            self._rows[token_id] = found
         return found
 
     async def owner_of(self, credentials: TokenCredentials) -> tuple[str | None, str | None]:
@@ -176,16 +181,19 @@ class Authenticator:
 
     def forget(self, token_id: str) -> None:
         """Drop a cached row at once (a revocation, here or in another process: `gateway.changes`)."""
+        self._drops += 1
         self._rows.pop(token_id, None)
 
     def forget_user(self, name: str) -> None:
         """Drop the rows of every token of a user whose account changed (removed, 2FA, password); `name` folded."""
+        self._drops += 1
         for token_id, found in list(self._rows.items()):
             if found is not None and found[1].name.lower() == name:
                 self._rows.pop(token_id, None)
 
     def forget_all(self) -> None:
         """Drop every cached row: the change log could not be read for longer than they may be trusted."""
+        self._drops += 1
         self._rows.clear()
 
     async def touch(self, identity: Identity) -> None:

@@ -16,7 +16,7 @@ from gateway import policy, tokens
 from gateway.authentication import Authenticator, Identity, invalid_auth, invalid_token
 from gateway.config import PolicyConfig
 from gateway.errors import GatewayError
-from gateway.store import Project, Store, User
+from gateway.store import Project, Store, UploadState, User
 
 if TYPE_CHECKING:  # annotations only: the CLI's store commands need no form validation
     from gateway.validation import Upload
@@ -52,7 +52,11 @@ class Authorizer:
         return decision
 
     async def authorize_action(self, identity: Identity, action: str, project_name: str, display_name: str) -> None:
-        """`remove_pkg`, `doc_upload`… on an existing project, when `policy.allowed_actions` lets them through."""
+        """`remove_pkg`, `doc_upload`… on an existing project, when `policy.allowed_actions` lets them through.
+
+        Just before the index is asked, with the user and token read afresh (as an upload's last check reads them):
+        an action changes the index at once, so a revocation must stop it even before this process hears of it."""
+        self._still_valid(identity, await self._store.upload_state(project_name, identity.user.id, identity.token_id))
         project, role, owned = await self._credentials(identity, project_name)
         raise_if_denied(
             policy.project_action(
@@ -67,11 +71,7 @@ class Authorizer:
         """Is the upload still allowed, now that its file is in? Read afresh: a revoked token, a removed user or
         role, or a new project's claim lost to another user since the upload began, all stop it."""
         state = await self._store.upload_state(upload.project, identity.user.id, identity.token_id)
-        if not state.user_exists:
-            raise invalid_auth()
-        if identity.token is not None and not state.token_valid:
-            self._authenticator.forget(identity.token.id)
-            raise invalid_token("token has been revoked; create a new one", "revoked_token")
+        self._still_valid(identity, state)
         if state.role is not None:
             return
         if claim and not state.owned:
@@ -87,6 +87,14 @@ class Authorizer:
                 token_project_scoped=project_scoped(identity),
             )
         )
+
+    def _still_valid(self, identity: Identity, state: UploadState) -> None:
+        """The user is still there and the token not revoked, as `state` (read afresh) says."""
+        if not state.user_exists:
+            raise invalid_auth()
+        if identity.token is not None and not state.token_valid:
+            self._authenticator.forget(identity.token.id)
+            raise invalid_token("token has been revoked; create a new one", "revoked_token")
 
     async def _credentials(self, identity: Identity, project_name: str) -> tuple[Project | None, str | None, bool]:
         """Token caveats for this project (the password policy was applied on the headers); the project (if it

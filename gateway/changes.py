@@ -7,7 +7,8 @@ PostgreSQL notification, or its listener reconnecting) and on a short timer rega
 on a notification arriving, only latency does (the pattern devpi's replicas use; `../shared/reference/scale-out.md`).
 Applying a change only drops cached state, so applying one twice is harmless. When the log cannot be read for
 longer than cached credentials may be trusted, the follower drops them (`forget_all`): a revocation it cannot see
-must not be outlived by a cache.
+must not be outlived by a cache. So it does whenever it may have missed entries: at its first read, after the host
+slept past the log's keep, when the log's serial went back (a restored database), and after any error of its own.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class Follower:
         self._woken = asyncio.Event()
         self.serial: int | None = None
         self._read_at = clock()
+        self._read_wall = time.time()
         self._pruned_at = clock()
 
     def wake(self) -> None:
@@ -103,7 +105,13 @@ class Follower:
 
     async def run(self) -> None:
         while True:
-            await self.catch_up()
+            try:
+                await self.catch_up()
+            except Exception:
+                # Not the store's failure (`catch_up` takes those): a bug or a row this version cannot read. The
+                # follower goes on, since this process's caches are only safe while it does.
+                log.exception("the change log's follower failed; cached credentials dropped")
+                self._caches.forget_all()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._woken.wait(), self.interval)
             self._woken.clear()
@@ -127,9 +135,13 @@ class Follower:
         return applied
 
     async def _read(self) -> int:
-        if self.serial is None:
-            # Nothing is cached before the first read, so nothing older needs applying.
+        slept = time.time() - self._read_wall > KEEP / 2  # the host slept: entries may be pruned unread
+        if self.serial is None or slept:
+            # What is older than this serial is never applied: what was cached before it was read (a request served
+            # in the first moments, or while this read failed) goes instead.
             self.serial = await self._log.last_change()
+            self._read_wall = time.time()
+            self._caches.forget_all()
             return 0
         applied = 0
         while True:
@@ -140,4 +152,11 @@ class Follower:
                 self.serial = change.serial
             applied += len(batch)
             if len(batch) < BATCH:
-                return applied
+                break
+        if not applied:
+            latest = await self._log.last_change()
+            if latest < self.serial:  # the database was restored or replaced: its serials restart below ours
+                self.serial = latest
+                self._caches.forget_all()
+        self._read_wall = time.time()
+        return applied

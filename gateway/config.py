@@ -434,8 +434,10 @@ def parse_store_url(url: str, key: str = "store.url") -> StoreConfig:
 
 def redact_url(url: str) -> str:
     """`url` with any password in it written `***`, for errors, logs and banners: everything from the user name's
-    colon to the last `@`, so a password with `@`, `/` or `#` in it (encoded or not) never shows."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):.*@", r"\1:***@", url)
+    colon to the last `@`, so a password with `@`, `/` or `#` in it (encoded or not) never shows, and the value of
+    a `password=` query parameter (libpq takes one there too: such a URL is refused, and its refusal quotes it)."""
+    shown = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):.*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", shown, flags=re.IGNORECASE)
 
 
 def token_location(config: Config) -> str:

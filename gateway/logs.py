@@ -185,10 +185,19 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Iterabl
         return any(ip in network for network in networks)
 
     address = peer
-    hops = [hop.strip() for hop in (forwarded_for or "").split(",") if hop.strip()]
+    hops = [_without_port(hop.strip()) for hop in (forwarded_for or "").split(",") if hop.strip()]
     while address is not None and is_trusted(address) and hops:
         address = hops.pop()
     return address
+
+
+def _without_port(hop: str) -> str:
+    """A hop's address without the port some proxies add (`198.51.100.1:50123`, `[2001:db8::1]:50123`)."""
+    if hop.startswith("[") and "]" in hop:
+        return hop[1 : hop.index("]")]
+    if hop.count(":") == 1:
+        return hop.split(":", 1)[0]
+    return hop
 
 
 def client_of(request: web.Request) -> str | None:

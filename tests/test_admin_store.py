@@ -12,6 +12,7 @@ from aiohttp_session import Session
 
 from gateway.store import Store, StoreError, User, WebAuthnCredential
 from gateway.web.sessions import USER_ID, StoreSessionStorage
+from gateway.web.views import PENDING
 
 
 async def signed_in(store: Store, user: User, key: str) -> None:
@@ -34,6 +35,17 @@ async def test_a_password_reset_ends_the_users_sessions_only(store: Store) -> No
     assert changed.password_hash == "h3"
     (event,) = [e for e in await store.audit_events(user_name="alice") if e.event == "user.password_changed"]
     assert event.detail == {"by": "cli:root"}
+
+
+async def test_a_password_reset_ends_a_sign_in_waiting_for_its_second_factor(store: Store) -> None:
+    """Whoever typed the old password and waits at the second factor must not finish signing in after the reset."""
+    alice = await store.add_user("alice", "h1")
+    session = Session("p", data=None, new=True)
+    session[PENDING] = {"uid": alice.id, "at": time.time(), "next": "/account/", "id": "x"}
+    storage = StoreSessionStorage(lambda: store, lambda: b"s" * 32, secure=False)
+    await store.save_web_session("p", json.dumps(storage._get_session_data(session)), time.time() + 60)
+    await store.set_password(alice, "h2", by="cli:root")
+    assert await store.web_session("p", time.time()) is None
 
 
 async def test_a_2fa_reset_removes_every_factor_and_code(store: Store) -> None:

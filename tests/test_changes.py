@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 
 import pytest
 
-from gateway.changes import BATCH, Follower, Invalidations
-from gateway.store import Change, StoreFailure
+from gateway.accounts import create_token
+from gateway.authentication import Authenticator, TokenSettings
+from gateway.changes import BATCH, KEEP, Follower, Invalidations
+from gateway.credentials import TokenCredentials
+from gateway.errors import GatewayError
+from gateway.metrics import Metrics
+from gateway.password_checks import PasswordChecks
+from gateway.store import Change, Store, StoreFailure, User
 from gateway.store.changelog import PROJECT, TOKEN, USER
+
+SETTINGS = TokenSettings(prefix="pypi", location="gateway.test", server_secret=b"k" * 32)
 
 
 class Log:
@@ -88,22 +97,81 @@ async def test_a_failing_log_is_retried_and_past_the_trust_window_cached_credent
     log, caches, clock = Log(), Caches(), Clock()
     following = follower(log, caches, clock)
     await following.catch_up()
+    assert caches.forgotten == 1  # the first read: what was cached before it
     log.add(TOKEN, "revoked-meanwhile")
     log.failing = True
     clock.now += 4.0
     assert await following.catch_up() == 0
-    assert caches.forgotten == 0  # within the window: a blip keeps the caches
+    assert caches.forgotten == 1  # within the window: a blip keeps the caches
     clock.now += 2.0
     await following.catch_up()
     await following.catch_up()
-    assert caches.forgotten == 2
+    assert caches.forgotten == 3
     log.failing = False
     assert await following.catch_up() == 1  # nothing written meanwhile is skipped
     assert caches.applied[-1].key == "revoked-meanwhile"
     clock.now += 4.0
     log.failing = True
     await following.catch_up()
-    assert caches.forgotten == 2  # the window restarts at the last good read
+    assert caches.forgotten == 3  # the window restarts at the last good read
+
+
+async def test_a_log_whose_serial_went_back_is_followed_from_its_new_end_with_the_caches_dropped() -> None:
+    """A database restored from a backup, or replaced: its serials may be below this follower's, and what it
+    changes would never be read past the old serial."""
+    log, caches = Log(), Caches()
+    following = follower(log, caches)
+    for key in ("a", "b", "c"):
+        log.add(TOKEN, key)
+    await following.catch_up()
+    log.changes = log.changes[:1]  # restored: serial 1 is the newest
+    await following.catch_up()
+    assert caches.forgotten == 2 and following.serial == 1
+    log.add(TOKEN, "revoked-after-the-restore")
+    assert await following.catch_up() == 1
+    assert caches.applied[-1].key == "revoked-after-the-restore"
+
+
+async def test_a_follower_that_slept_past_the_log_s_keep_drops_its_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Suspended (the host slept, the process was stopped) for longer than entries are kept: what was pruned
+    meanwhile was never applied. The wall clock says so; the monotonic one stops while the host sleeps."""
+    log, caches = Log(), Caches()
+    following = follower(log, caches)
+    await following.catch_up()
+    woke_at = time.time() + KEEP + 60
+    monkeypatch.setattr(time, "time", lambda: woke_at)
+    await following.catch_up()
+    assert caches.forgotten == 2
+
+
+async def test_a_follower_survives_an_unexpected_error_and_drops_its_caches() -> None:
+    """Not a store failure (a bug, a malformed row): logged, the caches dropped, and the next turn reads again;
+    a follower that ended would leave this process on its row cache alone."""
+    log, caches = Log(), Caches()
+    following = follower(log, caches)
+    await following.catch_up()
+    real = log.changes_after
+    calls = 0
+
+    async def broken_once(serial: int, limit: int) -> Sequence[Change]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("a row this version cannot read")
+        return await real(serial, limit)
+
+    log.changes_after = broken_once  # type: ignore[method-assign]
+    task = asyncio.create_task(following.run())
+    try:
+        log.add(TOKEN, "t1")
+        async with asyncio.timeout(5):
+            while not caches.applied:
+                await asyncio.sleep(0.001)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert caches.forgotten >= 2 and caches.applied[-1].key == "t1"
 
 
 async def applied_by_run(following: Follower, log: Log, caches: Caches, *, wake: bool) -> list[str]:
@@ -163,3 +231,69 @@ async def test_what_is_applied_and_what_fails_is_counted_by_bounded_kind() -> No
     log.failing = True
     await following.catch_up()
     assert counted == [TOKEN, "other", "failed"]
+
+
+async def test_a_token_row_read_before_its_revocation_is_not_cached_after_the_follower_dropped_it(
+    store: Store,
+) -> None:
+    """A request reads the token's row, the token is revoked on another replica and this one's follower applies
+    that, and only then the request (still reading the owner) caches what it read: the revoked token must not be
+    accepted from that cache for the rows' lifetime."""
+    alice = await store.add_user("alice", "$argon2id$not-a-real-hash")
+    token, row = await create_token(store, SETTINGS, alice, description="ci", projects=[], expires_at=None)
+    checks = PasswordChecks(workers=1, queue=1, metrics=Metrics())
+    authenticator = Authenticator(store, SETTINGS, Metrics(), checks)
+    invalidations = Invalidations(
+        token=authenticator.forget,
+        user=authenticator.forget_user,
+        project=lambda name: None,
+        credentials=authenticator.forget_all,
+    )
+    following = Follower(store, invalidations, interval=1.0, trust=5.0)
+    await following.catch_up()
+    reading_owner, owner_read = asyncio.Event(), asyncio.Event()
+    get_user_by_id = store.get_user_by_id
+
+    async def slow_owner(user_id: str) -> User | None:
+        if not reading_owner.is_set():  # the request's read only, not the revocation's own
+            reading_owner.set()
+            await owner_read.wait()
+        return await get_user_by_id(user_id)
+
+    store.get_user_by_id = slow_owner  # type: ignore[method-assign]
+    try:
+        first = asyncio.create_task(authenticator.authenticate(TokenCredentials(token)))
+        await reading_owner.wait()
+        await store.revoke_token(row.id, by="replica-b")
+        assert await following.catch_up() == 1
+        owner_read.set()
+        await first  # it read the row before the revocation: accepted, as any request in flight then
+        with pytest.raises(GatewayError, match="revoked"):
+            await authenticator.authenticate(TokenCredentials(token))
+    finally:
+        checks.close()
+
+
+async def test_a_row_cached_before_the_follower_first_read_the_log_is_dropped_by_that_read(store: Store) -> None:
+    """The follower starts from the serial its first read finds: a request served before that read (the first
+    moments of a replica, or while that read kept failing) may hold a row a change before that serial made
+    stale, which no later entry will drop."""
+    alice = await store.add_user("alice", "$argon2id$not-a-real-hash")
+    token, row = await create_token(store, SETTINGS, alice, description="ci", projects=[], expires_at=None)
+    checks = PasswordChecks(workers=1, queue=1, metrics=Metrics())
+    authenticator = Authenticator(store, SETTINGS, Metrics(), checks)
+    invalidations = Invalidations(
+        token=authenticator.forget,
+        user=authenticator.forget_user,
+        project=lambda name: None,
+        credentials=authenticator.forget_all,
+    )
+    following = Follower(store, invalidations, interval=1.0, trust=5.0)
+    try:
+        await authenticator.authenticate(TokenCredentials(token))
+        await store.revoke_token(row.id, by="replica-b")
+        await following.catch_up()
+        with pytest.raises(GatewayError, match="revoked"):
+            await authenticator.authenticate(TokenCredentials(token))
+    finally:
+        checks.close()

@@ -113,6 +113,17 @@ def test_a_postgresql_store_url_is_taken_and_its_password_is_never_shown(url: st
     assert "s3cr" not in str(refused.value) and "://gateway:***@" in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://gateway@db/gateway?password=s3cr", "postgresql:///gateway?host=/run&sslmode=require&password=s3cr"],
+)
+def test_a_url_refused_for_its_query_never_shows_a_password_given_there(url: str) -> None:
+    """libpq takes a password as a query parameter too; the store refuses queries, and its refusal quotes the URL."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(None, {"GATEWAY_STORE_URL": url})
+    assert "s3cr" not in str(refused.value) and "password=***" in str(refused.value)
+
+
 def test_a_postgresql_url_without_a_password_leaves_it_to_libpq() -> None:
     store = load_config(None, {"GATEWAY_STORE_URL": "postgresql://gateway@db.internal/gateway"}).store
     assert store.shown == store.url == "postgresql://gateway@db.internal/gateway"

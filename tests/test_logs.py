@@ -25,6 +25,11 @@ from tests.logcheck import parse_text_line
         ("10.0.0.2", None, ["10.0.0.0/8"], "10.0.0.2"),
         ("10.0.0.2", "not-an-ip, 10.0.0.9", ["10.0.0.0/8"], "not-an-ip"),
         (None, "198.51.100.1", ["10.0.0.0/8"], None),
+        # A proxy that writes the client's port too: the address alone, so one client is one throttle key.
+        ("10.0.0.2", "198.51.100.1:50123", ["10.0.0.0/8"], "198.51.100.1"),
+        ("10.0.0.2", "[2001:db8::1]:50123", ["10.0.0.0/8"], "2001:db8::1"),
+        ("10.0.0.2", "198.51.100.1:50123, 10.0.0.3:443", ["10.0.0.0/8"], "198.51.100.1"),
+        ("10.0.0.2", "2001:db8::1", ["10.0.0.0/8"], "2001:db8::1"),
     ],
 )
 def test_forwarded_for_is_believed_only_from_trusted_proxies(

@@ -170,3 +170,30 @@ async def test_a_copy_into_postgresql_keeps_every_row_and_its_tokens_verify(
     finally:
         checks.close()
         await target.close()
+
+
+async def test_after_a_copy_into_postgresql_the_change_log_grows_past_the_copied_serials(
+    tmp_path: Path, postgresql_server: Server
+) -> None:
+    """A replica on the copy starts following at the newest copied serial: a revocation made there must come
+    after it, or no replica ever applies it (and one that took a copied serial would not commit at all)."""
+    source_url, target_url = f"sqlite:///{tmp_path / 'gateway.db'}", postgresql_server.create()
+    source = await Store.open(source_url)
+    try:
+        alice = await source.add_user("alice", "x")
+        _, row = await create_token(source, SETTINGS, alice, description="ci", projects=[], expires_at=None)
+        for project in ("one", "two", "three"):
+            await source.grant(project, project, alice, "owner", by="test")
+        await source.prune_changes(before=2**40)  # the oldest serials are gone, as after a day
+        await source.set_password(alice, "y", by="test")
+        copied = await source.last_change()
+    finally:
+        await source.close()
+    await copy_store(source_url, target_url)
+    target = await Store.open(target_url)
+    try:
+        assert await target.last_change() == copied
+        await target.revoke_token(row.id, by="test")
+        assert [(change.kind, change.key) for change in await target.changes_after(copied, 10)] == [("token", row.id)]
+    finally:
+        await target.close()

@@ -187,3 +187,16 @@ async def test_a_reservation_made_during_another_coroutines_transaction_survives
         await change
     assert (await reservation).granted
     assert (await store.reserve_streak("k", STREAK, 1000.0, holder())).value == 2
+
+
+@pytest.mark.parametrize("typed", ["ALICE", "Alice", "al\u0130ce", "AL\u0130CE", "al\u0131ce", "\u212aevin", "KEVIN"])
+async def test_a_name_that_signs_in_as_a_user_is_counted_as_that_user(store: Store, typed: str) -> None:
+    """Whatever spelling the store resolves to an account, the throttle counts under that account's name: else
+    each spelling (PostgreSQL's lower() folds the dotted capital I, U+0130, to an ASCII i under any UTF-8 locale;
+    Python's casefold does not) would get counters of its own, and so more guesses before the lock."""
+    guard = Guard(store, Rules.of(load_config(None).throttle), Metrics(), server_secret=b"s" * 32)
+    for name in ("alice", "kevin"):
+        await store.add_user(name, "$argon2id$not-a-real-hash")
+    found = await store.get_user(typed)
+    if found is not None:
+        assert guard.keys(typed, "192.0.2.1") == guard.keys(found.name, "192.0.2.1")

@@ -16,11 +16,23 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from aiohttp_session import Session
 
 from gateway import private, twofactor
 from gateway.store import Store, StoreFailure
 from gateway.web.security import new_csrf_token, well_formed_token
-from gateway.web.sessions import CSRF_COOKIE, NOTICE_COOKIE, StoreSessionStorage, purge_expired
+from gateway.web.sessions import (
+    COOKIE_NAME,
+    CSRF,
+    CSRF_COOKIE,
+    FLASH,
+    NOTICE_COOKIE,
+    SIGNED_IN_AT,
+    USER_ID,
+    StoreSessionStorage,
+    purge_expired,
+)
 from tests.harness import database
 
 SECRET = b"s" * 32
@@ -181,3 +193,31 @@ def test_a_visitor_cookie_has_the_session_cookies_attributes(secure: bool) -> No
     storage.forget_visitor_cookie(response, NOTICE_COOKIE)
     gone = response.cookies[NOTICE_COOKIE]
     assert gone.value == "" and gone["path"] == "/account/" and str(gone.get("max-age")) == "0"
+
+
+async def test_a_session_ended_meanwhile_stays_ended_when_a_request_that_read_it_saves(store_url: str) -> None:
+    """An administrator's password reset ends the user's sessions (on any replica) while a request that read one
+    before is still running, and changes it (a notice): saving it must not bring the session back, or whoever
+    keeps a request in flight with a stolen cookie outlives every sign-out and reset."""
+    store = await Store.open(store_url)
+    storage = StoreSessionStorage(lambda: store, lambda: SECRET, secure=False)
+    try:
+        alice = await store.add_user("alice", "$argon2id$not-a-real-hash")
+        signing_in = Session(None, data=None, new=True)
+        signing_in.update({USER_ID: alice.id, SIGNED_IN_AT: time.time(), CSRF: new_csrf_token()})
+        response = web.Response()
+        await storage.save_session(make_mocked_request("POST", "/account/login"), response, signing_in)
+        cookie = response.cookies[COOKIE_NAME].value
+
+        def request() -> web.Request:
+            return make_mocked_request("GET", "/account/tokens", headers={"Cookie": f"{COOKIE_NAME}={cookie}"})
+
+        in_flight = await storage.load_session(request())
+        assert in_flight.get(USER_ID) == alice.id
+        await store.set_password(alice, "$argon2id$another", by="admin")
+        in_flight[FLASH] = ["A notice"]
+        await storage.save_session(request(), web.Response(), in_flight)
+        assert (await storage.load_session(request())).get(USER_ID) is None
+        assert sessions(store_url) == 0
+    finally:
+        await store.close()

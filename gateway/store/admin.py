@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, func, select, text
+from typing import Any
+
+from sqlalchemy import Column, Connection, TextClause, func, select, text
 from sqlalchemy.util import greenlet_spawn
 
 from gateway.store import tables
@@ -66,11 +68,22 @@ def _copy_tables(source: Database, target: Database) -> dict[str, int]:
                     raise StoreError(f"db copy: {table.name} has {len(rows)} rows but {copied} were copied")
                 counts[table.name] = copied
             if target.dialect == "postgresql":
-                # Ids were copied as they were: the serial's next value must come after them.
-                writing.execute(_AFTER_COPIED_IDS)
+                # Ids and serials were copied as they were: each sequence's next value must come after them (the
+                # change log's above all: a follower starts at its newest copied serial and reads only past it).
+                for column in _SERIALS:
+                    writing.execute(_after_copied(column))
     return counts
 
 
-_AFTER_COPIED_IDS = text(
-    "SELECT setval(pg_get_serial_sequence('audit', 'id'), COALESCE(MAX(id), 0) + 1, false) FROM audit"
-)
+# Every column PostgreSQL numbers from a sequence: the audit's ids and the change log's serials.
+_SERIALS = [
+    column for table in tables.metadata.sorted_tables for column in table.primary_key if column.autoincrement is True
+]
+
+
+def _after_copied(column: Column[Any]) -> TextClause:
+    table, name = column.table.name, column.name
+    return text(
+        f"SELECT setval(pg_get_serial_sequence('{table}', '{name}'), COALESCE(MAX({name}), 0) + 1, false) "  # noqa: S608
+        f"FROM {table}"
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, select, text, update
 
 from gateway.store import tables
 from gateway.store.connection import Connection
@@ -20,6 +20,12 @@ class WebSessions(Connection):
             ),
             {"key": key, "data": data, "expires": expires},
         )
+
+    async def update_web_session(self, key: str, data: str, expires: float) -> bool:
+        """Change a session that is still there; False when it was ended meanwhile (signed out, the password reset),
+        which a request that read it before must not undo by saving it again."""
+        changed = update(sessions).where(sessions.c.key == key).values(data=data, expires=expires)
+        return await self._execute(changed) == 1
 
     async def web_session(self, key: str, now: float) -> str | None:
         row = await self._row(select(sessions.c.data).where(sessions.c.key == key, sessions.c.expires > now))

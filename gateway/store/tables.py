@@ -4,7 +4,8 @@ what the migrations (`gateway.store.migrations`) must build, on SQLite and Postg
 The types mean the same on both: `Text` for names and JSON, `Double` for times (epoch seconds with a fraction),
 `BigInteger` for counts, sizes and whole epoch seconds, `LargeBinary` for sealed secrets and keys. User names are
 unique in any letter case through a unique index on `lower(name)`, and looked up by it (SQLite's `lower` folds
-ASCII only, PostgreSQL's every script: both refuse "Alice" beside "alice").
+ASCII only, PostgreSQL's every script: both refuse "Alice" beside "alice"), against the name typed as Python
+folds it (`Users.get_user`).
 """
 
 from __future__ import annotations

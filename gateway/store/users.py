@@ -1,6 +1,7 @@
 """Users, and their administration (issue #16): who acts is `by`, the user concerned is the event's user.
 `remove_user`, `set_password` and `disable_2fa` also end the user's web sessions. Names are unique in any letter
-case and looked up so (`lower(name)`, the unique index of `gateway.store.tables`)."""
+case and looked up so (`lower(name)`, the unique index of `gateway.store.tables`, against the name typed folded by
+Python)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,11 @@ class Users(AuditLog):
         return user
 
     async def get_user(self, name: str) -> User | None:
-        row = await self._row(_BY_NAME, {"name": name})
+        """The user of `name` in any letter case. The name typed is folded here, by Python, never by the database:
+        PostgreSQL's `lower` follows its locale (under UTF-8 it makes "alİce" "alice"), and a spelling the store
+        took for an account must fold to that account's name wherever else names are folded (the throttle's
+        counters, `gateway.throttle.Keys`)."""
+        row = await self._row(_BY_NAME, {"name": name.lower()})
         return _user(row) if row else None
 
     async def get_user_by_id(self, user_id: str) -> User | None:
@@ -124,28 +129,38 @@ class Users(AuditLog):
 
     async def _end_web_sessions(self, user_id: str) -> None:
         """The user's account-page sessions (signed in, or waiting for a second factor), in aiohttp-session's
-        format: {"created": …, "session": {"uid": …}} (`gateway.web.sessions.USER_ID`)."""
+        format: {"created": …, "session": {"uid": …}} (`gateway.web.sessions.USER_ID`), or {"session": {"pending":
+        {"uid": …}}} (`gateway.web.views.PENDING`)."""
         sessions = tables.web_sessions
-        await self._execute(delete(sessions).where(SessionUser(sessions.c.data) == user_id))
+        data = sessions.c.data
+        await self._execute(delete(sessions).where((SessionUser(data) == user_id) | (PendingUser(data) == user_id)))
 
     # --- end of administration
 
 
 class SessionUser(FunctionElement[str]):
-    """The `session.uid` of a web session's JSON text: `json_extract` on SQLite, `->>` on PostgreSQL."""
+    """The `session.uid` of a web session's JSON text: `json_extract` on SQLite, `#>>` on PostgreSQL."""
 
     type = Text()
     inherit_cache = True
+    path: tuple[str, ...] = ("session", "uid")
+
+
+class PendingUser(SessionUser):
+    """The `session.pending.uid` of a web session's JSON text: a sign-in waiting for its second factor."""
+
+    inherit_cache = True
+    path = ("session", "pending", "uid")
 
 
 @compiles(SessionUser, "sqlite")
 def _session_user_sqlite(element: SessionUser, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"json_extract({compiler.process(element.clauses, **kw)}, '$.session.uid')"
+    return f"json_extract({compiler.process(element.clauses, **kw)}, '$.{'.'.join(element.path)}')"
 
 
 @compiles(SessionUser, "postgresql")
 def _session_user_postgresql(element: SessionUser, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(CAST({compiler.process(element.clauses, **kw)} AS jsonb) #>> '{{session,uid}}')"
+    return f"(CAST({compiler.process(element.clauses, **kw)} AS jsonb) #>> '{{{','.join(element.path)}}}')"
 
 
 _WEBAUTHN_COUNT = (
@@ -156,7 +171,7 @@ _WEBAUTHN_COUNT = (
 )
 _USER_SELECT = select(users, _WEBAUTHN_COUNT)
 # Built once (the upload path reads users on every upload): a statement built per call costs more than its read.
-_BY_NAME = _USER_SELECT.where(func.lower(users.c.name) == func.lower(bindparam("name")))
+_BY_NAME = _USER_SELECT.where(func.lower(users.c.name) == bindparam("name"))
 _BY_ID = _USER_SELECT.where(users.c.id == bindparam("id"))
 
 

@@ -3,6 +3,7 @@ that records, counts and audits an upload."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -21,6 +22,7 @@ from gateway.upload.pump import ends_connection
 
 # Refused before anything was checked, and what floods send: counted and logged, but not written one by one (a
 # throttle's lock is audited once, as `upload.throttled`), so that a flood costs the store nothing.
+log = logging.getLogger("gateway.upload")
 UNAUDITED = frozenset({"throttled", "password_checks_busy", "uploads_busy"})
 
 
@@ -51,7 +53,7 @@ async def upload(request: web.Request) -> web.Response:
         outcome, reason = ("failed" if exc.status >= 500 else "rejected"), exc.reason
         trail["error"] = exc.message
         if reason not in UNAUDITED:
-            await svc.store.audit(f"upload.{outcome}", **_audit_fields(trail, reason))
+            await _audit_refusal(svc, outcome, reason, trail)
         raise
     except StoreFailure as exc:
         if exc.outage:  # counted as answered (`app.error_middleware`); nothing audited: the store is down
@@ -133,6 +135,17 @@ async def _continue(request: web.Request) -> None:
     if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0
+
+
+async def _audit_refusal(svc: Services, outcome: str, reason: str, trail: dict[str, Any]) -> None:
+    """The refusal's audit entry. With the database down it is left out (the request's log line still tells of
+    it), so the client gets the refusal that names its mistake, not a 503 that invites a retry of it."""
+    try:
+        await svc.store.audit(f"upload.{outcome}", **_audit_fields(trail, reason))
+    except StoreFailure as failure:
+        if not failure.outage:
+            raise
+        log.warning("a refused upload was not audited: the database is unavailable", extra={"reason": reason})
 
 
 async def _record(svc: Services, identity: Identity, outcome: Outcome, trail: dict[str, Any]) -> None:

@@ -2,7 +2,8 @@
 
 The session cookie carries a random id and nothing else; the store keeps only a keyed hash of it (key derived
 from the server secret), so a copy of the database alone cannot be replayed as a cookie. Deleting the row ends
-the session everywhere at once: a cookie from before signing out is worth nothing after it.
+the session everywhere at once: a cookie from before signing out is worth nothing after it, and a request that
+read the session before changes its row only while it is there (it never stores it again).
 
 A row is stored only once a password was right (a pending second factor) or someone is signed in. A visitor
 with no session keeps their state in cookies: the sign-in form's CSRF token (a double-submit cookie, checked
@@ -83,11 +84,13 @@ class StoreSessionStorage(AbstractStorage):
             # carried (checked on this very POST), so pages already open stay valid; signing in makes a new one.
             session.setdefault(CSRF, visitor_csrf(request) or new_csrf_token())
         cookie = str(session.identity)
-        await store.save_web_session(
-            self._key(cookie), json.dumps(self._get_session_data(session)), _expiry(session, now)
-        )
+        key, data, expires = self._key(cookie), json.dumps(self._get_session_data(session)), _expiry(session, now)
         if session.new:
+            await store.save_web_session(key, data, expires)
             self.save_cookie(response, cookie)
+        elif not await store.update_web_session(key, data, expires):
+            # Ended while this request ran (in any process): it stays ended, and its cookie goes.
+            self.save_cookie(response, "")
 
     async def drop(self, cookie: str) -> None:
         await self._store_of().delete_web_session(self._key(cookie))

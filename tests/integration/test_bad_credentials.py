@@ -11,12 +11,16 @@ from tests.integration.conftest import AppFactory, IndexFactory
 
 
 async def _raw(host: str, port: int, request: bytes) -> bytes:
+    """The whole answer to `request` (which asks the gateway to close): a gateway that keeps the connection open
+    fails the test in 30 s, not hangs it."""
     reader, writer = await asyncio.open_connection(host, port)
-    writer.write(request)
-    await writer.drain()
-    answer = await reader.read()
-    writer.close()
-    return answer
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(30):
+            return await reader.read()
+    finally:
+        writer.close()
 
 
 BASIC_UTF8 = b"Basic YWxpY2U6\xc3\xa9"  # "alice:" then UTF-8 text that is not base64

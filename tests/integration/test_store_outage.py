@@ -90,3 +90,24 @@ async def test_the_account_pages_while_the_database_is_down_say_so_and_keep_the_
 
     page = await gateway.client.get("/account/tokens", allow_redirects=False)
     assert page.status == 200 and "alice" in await page.text()
+
+
+async def test_a_refusal_while_the_database_is_down_is_still_the_refusal(
+    tmp_path: Path, start_app: AppFactory, index: FakeIndex, store_url: str, postgresql_server: Server
+) -> None:
+    """A form refused on its own (its filename does not match its version) needs no database: the client gets
+    that 400, which names the mistake, although its audit entry cannot be written (a 503 would only be retried)."""
+    gateway = await start_app(index)
+    await add_user(gateway.config, "alice", "correct horse battery")
+    token = await add_token(gateway.config, "alice")
+    assert (await gateway.upload(make_wheel(tmp_path, "demo", "1.0"), token)).status == 200  # its token, cached
+    name = store_url.rsplit("/", 1)[1]
+
+    refuse_connections(postgresql_server, name, refuse=True)
+    try:
+        refused = await gateway.upload(make_wheel(tmp_path, "demo", "2.0"), token, version="3.0")
+    finally:
+        refuse_connections(postgresql_server, name, refuse=False)
+
+    assert refused.status == 400, (refused.status, refused.reason)
+    assert len(index.uploads) == 1

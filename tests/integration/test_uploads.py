@@ -4,14 +4,17 @@ recorded."""
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.dists import make_wheel
+from tests.harness import database
 from tests.harness.accounts import add_token, add_user
 from tests.harness.fake_index import USERNAME, FakeIndex
+from tests.harness.forms import multipart
 from tests.harness.inprocess import InProcess
 from tests.integration.conftest import AppFactory, IndexFactory
 
@@ -99,3 +102,22 @@ async def test_a_refused_token_sends_nothing_to_the_index(tmp_path: Path, gatewa
     assert set(gateway.index.reads) <= {"/simple/"}  # the app's probe of the index, never the project's page
     assert gateway.rows("SELECT COUNT(*) FROM files") == [(0,)]
     assert gateway.rows("SELECT COUNT(*) FROM projects") == [(0,)]
+
+
+async def test_an_action_with_a_token_revoked_elsewhere_never_reaches_the_index(
+    tmp_path: Path, start_app: AppFactory, index: FakeIndex
+) -> None:
+    """`remove_pkg` changes the index at once, so the token is read afresh first: a revocation this process has
+    not heard of yet (the change log's follower is behind, or stopped) still stops it."""
+    gateway = await start_app(index, policy={"allowed_actions": ["file_upload", "remove_pkg"]})
+    await add_user(gateway.config, "alice", "correct horse battery")
+    token = await add_token(gateway.config, "alice")
+    assert (await gateway.upload(make_wheel(tmp_path, "demo", "1.0"), token)).status == 200  # its row, cached
+    database.execute(gateway.config.store.url, "UPDATE tokens SET revoked = :now", now=time.time())
+
+    content_type, body = multipart([(":action", "remove_pkg"), ("name", "demo"), ("version", "1.0")])
+    headers = {"Content-Type": content_type, "Authorization": aiohttp.encode_basic_auth("__token__", token)}
+    refused = await gateway.client.post("/legacy/", data=body, headers=headers)
+
+    assert refused.status == 403 and "revoked" in (refused.reason or ""), (refused.status, refused.reason)
+    assert len(index.uploads) == 1, "the index was asked to remove the release"
