@@ -21,6 +21,7 @@ from gateway.credentials import TokenCredentials
 from gateway.errors import GatewayError
 from gateway.passwords import _DUMMY_HASH, verify_password
 from gateway.store import Store, TokenRow, User
+from gateway.store.publishers import PUBLISHER
 
 if TYPE_CHECKING:  # annotations only: `token list` and the other store commands need neither
     from gateway.metrics import Metrics
@@ -230,7 +231,13 @@ class Authenticator:
             return
         user = identity.user
         context = tokens.VerifyContext(
-            user_id=user.id, project=project, project_id=project_id, now=int(now), action=action, listing=listing
+            user_id=user.id,
+            project=project,
+            project_id=project_id,
+            now=int(now),
+            action=action,
+            listing=listing,
+            publisher_id=user.id if user.kind == PUBLISHER else None,
         )
         try:
             tokens.verify(
