@@ -324,16 +324,15 @@ def _reads(config: Config, upstream: Upstream, store: Store, metrics: Metrics, g
 
 def _follow(svc: Services) -> list[asyncio.Task[None]]:
     """The change log's follower over this process's caches, and on PostgreSQL the listener that wakes it."""
-    authenticator, reads, existing = svc.authenticator, svc.reads, svc.uploads.existing
-
-    def project(name: str) -> None:
-        reads.purge(name)
-        existing.forget(name)
-
+    authenticator = svc.authenticator
+    # A project's change drops its cached pages. Not the upload path's listing of the index's files: a stale
+    # "not listed" is safe there (the index refuses the file, and the gateway asks again), "listed" is always
+    # confirmed afresh, and dropping it for every upload, this process's own included, made each small upload
+    # fetch its project's page from the index.
     invalidations = Invalidations(
         token=authenticator.forget,
         user=authenticator.forget_user,
-        project=project,
+        project=svc.reads.purge,
         credentials=authenticator.forget_all,
     )
     metrics = svc.metrics

@@ -27,7 +27,7 @@ PROJECT = "project"
 KINDS = (TOKEN, USER, PROJECT)
 
 # What each audited event changes for a process that caches: a token's row, an account (its tokens' rows, its
-# factors), a project (its pages, its files on the index). tests/test_store_changes.py holds every event the
+# factors), a project (its pages). tests/test_store_changes.py holds every event the
 # gateway audits to a decision here or in NOT_CHANGES.
 BY_EVENT: dict[str, str] = {
     "token.revoked": TOKEN,
