@@ -122,6 +122,36 @@ def check_http_url(key: str, value: str, allow: str = "") -> None:
         raise ConfigError(f"{key}: {value!r} must be {allow}an http:// or https:// URL")
 
 
+def check_https_url(key: str, value: str) -> None:
+    if not is_https_url(value):
+        raise ConfigError(
+            f"{key}: {value!r} must be an https:// URL (http:// only to a loopback host), no user, query or fragment"
+        )
+
+
+def is_https_url(url: str) -> bool:
+    """An https URL with a host and no credentials, query or fragment; plain http only to a loopback host (a test
+    issuer, one on the same machine). For what the gateway fetches keys from: keys read in the clear could be
+    anyone's."""
+    if not url.isascii() or not url.isprintable() or any(ch.isspace() or ch in "?#" for ch in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port
+    except ValueError:
+        return False
+    if not host or parts.username is not None:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and (host == "localhost" or _is_loopback(host)))
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def networks(entries: list[str]) -> tuple[str, ...]:
     for entry in entries:
         try:
