@@ -1,2 +1,1 @@
-"""Trusted publishing (issue #19): a CI job's OIDC ID token, from an issuer the operator configured, exchanged for a
-short-lived upload token, as PyPI (Warehouse) does it."""
+"""Trusted publishing: CI jobs exchange their OIDC ID tokens for short-lived upload tokens, as on PyPI."""
