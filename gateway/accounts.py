@@ -346,7 +346,7 @@ def publisher_fields_of(
         given = {"subject": subject, **{f"claim.{name}": value for name, _, value in pairs}}
     if environment:
         given["environment"] = environment
-    parsed = publisher_claims.parse_publisher(cast(publisher_claims.Kind, kind), given)
+    parsed = publisher_claims.parse_publisher(kind, given)
     return publisher_claims.publisher_fields(parsed)
 
 
