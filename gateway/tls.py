@@ -17,7 +17,8 @@ and no client certificate asked for: clients authenticate with tokens and passwo
 A TLS connection reaches aiohttp, and so `gateway.connections`' guard (the per-address cap, the header
 deadline), only once its handshake completed; `TLSSite` holds the handshake to `limits.header_timeout` (asyncio
 allows 60 s), so a client that opens connections and never finishes a handshake holds each that long at most.
-A client speaking plain http to the port fails the handshake and is closed; asyncio logs that at debug level.
+A client speaking plain http to the port fails the handshake and is closed without an answer; asyncio logs
+nothing of it outside its debug mode.
 """
 
 from __future__ import annotations
