@@ -45,6 +45,8 @@ DEFAULT_PATH = Path("config/gateway.toml")
 CONFIG_VARIABLE = "GATEWAY_CONFIG"
 # The keys that name files or directories; store.url's sqlite path too (`_SQLITE`).
 PATH_KEYS = (
+    ("server", "tls_cert"),
+    ("server", "tls_key"),
     ("upstream", "password_file"),
     ("upstream", "data_dir"),
     ("tokens", "secret_file"),
@@ -55,12 +57,22 @@ _POSTGRESQL = ("postgresql", "postgresql+psycopg")
 
 
 @dataclass(frozen=True)
+class TLSFiles:
+    """`server.tls_cert` and `server.tls_key`, absolute: set together or not at all. Only named here; `serve`
+    reads them (`gateway.tls.server_context`), so that the other commands run without access to the key."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     host: str
     port: int
     public_url: str
     trusted_proxies: tuple[str, ...]
     workers: int  # processes `serve` runs (gateway.workers); 1: the gateway is one process
+    tls: TLSFiles | None  # the gateway serves https itself (gateway.tls); None: plain http
 
 
 @dataclass(frozen=True)
@@ -419,8 +431,14 @@ def _apply_env(raw: dict[str, dict[str, Any]], name: str, value: str) -> tuple[s
 def _build(raw: dict[str, dict[str, Any]]) -> Config:
     server, upstream = raw["server"], raw["upstream"]
     host, port = parse_listen(text(server, "server", "listen"))
-    public_url = text(server, "server", "public_url") or default_public_url(host, port)
+    tls = _tls(server)
+    public_url = text(server, "server", "public_url") or default_public_url(host, port, https=tls is not None)
     check_http_url("server.public_url", public_url)
+    if tls is not None and urlsplit(public_url).scheme != "https":
+        raise ConfigError(
+            f"server.public_url: {public_url!r} must be an https:// URL when server.tls_cert is set: the gateway "
+            "serves https only, and its links, redirects and the account pages' origin are made from it"
+        )
     url = text(upstream, "upstream", "url")
     if url != "embedded":
         check_http_url("upstream.url", url, allow="'embedded' or ")
@@ -434,6 +452,7 @@ def _build(raw: dict[str, dict[str, Any]]) -> Config:
             public_url=public_url.rstrip("/"),
             trusted_proxies=networks(text_list(server, "server", "trusted_proxies")),
             workers=count(server, "server", "workers"),
+            tls=tls,
         ),
         upstream=UpstreamConfig(
             url=url,
@@ -454,6 +473,19 @@ def _build(raw: dict[str, dict[str, Any]]) -> Config:
         reads=_reads(raw["reads"]),
         oidc=_oidc(raw["oidc"]),
     )
+
+
+def _tls(raw: dict[str, Any]) -> TLSFiles | None:
+    cert, key = optional_path(raw, "server", "tls_cert"), optional_path(raw, "server", "tls_key")
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        missing, given = ("tls_cert", "tls_key") if cert is None else ("tls_key", "tls_cert")
+        raise ConfigError(
+            f"server.{missing}: must be set with server.{given} (a PEM certificate chain and its private key), "
+            "or neither for plain http"
+        )
+    return TLSFiles(cert=cert, key=key)
 
 
 def _tokens(raw: dict[str, Any]) -> TokensConfig:

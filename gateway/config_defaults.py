@@ -34,7 +34,14 @@ READS_DEFAULTS: dict[str, Any] = {
 OIDC_ISSUER_DEFAULTS: dict[str, Any] = {"name": "", "url": "", "kind": "", "algorithms": ["RS256"], "jwks_url": ""}
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "server": {"listen": "127.0.0.1:8080", "public_url": "", "trusted_proxies": [], "workers": 1},
+    "server": {
+        "listen": "127.0.0.1:8080",
+        "public_url": "",
+        "trusted_proxies": [],
+        "workers": 1,
+        "tls_cert": "",
+        "tls_key": "",
+    },
     "upstream": {
         "url": "embedded",
         "upload_url": "",

@@ -104,16 +104,18 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def default_public_url(host: str, port: int) -> str:
-    """`server.public_url` when it is not set: the listening address, a loopback or any-address host spelled
-    `localhost`, the one local name browsers accept as a security key's site (WebAuthn refuses IP addresses)."""
+def default_public_url(host: str, port: int, *, https: bool = False) -> str:
+    """`server.public_url` when it is not set: the listening address (https when the gateway serves TLS), a
+    loopback or any-address host spelled `localhost`, the one local name browsers accept as a security key's site
+    (WebAuthn refuses IP addresses)."""
+    scheme = "https" if https else "http"
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return f"http://{host}:{port}"
+        return f"{scheme}://{host}:{port}"
     if address.is_loopback or address.is_unspecified:
-        return f"http://localhost:{port}"
-    return f"http://[{host}]:{port}" if address.version == 6 else f"http://{host}:{port}"
+        return f"{scheme}://localhost:{port}"
+    return f"{scheme}://[{host}]:{port}" if address.version == 6 else f"{scheme}://{host}:{port}"
 
 
 def check_http_url(key: str, value: str, allow: str = "") -> None:

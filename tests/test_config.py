@@ -93,6 +93,16 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ({"GATEWAY_THROTTLE_PASSWORD_CHECKS": "0"}, "throttle.password_checks"),
         ({"GATEWAY_READS_ACCESS": "private"}, "reads.access"),
         ({"GATEWAY_READS_ACCESS": "Authenticated"}, "reads.access"),
+        ({"GATEWAY_SERVER_TLS_CERT": "/etc/gw/cert.pem"}, "server.tls_key"),
+        ({"GATEWAY_SERVER_TLS_KEY": "/etc/gw/key.pem"}, "server.tls_cert"),
+        (
+            {
+                "GATEWAY_SERVER_TLS_CERT": "/etc/gw/cert.pem",
+                "GATEWAY_SERVER_TLS_KEY": "/etc/gw/key.pem",
+                "GATEWAY_SERVER_PUBLIC_URL": "http://pypi.example.org",
+            },
+            "server.public_url",
+        ),
     ],
 )
 def test_bad_values_name_the_key(env: dict[str, str], names: str) -> None:
@@ -191,6 +201,24 @@ def test_paths_from_the_environment_are_relative_to_the_working_directory(tmp_pa
     assert config.store.path == Path("/work/dir/here.db")
     assert config.tokens.secret_file == Path("/abs/secret.key")
     assert load_config(None, {}, cwd=Path("/work/dir")).store.path == Path("/work/dir/data/gateway.db")
+
+
+def test_tls_files_are_anchored_like_the_other_paths_and_make_the_public_url_https(tmp_path: Path) -> None:
+    """The TLS keys are file keys: relative to the file (the environment's to the working directory); with them
+    the default public URL is https, an explicit https one is kept, and nothing is read yet (`serve` does)."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "gateway.toml").write_text('[server]\ntls_cert = "tls/chain.pem"\ntls_key = "../private/key.pem"\n')
+    config = load_config(etc / "gateway.toml", {}, cwd=Path("/"))
+    assert config.server.tls is not None
+    assert config.server.tls.cert == etc / "tls" / "chain.pem"
+    assert config.server.tls.key == tmp_path / "private" / "key.pem"
+    assert config.server.public_url == "https://localhost:8080"
+    env = {"GATEWAY_SERVER_TLS_KEY": "key.pem", "GATEWAY_SERVER_PUBLIC_URL": "https://pypi.example.org/"}
+    config = load_config(etc / "gateway.toml", env, cwd=Path("/work/dir"))
+    assert config.server.tls is not None and config.server.tls.key == Path("/work/dir/key.pem")
+    assert config.server.public_url == "https://pypi.example.org"
+    assert load_config(None, {}).server.tls is None
 
 
 def test_the_configuration_file_is_found_in_one_order(tmp_path: Path) -> None:
