@@ -126,7 +126,12 @@ async def test_refusals_on_the_wire(gateway: InProcess, issuer: Issuer) -> None:
         "foreign issuer": (foreign, "invalid-payload", f"unknown trusted publishing issuer '{stranger.url}'"),
         "wrong audience": (issuer.token(github_claims(), aud="pypi"), "invalid-token", None),
         "expired": (issuer.token(github_claims(), now=now - 3600, lifetime=300), "invalid-token", None),
-        "bad signature": (issuer.token(github_claims(), key=rsa_key()), "invalid-token", None),
+        "unknown kid": (issuer.token(github_claims(), key=rsa_key()), "invalid-token", None),
+        "bad signature": (
+            issuer.token(github_claims(), key=rsa_key(), header={"kid": issuer.signing.kid}),
+            "invalid-token",
+            None,
+        ),
         "other workflow": (
             issuer.token(github_claims(workflow="nightly.yml")),
             "invalid-publisher",
