@@ -8,15 +8,16 @@ with the failing claim, and nothing reaches the index."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, GatewayProcess, Index, index_upstream, start_gateway, stop
+from tests.conftest import PYTHON, ROOT, GatewayProcess, Index, index_upstream, start_gateway, stop
 from tests.dists import make_wheel, sha256_of
 from tests.e2e.test_tls import output, run
-from tests.harness.oidc_issuer import Issuer, github_claims
+from tests.harness.oidc_issuer import Issuer, github_claims, gitlab_claims
 from tests.harness.tls import PKI
 
 PROJECT = "tp-demo"
@@ -30,11 +31,24 @@ def issuer() -> Iterator[Issuer]:
 
 
 @pytest.fixture(scope="module")
+def gitlab() -> Iterator[Issuer]:
+    """A self-managed GitLab's issuer (its URL is the instance's)."""
+    served = Issuer()
+    with served.serve_in_thread():
+        yield served
+
+
+@pytest.fixture(scope="module")
 def gateway(
-    tmp_path_factory: pytest.TempPathFactory, index: Index, pki: PKI, issuer: Issuer
+    tmp_path_factory: pytest.TempPathFactory, index: Index, pki: PKI, issuer: Issuer, gitlab: Issuer
 ) -> Iterator[GatewayProcess]:
     directory = tmp_path_factory.mktemp("trusted-publishing")
-    oidc = {"issuers": [{"name": "github", "url": issuer.url, "kind": "github"}]}
+    oidc = {
+        "issuers": [
+            {"name": "github", "url": issuer.url, "kind": "github"},
+            {"name": "gitlab", "url": gitlab.url, "kind": "gitlab"},
+        ]
+    }
     gw = start_gateway(directory, index_upstream(index, directory), tls=pki, oidc=oidc)
     gw.add_user("alice", "correct horse battery")
     gw.cli("project", "grant", PROJECT, "alice")
@@ -43,6 +57,10 @@ def gateway(
         "--owner-id", "123456", "--workflow", "release.yml",
     )  # fmt: skip
     assert added.stdout.strip(), added.stderr
+    gw.cli(
+        "publisher", "add", PROJECT, "--issuer", "gitlab", "--namespace", "octo-group",
+        "--project-path", "sampleproject", "--ci-config", ".gitlab-ci.yml",
+    )  # fmt: skip
     yield gw
     stop(gw.process)
 
@@ -90,3 +108,23 @@ def test_a_workflow_the_publisher_does_not_name_is_refused_with_the_failing_clai
 
     assert code != 0 and "invalid-publisher" in shown, shown
     assert wheel.name not in index.files()
+
+
+def test_the_readme_s_gitlab_snippet_mints_and_twine_uploads(
+    gateway: GatewayProcess, pki: PKI, gitlab: Issuer, index: Index, tmp_path: Path
+) -> None:
+    """The README's GitLab CI job, as written there but for the URL: the ID token in UPLOAD_GATEWAY_ID_TOKEN,
+    minted by one request, and twine uploading with the minted token."""
+    readme = (ROOT / "README.md").read_text()
+    snippet = re.search(r"export TWINE_PASSWORD=\$\(python -c '(.+?)'\)", readme, re.DOTALL)
+    assert snippet is not None, "the README's GitLab snippet"
+    mint = " ".join(snippet.group(1).split()).replace("https://pypi.example.org", gateway.url)
+    id_token = gitlab.token(gitlab_claims(issuer_url=gitlab.url), aud="upload-gateway")
+    minted = run(PYTHON, "-c", mint, UPLOAD_GATEWAY_ID_TOKEN=id_token, SSL_CERT_FILE=str(pki.ca))
+    assert minted.returncode == 0, output(minted)
+    wheel = make_wheel(tmp_path, PROJECT, "3.0")
+    twine = [PYTHON, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar"]
+    twine += ["--repository-url", f"{gateway.url}/legacy/", "-u", "__token__", str(wheel)]
+    uploaded = run(*twine, TWINE_PASSWORD=minted.stdout.strip(), REQUESTS_CA_BUNDLE=str(pki.ca))
+    assert uploaded.returncode == 0, output(uploaded)
+    assert wheel.name in index.files()
