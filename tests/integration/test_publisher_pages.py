@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import aiohttp
 import pytest
 from packaging.utils import canonicalize_name
 
 from gateway import accounts
-from gateway.config import Config
+from gateway.authentication import TokenSettings
+from gateway.config import Config, token_location
+from gateway.crypto import server_secret
 from gateway.store import Store
+from tests.dists import make_wheel
 from tests.harness.accounts import add_user
 from tests.harness.fake_index import FakeIndex
 from tests.harness.inprocess import InProcess
@@ -203,3 +207,30 @@ async def test_a_pending_publisher_for_a_name_to_come(gateway: InProcess) -> Non
     removed = await _post(gateway, f"{path}/{pending}/remove", {})
     assert removed.url.path == path and "The pending publisher of New_Thing is removed." in await removed.text()
     assert gateway.rows("SELECT id FROM pending_publishers") == []
+
+
+async def test_removing_a_publisher_on_its_page_stops_its_minted_token_at_once(
+    gateway: InProcess, tmp_path: Path
+) -> None:
+    await add_user(gateway.config, "alice", PASSWORD, owns=["demo"])
+    publisher = await _publisher(gateway.config, "demo")
+    store = await Store.open(gateway.config.store.url)
+    try:
+        principal, project = await store.get_user_by_id(publisher), (await store.project_access("demo", publisher))[0]
+        assert principal is not None and project is not None
+        settings = TokenSettings(
+            gateway.config.tokens.prefix, token_location(gateway.config), server_secret(gateway.config)
+        )
+        token, _ = await accounts.mint_publisher_token(
+            store, settings, principal, project, description="ci", lifetime=900, run={}, audit={}
+        )
+    finally:
+        await store.close()
+    accepted = await gateway.upload(make_wheel(tmp_path, "demo", "1.0"), token)
+    assert accepted.status == 200, await accepted.text()  # the token's row is now cached by the serving process
+    await _sign_in(gateway, "alice")
+
+    await _post(gateway, f"/account/projects/demo/publishers/{publisher}/remove", {})
+
+    refused = await gateway.upload(make_wheel(tmp_path, "demo", "1.1"), token)
+    assert refused.status == 403, await refused.text()
