@@ -50,6 +50,14 @@ class NoRole(Exception):
         self.project = project
 
 
+class MissingFields(ValueError):
+    """A publisher of `kind` was given without all the fields its kind needs (each caller names them its way)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"a {kind} publisher needs more fields")
+        self.kind = kind
+
+
 class TooLong(Exception):
     """A token was asked to live longer than `tokens.max_lifetime`."""
 
@@ -298,7 +306,7 @@ async def change_password(store: Store, user: User, password: str, *, by: str) -
     await store.set_password(user, await asyncio.to_thread(hash_password, password), by=by)
 
 
-# --- Trusted publishers (issue #19): what `publisher add/list/remove` and the project pages share ---
+# --- Trusted publishers (issue #19): what `publisher add/list/remove` and the publishers pages share ---
 PENDING_LIFETIME = 30 * 86400.0  # PyPI's: a pending publisher expires 30 days after it was added
 
 
@@ -316,17 +324,18 @@ def publisher_fields_of(
     claims: Sequence[str] = (),
     environment: str = "",
 ) -> dict[str, str]:
-    """The publisher's fields for the configured `issuer`'s kind, validated (ValueError: one line to show)."""
+    """The publisher's fields for the configured `issuer`'s kind, validated (ValueError: one line to show;
+    `MissingFields` when a field the kind needs is empty)."""
     configured = oidc.issuer_named(issuer)
     if configured is None:
         known = ", ".join(i.name for i in oidc.issuers) or "none: configure [[oidc.issuers]]"
-        raise ValueError(f"--issuer {issuer[:60]!r} is not a configured issuer (configured: {known})")
+        raise ValueError(f"{issuer[:60]!r} is not a configured issuer (configured: {known})")
     kind = configured.kind
     given: dict[str, str]
     if kind in ("github", "forgejo"):
         owner, _, name = (repository or "").partition("/")
         if not (owner and name and owner_id and workflow):
-            raise ValueError(f"a {kind} publisher needs --repository OWNER/REPO, --owner-id ID and --workflow FILE")
+            raise MissingFields(kind)
         given = {
             "repository_owner": owner,
             "repository_owner_id": owner_id,
@@ -335,14 +344,14 @@ def publisher_fields_of(
         }
     elif kind == "gitlab":
         if not (namespace and project_path and ci_config):
-            raise ValueError("a gitlab publisher needs --namespace NS, --project-path P and --ci-config PATH")
+            raise MissingFields(kind)
         given = {"namespace": namespace, "project": project_path, "workflow_filepath": ci_config}
     else:
         if not subject:
-            raise ValueError("a generic publisher needs --subject SUB (and may add --claim NAME=VALUE)")
+            raise MissingFields(kind)
         pairs = [claim.partition("=") for claim in claims]
         if any(not name or not sep for name, sep, _ in pairs):
-            raise ValueError("--claim takes NAME=VALUE")
+            raise ValueError("each claim is NAME=VALUE")
         given = {"subject": subject, **{f"claim.{name}": value for name, _, value in pairs}}
     if environment:
         given["environment"] = environment
@@ -378,7 +387,7 @@ async def add_pending_publisher(
     assert configured is not None
     known, _, _ = await store.project_access(project, owner.id)
     if known is not None:
-        raise StoreError(f"{project} exists: add a publisher to it without --pending")
+        raise StoreError(f"{project} exists: a pending publisher is for a project to come; its owners add publishers")
     expires = time.time() + PENDING_LIFETIME
     return await store.add_pending_publisher(
         project, display_name, issuer, configured.kind, fields, user=owner, expires=expires

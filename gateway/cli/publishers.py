@@ -12,6 +12,13 @@ from gateway.cli.projects import project_name
 from gateway.config import Config
 from gateway.store import Store
 
+MISSING = {  # what each kind of publisher needs, in terms of the flags
+    "github": "--repository OWNER/REPO, --owner-id ID and --workflow FILE",
+    "forgejo": "--repository OWNER/REPO, --owner-id ID and --workflow FILE",
+    "gitlab": "--namespace NS, --project-path P and --ci-config PATH",
+    "generic": "--subject SUB (and may add --claim NAME=VALUE)",
+}
+
 
 async def publisher_add(store: Store, args: argparse.Namespace, config: Config) -> None:
     name = project_name(args.project)
@@ -29,6 +36,8 @@ async def publisher_add(store: Store, args: argparse.Namespace, config: Config) 
             claims=args.claim,
             environment=args.environment,
         )
+    except accounts.MissingFields as exc:
+        raise CommandError(f"a {exc.kind} publisher needs {MISSING[exc.kind]}") from None
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     if args.pending:
