@@ -45,6 +45,7 @@ class VerifyContext:
     action: str = "upload"  # one of ACTIONS
     listing: bool = False
     publisher_id: str | None = None  # a trusted publisher's principal acting (`gateway.store.publishers`)
+    publisher_project_ids: tuple[str, ...] = ()  # and the ids of its projects
 
 
 # What a token can be used for; the gateway grants these (the store's `tokens.permissions`), caveats only narrow.
@@ -123,8 +124,10 @@ class OIDCPublisher:
             return "OIDC scoped token used outside of an OIDC identified request"
         if context.publisher_id != self.oidc_publisher_id:
             return "current OIDC publisher does not match publisher restriction in token"
-        if context.project is None and not context.listing:
-            return "OIDC scoped token used outside of a project context"
+        if context.project is None:
+            return None if context.listing else "OIDC scoped token used outside of a project context"
+        if context.project_id not in context.publisher_project_ids:
+            return f"OIDC scoped token is not valid for project '{context.project}'"
         return None
 
 

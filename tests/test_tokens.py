@@ -55,6 +55,7 @@ def context(
     action: str = "upload",
     listing: bool = False,
     publisher_id: str | None = None,
+    publisher_project_ids: tuple[str, ...] = (),
 ) -> VerifyContext:
     return VerifyContext(
         user_id=user_id,
@@ -64,6 +65,7 @@ def context(
         action=action,
         listing=listing,
         publisher_id=publisher_id,
+        publisher_project_ids=publisher_project_ids,
     )
 
 
@@ -403,7 +405,10 @@ class TestVerify:
         """Warehouse's tag 4, as it puts it on the wire (`[4,"<id>",null]`) and with the null left out."""
         for predicate in (b'[4,"pub-1",null]', b'[4,"pub-1"]'):
             token = attenuate(make_token(), predicate)
-            assert outcome(token, publisher_id="pub-1") is None
+            assert outcome(token, publisher_id="pub-1", publisher_project_ids=(PROJECT_ID,)) is None
+            assert outcome(token, publisher_id="pub-1", publisher_project_ids=("another",)) == (
+                "OIDC scoped token is not valid for project 'demo'"
+            )
             assert outcome(token) == "OIDC scoped token used outside of an OIDC identified request"
             assert outcome(token, publisher_id="pub-2") == (
                 "current OIDC publisher does not match publisher restriction in token"

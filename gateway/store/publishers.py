@@ -126,6 +126,15 @@ class Publishers(Projects):
             query = query.where(publishers.c.issuer == issuer)
         return [_publisher(row) for row in await self._rows(query)]
 
+    async def publisher_project_ids(self, publisher_id: str) -> tuple[str, ...]:
+        """The ids of the projects a publisher may publish (one; none once either is gone)."""
+        rows = await self._rows(
+            select(tables.projects.c.id)
+            .join(publishers, publishers.c.project == tables.projects.c.name)
+            .where(publishers.c.id == publisher_id)
+        )
+        return tuple(str(row["id"]) for row in rows)
+
     async def pending_publishers_of(
         self, now: float, *, project: str | None = None, issuer: str | None = None
     ) -> list[PendingPublisher]:

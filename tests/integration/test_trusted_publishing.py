@@ -166,8 +166,11 @@ async def test_the_minted_token_is_for_its_project_only_expires_and_burns(
     minted = (await exchange(gateway, issuer.token(github_claims())))[1]["token"]
 
     elsewhere = await upload(gateway, tmp_path, minted, "other")
-    assert elsewhere.status == 403
-    assert "not valid for project" in (elsewhere.reason or ""), elsewhere.reason
+    assert elsewhere.status == 403, elsewhere.reason
+    # Warehouse's words first (its tag 4 is checked first), then the project caveat's own.
+    assert (elsewhere.reason or "").startswith(
+        "Invalid API Token: OIDC scoped token is not valid for project 'other'"
+    ), elsewhere.reason
 
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + 901)  # the clock, 15 minutes on
