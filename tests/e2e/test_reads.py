@@ -425,7 +425,13 @@ def test_an_upload_refused_before_the_index_purges_nothing(cached: GatewayProces
     """A refusal the index never saw changed nothing on it: it must not empty the cache (any signed-in user could
     otherwise make the index rebuild every page, one refused upload each)."""
     wheel = make_wheel(tmp_path, "no-purge-demo", "1.0")
+    applied = 'upload_gateway_changes_applied_total{kind="project"}'
+    before = metric(cached, applied)
     assert twine(cached.url, "rita", PASSWORD, wheel).returncode == 0
+    deadline = time.monotonic() + 10
+    while metric(cached, applied) <= before:  # the change log's purge of that upload, which follows it
+        assert time.monotonic() < deadline, "the upload's change never came through the change log"
+        time.sleep(0.05)
     purges = metric(cached, "upload_gateway_read_cache_purges_total")
     assert purges >= 1
     broken = make_wheel(tmp_path, "no-purge-demo", "2.0")
