@@ -11,15 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 from packaging.utils import canonicalize_name
 
 from gateway import tokens, twofactor
 from gateway.authentication import TokenSettings
-from gateway.config import parse_duration
+from gateway.config import OIDCConfig, parse_duration
+from gateway.oidc import claims as publisher_claims
 from gateway.passwords import hash_password
-from gateway.store import Project, Store, TokenRow, User, WebAuthnCredential
+from gateway.store import (
+    PendingPublisher,
+    Project,
+    Publisher,
+    Store,
+    StoreError,
+    TokenRow,
+    User,
+    WebAuthnCredential,
+)
 
 EXPIRY_CHOICES = (
     ("", "Never"),
@@ -37,6 +48,14 @@ class NoRole(Exception):
     def __init__(self, project: str) -> None:
         super().__init__(project)
         self.project = project
+
+
+class MissingFields(ValueError):
+    """A publisher of `kind` was given without all the fields its kind needs (each caller names them its way)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"a {kind} publisher needs more fields")
+        self.kind = kind
 
 
 class TooLong(Exception):
@@ -112,14 +131,54 @@ async def create_token(
         caveats = [tokens.RequestUser(user.id)]
     if expires_at is not None:
         caveats.append(tokens.Expiration(expires_at=expires_at, not_before=int(time.time()) - 1))
+    return await _mint(store, settings, user, caveats, description=description, permissions=permissions)
+
+
+async def mint_publisher_token(
+    store: Store,
+    settings: TokenSettings,
+    principal: User,
+    project: Project,
+    *,
+    description: str,
+    lifetime: int,
+    run: Mapping[str, str],
+    audit: Mapping[str, Any],
+) -> tuple[str, TokenRow]:
+    """A trusted publisher's short-lived upload token, with Warehouse's caveats in Warehouse's order: the OIDC
+    publisher `[4, id, null]`, its project `[2, [id]]`, and `[0, now + lifetime, now]`."""
+    now = int(time.time())
+    caveats: list[tokens.Caveat] = [
+        tokens.OIDCPublisher(principal.id),
+        tokens.ProjectID((project.id,)),
+        tokens.Expiration(expires_at=now + lifetime, not_before=now),
+    ]
+    return await _mint(store, settings, principal, caveats, description=description, run=run, audit=audit)
+
+
+async def _mint(
+    store: Store,
+    settings: TokenSettings,
+    user: User,
+    caveats: list[tokens.Caveat],
+    *,
+    description: str,
+    permissions: tuple[str, ...] = (tokens.UPLOAD,),
+    run: Mapping[str, str] | None = None,
+    audit: Mapping[str, Any] | None = None,
+) -> tuple[str, TokenRow]:
+    """The token string (shown once) and its row: its caveats embedded and kept in the store."""
+    expiries = [c.expires_at for c in caveats if isinstance(c, tokens.Expiration)]
     secret = tokens.new_token_secret()
     row = await store.add_token(
         user,
         description=description,
         secret=secret,
         caveats=[tokens.serialize(c).decode() for c in caveats],
-        expires=float(expires_at) if expires_at is not None else None,
+        expires=float(min(expiries)) if expiries else None,
         permissions=permissions,
+        run=run,
+        audit=audit,
     )
     key = tokens.root_key(settings.server_secret, secret)
     token = tokens.mint(prefix=settings.prefix, location=settings.location, token_id=row.id, key=key, caveats=caveats)
@@ -245,3 +304,123 @@ def _hashes(settings: TokenSettings, codes: list[str]) -> list[str]:
 async def change_password(store: Store, user: User, password: str, *, by: str) -> None:
     """A new password (hashed off the event loop); the user's account-page sessions end."""
     await store.set_password(user, await asyncio.to_thread(hash_password, password), by=by)
+
+
+# --- Trusted publishers (issue #19): what `publisher add/list/remove` and the publishers pages share ---
+PENDING_LIFETIME = 30 * 86400.0  # PyPI's: a pending publisher expires 30 days after it was added
+
+
+def publisher_fields_of(
+    oidc: OIDCConfig,
+    issuer: str,
+    *,
+    repository: str | None = None,
+    owner_id: str | None = None,
+    workflow: str | None = None,
+    namespace: str | None = None,
+    project_path: str | None = None,
+    ci_config: str | None = None,
+    subject: str | None = None,
+    claims: Sequence[str] = (),
+    environment: str = "",
+) -> dict[str, str]:
+    """The publisher's fields for the configured `issuer`'s kind, validated (ValueError: one line to show;
+    `MissingFields` when a field the kind needs is empty)."""
+    configured = oidc.issuer_named(issuer)
+    if configured is None:
+        known = ", ".join(i.name for i in oidc.issuers) or "none: configure [[oidc.issuers]]"
+        raise ValueError(f"{issuer[:60]!r} is not a configured issuer (configured: {known})")
+    kind = configured.kind
+    given: dict[str, str]
+    if kind in ("github", "forgejo"):
+        owner, _, name = (repository or "").partition("/")
+        if not (owner and name and owner_id and workflow):
+            raise MissingFields(kind)
+        given = {
+            "repository_owner": owner,
+            "repository_owner_id": owner_id,
+            "repository_name": name,
+            "workflow_filename": workflow,
+        }
+    elif kind == "gitlab":
+        if not (namespace and project_path and ci_config):
+            raise MissingFields(kind)
+        given = {"namespace": namespace, "project": project_path, "workflow_filepath": ci_config}
+    else:
+        if not subject:
+            raise MissingFields(kind)
+        pairs = [claim.partition("=") for claim in claims]
+        if any(not name or not sep for name, sep, _ in pairs):
+            raise ValueError("each claim is NAME=VALUE")
+        given = {"subject": subject, **{f"claim.{name}": value for name, _, value in pairs}}
+    if environment:
+        given["environment"] = environment
+    parsed = publisher_claims.parse_publisher(kind, given)
+    return publisher_claims.publisher_fields(parsed)
+
+
+def describe_publisher(kind: str, fields: Mapping[str, str]) -> str:
+    parsed = publisher_claims.parse_publisher(cast(publisher_claims.Kind, kind), fields)
+    return publisher_claims.describe(cast(publisher_claims.Kind, kind), parsed)
+
+
+async def add_publisher(
+    store: Store, oidc: OIDCConfig, project: str, issuer: str, fields: Mapping[str, str], *, by: str
+) -> Publisher:
+    configured = oidc.issuer_named(issuer)
+    assert configured is not None  # `publisher_fields_of` checked it
+    return await store.add_publisher(project, issuer, configured.kind, fields, by=by)
+
+
+async def add_pending_publisher(
+    store: Store,
+    oidc: OIDCConfig,
+    project: str,
+    display_name: str,
+    issuer: str,
+    fields: Mapping[str, str],
+    owner: User,
+) -> PendingPublisher:
+    """A publisher whose first publish creates `project` (normalized), owned by `owner`; refused for a project
+    the gateway knows (add a publisher to it instead)."""
+    configured = oidc.issuer_named(issuer)
+    assert configured is not None
+    known, _, _ = await store.project_access(project, owner.id)
+    if known is not None:
+        raise StoreError(f"{project} exists: a pending publisher is for a project to come; its owners add publishers")
+    expires = time.time() + PENDING_LIFETIME
+    return await store.add_pending_publisher(
+        project, display_name, issuer, configured.kind, fields, user=owner, expires=expires
+    )
+
+
+async def list_publishers(store: Store, project: str | None) -> list[dict[str, Any]]:
+    """Publishers and pending publishers, as `publisher list` and the project pages show them."""
+    active = [
+        {
+            "id": p.id,
+            "project": p.project,
+            "issuer": p.issuer,
+            "kind": p.kind,
+            "description": describe_publisher(p.kind, p.fields),
+            "pending": False,
+            "added_by": p.added_by,
+            "created": p.created,
+        }
+        for p in await store.publishers_of(project=project)
+    ]
+    waiting = [
+        {
+            "id": p.id,
+            "project": p.project,
+            "issuer": p.issuer,
+            "kind": p.kind,
+            "description": describe_publisher(p.kind, p.fields),
+            "pending": True,
+            "owner": p.added_by_name,
+            "created": p.created,
+            "expires": p.expires,
+        }
+        for p in await store.pending_publishers_of(time.time(), project=project)
+    ]
+    return active + waiting

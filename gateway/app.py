@@ -28,6 +28,9 @@ from gateway.guard import Guard
 from gateway.index_urls import UpstreamURLs
 from gateway.logs import access_middleware
 from gateway.metrics import Metrics
+from gateway.oidc import routes as oidc_routes
+from gateway.oidc.exchange import TrustedPublishing
+from gateway.oidc.keys import KeySets
 from gateway.password_checks import PasswordChecks
 from gateway.proxy import Upstream, aborting_socket
 from gateway.read_access import ReadGuard
@@ -242,8 +245,8 @@ async def lifecycle(app: web.Application, shared: EmbeddedIndex | None = None) -
                 "tokens.secret_file: this is not the secret the store's tokens were made with: give every gateway "
                 "on this store the same secret file (copy it from the first), or use this secret's own store"
             )
-        async with open_index(config, metrics, shared) as upstream:
-            app[SERVICES] = built = _services(config, metrics, store, settings, checks, pumps, upstream)
+        async with open_index(config, metrics, shared) as upstream, issuers_session() as issuers:
+            app[SERVICES] = built = _services(config, metrics, store, settings, checks, pumps, upstream, issuers)
             reads = built.reads
             background = [asyncio.create_task(_probe(upstream), name="upstream-probe"), *_follow(built)]
             try:
@@ -268,8 +271,10 @@ def _services(
     checks: PasswordChecks,
     pumps: ThreadPoolExecutor,
     upstream: Upstream,
+    issuers: aiohttp.ClientSession,
 ) -> Services:
-    """Everything the handlers use, over the open store, password checks, pumps and index."""
+    """Everything the handlers use, over the open store, password checks, pumps, index and the session that
+    fetches the OIDC issuers' keys."""
     public_url = config.server.public_url
     authenticator = Authenticator(store, settings, metrics, checks)
     guard = Guard(store, Rules.of(config.throttle), metrics, server_secret=settings.server_secret)
@@ -300,7 +305,33 @@ def _services(
         reads=_reads(config, upstream, store, metrics, read_guard),
         uploads=uploads,
         upload_slots=UploadSlots(per_user=config.limits.max_uploads_per_user, total=config.limits.max_uploads),
+        trusted_publishing=TrustedPublishing(
+            config.oidc,
+            store,
+            KeySets(issuers),
+            settings,
+            authenticator,
+            project_listed=lambda name: _listed(upstream, name),
+        ),
     )
+
+
+async def _listed(upstream: Upstream, project: str) -> bool:
+    return await upstream.simple_page(project) is not None
+
+
+@contextlib.asynccontextmanager
+async def issuers_session() -> AsyncIterator[aiohttp.ClientSession]:
+    """Where the OIDC issuers' discovery documents and keys are fetched from: a session of its own, with short
+    timeouts, so an issuer that hangs holds nothing of the index's."""
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=10, sock_connect=5),
+        headers={"User-Agent": f"upload-gateway/{__version__}"},
+    )
+    try:
+        yield session
+    finally:
+        await session.close()
 
 
 def _reads(config: Config, upstream: Upstream, store: Store, metrics: Metrics, guard: ReadGuard) -> Reads:
@@ -384,6 +415,7 @@ def create_app(
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/", landing)
+    oidc_routes.setup(app)
     app.router.add_get("/{tail:.*}", read)
     app.router.add_route("*", "/{tail:.*}", method_not_allowed)
     account_pages.setup(app)  # /account/ wins over the catch-all GET: a sub-app's prefix is matched first

@@ -21,6 +21,7 @@ from gateway.credentials import TokenCredentials
 from gateway.errors import GatewayError
 from gateway.passwords import _DUMMY_HASH, verify_password
 from gateway.store import Store, TokenRow, User
+from gateway.store.publishers import PUBLISHER
 
 if TYPE_CHECKING:  # annotations only: `token list` and the other store commands need neither
     from gateway.metrics import Metrics
@@ -41,6 +42,9 @@ class TokenSettings:
     server_secret: bytes
 
 
+_Found = tuple[TokenRow, User, tuple[str, ...]]  # a token row, its owner, a publisher's project ids
+
+
 @dataclass(frozen=True)
 class Identity:
     """An authenticated uploader; `token` is None when the password was used."""
@@ -49,6 +53,7 @@ class Identity:
     token: TokenRow | None = None
     parsed: tokens.ParsedToken | None = None
     token_hash: str = ""
+    publisher_projects: tuple[str, ...] = ()  # a trusted publisher's principal: its projects' ids
 
     @property
     def token_id(self) -> str | None:
@@ -91,7 +96,7 @@ class Authenticator:
         self._settings = settings
         self._metrics = metrics
         self._checks = checks
-        self._rows: TTLCache[str, tuple[TokenRow, User] | None] = TTLCache(maxsize=8192, ttl=ROW_TTL)
+        self._rows: TTLCache[str, _Found | None] = TTLCache(maxsize=8192, ttl=ROW_TTL)
         # Moved by every drop: a row read before a drop (a revocation applied while the read was under way) is
         # used by its own request but never cached after it.
         self._drops = 0
@@ -134,7 +139,7 @@ class Authenticator:
         if found is None:
             self._fail("unknown")
             raise invalid_token("deleted or nonexistent macaroon")
-        row, user = found
+        row, user, projects = found
         if row.revoked is not None:
             self._fail("revoked")
             raise invalid_token("token has been revoked; create a new one", "revoked_token")
@@ -145,7 +150,7 @@ class Authenticator:
                 self._fail("invalid")
                 raise invalid_token("signatures do not match")
             self._signed[digest, row.secret] = True
-        return Identity(user=user, token=row, parsed=parsed, token_hash=digest)
+        return Identity(user=user, token=row, parsed=parsed, token_hash=digest, publisher_projects=projects)
 
     def _parse(self, token: str) -> tokens.ParsedToken:
         try:
@@ -155,13 +160,15 @@ class Authenticator:
             hint = f" (tokens for this index start with '{self._settings.prefix}-')"
             raise invalid_token(f"{exc}{hint if not token.startswith(self._settings.prefix + '-') else ''}") from None
 
-    async def _row(self, token_id: str) -> tuple[TokenRow, User] | None:
+    async def _row(self, token_id: str) -> _Found | None:
+        """The token's row and owner, and for a trusted publisher's principal the ids of its projects."""
         if token_id in self._rows:
             return self._rows[token_id]
         drops = self._drops
         row = await self._store.get_token(token_id)
         user = await self._store.get_user_by_id(row.user_id) if row else None
-        found = (row, user) if row and user else None
+        projects = await self._store.publisher_project_ids(user.id) if user and user.kind == PUBLISHER else ()
+        found = (row, user, projects) if row and user else None
         if drops == self._drops:
             self._rows[token_id] = found
         return found
@@ -230,7 +237,14 @@ class Authenticator:
             return
         user = identity.user
         context = tokens.VerifyContext(
-            user_id=user.id, project=project, project_id=project_id, now=int(now), action=action, listing=listing
+            user_id=user.id,
+            project=project,
+            project_id=project_id,
+            now=int(now),
+            action=action,
+            listing=listing,
+            publisher_id=user.id if user.kind == PUBLISHER else None,
+            publisher_project_ids=identity.publisher_projects,
         )
         try:
             tokens.verify(

@@ -14,16 +14,17 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
-from gateway.config_defaults import DEFAULTS
+from gateway.config_defaults import DEFAULTS, OIDC_ISSUER_DEFAULTS
 from gateway.config_values import (
     ConfigError as ConfigError,
 )
 from gateway.config_values import (
     boolean,
     check_http_url,
+    check_https_url,
     choice,
     count,
     default_public_url,
@@ -44,6 +45,8 @@ DEFAULT_PATH = Path("config/gateway.toml")
 CONFIG_VARIABLE = "GATEWAY_CONFIG"
 # The keys that name files or directories; store.url's sqlite path too (`_SQLITE`).
 PATH_KEYS = (
+    ("server", "tls_cert"),
+    ("server", "tls_key"),
     ("upstream", "password_file"),
     ("upstream", "data_dir"),
     ("tokens", "secret_file"),
@@ -54,12 +57,22 @@ _POSTGRESQL = ("postgresql", "postgresql+psycopg")
 
 
 @dataclass(frozen=True)
+class TLSFiles:
+    """`server.tls_cert` and `server.tls_key`, absolute: set together or not at all. Only named here; `serve`
+    reads them (`gateway.tls.server_context`), so that the other commands run without access to the key."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     host: str
     port: int
     public_url: str
     trusted_proxies: tuple[str, ...]
     workers: int  # processes `serve` runs (gateway.workers); 1: the gateway is one process
+    tls: TLSFiles | None  # the gateway serves https itself (gateway.tls); None: plain http
 
 
 @dataclass(frozen=True)
@@ -188,6 +201,106 @@ def _reads(raw: dict[str, Any]) -> ReadsConfig:
 # --- end of reads ---
 
 
+# --- Trusted publishing (issue #19; docs/operations.md, "Trusted publishing: issuers") ---
+# The OIDC issuers whose ID tokens the exchange takes, and the audience they must be made out to.
+IssuerKind = Literal["github", "gitlab", "forgejo", "generic"]
+OIDC_KINDS: tuple[IssuerKind, ...] = ("github", "gitlab", "forgejo", "generic")
+# Asymmetric signatures only: an issuer's public keys are public, so any HMAC (HS*) "key" would be known to
+# everyone, and "none" is no signature at all.
+OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
+_AUDIENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_ISSUER_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+@dataclass(frozen=True)
+class OIDCIssuer:
+    """One issuer an operator trusts: `url` is exactly the `iss` its tokens carry (trailing slash included),
+    `name` what publishers are registered against (`publisher add --issuer NAME`)."""
+
+    name: str
+    url: str
+    kind: IssuerKind
+    algorithms: tuple[str, ...] = ("RS256",)
+    jwks_url: str = ""  # "" = the `jwks_uri` of {url}/.well-known/openid-configuration
+
+
+@dataclass(frozen=True)
+class OIDCConfig:
+    """Trusted publishing is on when at least one issuer is configured."""
+
+    audience: str = "upload-gateway"
+    issuers: tuple[OIDCIssuer, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuers)
+
+    def issuer_named(self, name: str) -> OIDCIssuer | None:
+        return next((issuer for issuer in self.issuers if issuer.name == name), None)
+
+    def issuer_at(self, url: str) -> OIDCIssuer | None:
+        """The issuer whose URL is exactly `url` (a token's `iss`)."""
+        return next((issuer for issuer in self.issuers if issuer.url == url), None)
+
+
+def _oidc(raw: dict[str, Any]) -> OIDCConfig:
+    audience = text(raw, "oidc", "audience")
+    if not _AUDIENCE.fullmatch(audience):
+        raise ConfigError(
+            f"oidc.audience: {audience!r} must be one plain word of at most 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (GitLab names its variable after it)"
+        )
+    tables = raw["issuers"]
+    if not is_list(tables) or not all(isinstance(table, dict) for table in tables):
+        raise ConfigError("oidc.issuers: must be [[oidc.issuers]] tables in the configuration file")
+    issuers = tuple(_issuer(index, table) for index, table in enumerate(tables))
+    for index, issuer in enumerate(issuers):
+        for earlier in issuers[:index]:
+            if issuer.name == earlier.name:
+                raise ConfigError(f"oidc.issuers[{index}].name: {issuer.name!r} is already the name of another issuer")
+            if issuer.url == earlier.url:
+                raise ConfigError(
+                    f"oidc.issuers[{index}].url: {issuer.url!r} is already the URL of issuer {earlier.name!r}"
+                )
+    return OIDCConfig(audience=audience, issuers=issuers)
+
+
+def _issuer(index: int, table: dict[str, Any]) -> OIDCIssuer:
+    where = f"oidc.issuers[{index}]"
+    for key in table:
+        if key not in OIDC_ISSUER_DEFAULTS:
+            raise ConfigError(f"{where}.{key}: unknown key; allowed: {', '.join(OIDC_ISSUER_DEFAULTS)}")
+    raw = {**OIDC_ISSUER_DEFAULTS, **table}
+    for key in ("name", "url", "kind"):
+        if not text(raw, where, key):
+            raise ConfigError(f"{where}.{key}: required")
+    name = text(raw, where, "name")
+    if not _ISSUER_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{where}.name: {name!r} must be at most 64 lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    url = text(raw, where, "url")
+    check_https_url(f"{where}.url", url)
+    jwks_url = text(raw, where, "jwks_url")
+    if jwks_url:
+        check_https_url(f"{where}.jwks_url", jwks_url)
+    kind = cast(IssuerKind, choice(raw, where, "kind", OIDC_KINDS))
+    algorithms = text_list(raw, where, "algorithms")
+    if not algorithms:
+        raise ConfigError(f"{where}.algorithms: must name at least one of {', '.join(OIDC_ALGORITHMS)}")
+    for algorithm in algorithms:
+        if algorithm not in OIDC_ALGORITHMS:
+            raise ConfigError(
+                f"{where}.algorithms: {algorithm!r} not allowed (never HS* or none: only asymmetric signatures); "
+                f"choose from {', '.join(OIDC_ALGORITHMS)}"
+            )
+    return OIDCIssuer(name=name, url=url, kind=kind, algorithms=tuple(dict.fromkeys(algorithms)), jwks_url=jwks_url)
+
+
+# --- end of trusted publishing ---
+
+
 @dataclass(frozen=True)
 class LimitsConfig:
     max_file_size: int
@@ -233,6 +346,7 @@ class Config:
     logging: LoggingConfig
     throttle: ThrottleConfig
     reads: ReadsConfig
+    oidc: OIDCConfig
 
 
 def find_config(given: Path | None, environ: Mapping[str, str], cwd: Path | None = None) -> Path | None:
@@ -301,6 +415,8 @@ def _apply_env(raw: dict[str, dict[str, Any]], name: str, value: str) -> tuple[s
     """Apply one `GATEWAY_<SECTION>_<KEY>` variable; the (section, key) it set, if any."""
     if not name.startswith("GATEWAY_") or name == CONFIG_VARIABLE:
         return None
+    if name == "GATEWAY_OIDC_ISSUERS":
+        raise ConfigError(f"{name}: the issuers cannot be set from the environment; write [[oidc.issuers]] in the file")
     for section, values in raw.items():
         prefix = f"GATEWAY_{section.upper()}_"
         if name.startswith(prefix):
@@ -315,8 +431,14 @@ def _apply_env(raw: dict[str, dict[str, Any]], name: str, value: str) -> tuple[s
 def _build(raw: dict[str, dict[str, Any]]) -> Config:
     server, upstream = raw["server"], raw["upstream"]
     host, port = parse_listen(text(server, "server", "listen"))
-    public_url = text(server, "server", "public_url") or default_public_url(host, port)
+    tls = _tls(server)
+    public_url = text(server, "server", "public_url") or default_public_url(host, port, https=tls is not None)
     check_http_url("server.public_url", public_url)
+    if tls is not None and urlsplit(public_url).scheme != "https":
+        raise ConfigError(
+            f"server.public_url: {public_url!r} must be an https:// URL when server.tls_cert is set: the gateway "
+            "serves https only, and its links, redirects and the account pages' origin are made from it"
+        )
     url = text(upstream, "upstream", "url")
     if url != "embedded":
         check_http_url("upstream.url", url, allow="'embedded' or ")
@@ -330,6 +452,7 @@ def _build(raw: dict[str, dict[str, Any]]) -> Config:
             public_url=public_url.rstrip("/"),
             trusted_proxies=networks(text_list(server, "server", "trusted_proxies")),
             workers=count(server, "server", "workers"),
+            tls=tls,
         ),
         upstream=UpstreamConfig(
             url=url,
@@ -348,7 +471,21 @@ def _build(raw: dict[str, dict[str, Any]]) -> Config:
         logging=_logging(raw["logging"]),
         throttle=_throttle(raw["throttle"]),
         reads=_reads(raw["reads"]),
+        oidc=_oidc(raw["oidc"]),
     )
+
+
+def _tls(raw: dict[str, Any]) -> TLSFiles | None:
+    cert, key = optional_path(raw, "server", "tls_cert"), optional_path(raw, "server", "tls_key")
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        missing, given = ("tls_cert", "tls_key") if cert is None else ("tls_key", "tls_cert")
+        raise ConfigError(
+            f"server.{missing}: must be set with server.{given} (a PEM certificate chain and its private key), "
+            "or neither for plain http"
+        )
+    return TLSFiles(cert=cert, key=key)
 
 
 def _tokens(raw: dict[str, Any]) -> TokensConfig:

@@ -29,8 +29,19 @@ READS_DEFAULTS: dict[str, Any] = {
     "file_roots": [],
 }
 
+# Trusted publishing (issue #19; docs/operations.md, "Trusted publishing: issuers"): the keys of each
+# [[oidc.issuers]] table; name, url and kind have no default that could work, so "" is refused.
+OIDC_ISSUER_DEFAULTS: dict[str, Any] = {"name": "", "url": "", "kind": "", "algorithms": ["RS256"], "jwks_url": ""}
+
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "server": {"listen": "127.0.0.1:8080", "public_url": "", "trusted_proxies": [], "workers": 1},
+    "server": {
+        "listen": "127.0.0.1:8080",
+        "public_url": "",
+        "trusted_proxies": [],
+        "workers": 1,
+        "tls_cert": "",
+        "tls_key": "",
+    },
     "upstream": {
         "url": "embedded",
         "upload_url": "",
@@ -70,4 +81,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "password_check_queue": 16,
     },
     "reads": dict(READS_DEFAULTS),
+    # No issuer: trusted publishing is off. The issuers are [[oidc.issuers]] tables (OIDC_ISSUER_DEFAULTS).
+    "oidc": {"audience": "upload-gateway", "issuers": []},
 }

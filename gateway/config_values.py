@@ -104,22 +104,54 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def default_public_url(host: str, port: int) -> str:
-    """`server.public_url` when it is not set: the listening address, a loopback or any-address host spelled
-    `localhost`, the one local name browsers accept as a security key's site (WebAuthn refuses IP addresses)."""
+def default_public_url(host: str, port: int, *, https: bool = False) -> str:
+    """`server.public_url` when it is not set: the listening address (https when the gateway serves TLS), a
+    loopback or any-address host spelled `localhost`, the one local name browsers accept as a security key's site
+    (WebAuthn refuses IP addresses)."""
+    scheme = "https" if https else "http"
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return f"http://{host}:{port}"
+        return f"{scheme}://{host}:{port}"
     if address.is_loopback or address.is_unspecified:
-        return f"http://localhost:{port}"
-    return f"http://[{host}]:{port}" if address.version == 6 else f"http://{host}:{port}"
+        return f"{scheme}://localhost:{port}"
+    return f"{scheme}://[{host}]:{port}" if address.version == 6 else f"{scheme}://{host}:{port}"
 
 
 def check_http_url(key: str, value: str, allow: str = "") -> None:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{key}: {value!r} must be {allow}an http:// or https:// URL")
+
+
+def check_https_url(key: str, value: str) -> None:
+    if not is_https_url(value):
+        raise ConfigError(
+            f"{key}: {value!r} must be an https:// URL (http:// only to a loopback host), no user, query or fragment"
+        )
+
+
+def is_https_url(url: str) -> bool:
+    """An https URL with a host and no credentials, query or fragment; plain http only to a loopback host (a test
+    issuer, one on the same machine). For what the gateway fetches keys from: keys read in the clear could be
+    anyone's."""
+    if not url.isascii() or not url.isprintable() or any(ch.isspace() or ch in "?#" for ch in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port
+    except ValueError:
+        return False
+    if not host or parts.username is not None:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and (host == "localhost" or _is_loopback(host)))
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def networks(entries: list[str]) -> tuple[str, ...]:

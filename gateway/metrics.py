@@ -182,6 +182,12 @@ class Metrics:
         self.change_log_failures = Counter(
             PREFIX + "change_log_failures", "Reads of the store's change log that failed", registry=reg
         )
+        self.oidc_exchanges = Counter(
+            PREFIX + "oidc_exchanges",
+            "Trusted publishing exchanges of an ID token, by outcome (minted, or Warehouse's error code) and issuer",
+            ["outcome", "issuer"],
+            registry=reg,
+        )
         self.read_cache_bytes = Gauge(
             PREFIX + "read_cache_bytes", "Bytes the simple-page cache holds", registry=reg, multiprocess_mode="livesum"
         )

@@ -1,7 +1,8 @@
 """Files that hold the gateway's data (the database, the audit mirror) are created readable by their owner only.
 
 Mode 0600 whatever the umask (022 would make them world-readable). SQLite gives its -wal and -shm files the
-main file's mode, so creating the main file 0600 before SQLite opens it covers all three.
+main file's mode, so creating the main file 0600 before SQLite opens it covers all three. The same rule, that
+others have no access, is what a secret the operator provides is held to (`open_to_others`: the TLS key).
 """
 
 from __future__ import annotations
@@ -45,7 +46,12 @@ def append_line(path: Path, line: str) -> None:
         file.write(line + "\n")
 
 
+def open_to_others(status: os.stat_result) -> bool:
+    """Whether users other than the file's owner and its group have any access to it."""
+    return bool(status.st_mode & stat.S_IRWXO)
+
+
 def _no_others(fd: int) -> None:
     status = os.fstat(fd)
-    if status.st_mode & stat.S_IRWXO and status.st_uid == os.geteuid():
+    if open_to_others(status) and status.st_uid == os.geteuid():
         os.fchmod(fd, stat.S_IMODE(status.st_mode) & ~stat.S_IRWXO)

@@ -12,6 +12,7 @@ from gateway.authorization import Authorizer
 from gateway.config import Config
 from gateway.guard import Guard
 from gateway.metrics import Metrics
+from gateway.oidc.exchange import TrustedPublishing
 from gateway.proxy import Upstream
 from gateway.reads.handler import Reads
 from gateway.store import Store
@@ -37,6 +38,7 @@ class Services:
     reads: Reads
     uploads: UploadContext
     upload_slots: UploadSlots
+    trusted_publishing: TrustedPublishing
 
 
 CONFIG = web.AppKey("config", Config)

@@ -44,6 +44,8 @@ class VerifyContext:
     now: int
     action: str = "upload"  # one of ACTIONS
     listing: bool = False
+    publisher_id: str | None = None  # a trusted publisher's principal acting (`gateway.store.publishers`)
+    publisher_project_ids: tuple[str, ...] = ()  # and the ids of its projects
 
 
 # What a token can be used for; the gateway grants these (the store's `tokens.permissions`), caveats only narrow.
@@ -108,6 +110,27 @@ class RequestUser:
         return None if context.user_id == self.user_id else "current user does not match user restriction in token"
 
 
+@dataclass(frozen=True, slots=True)
+class OIDCPublisher:
+    """Valid only for this trusted publisher acting, in a project (the minted token's projects are its `ProjectID`
+    caveat): Warehouse's tag 4, `[4, "<publisher id>", null]` (the `null` is Warehouse's deprecated claims field)."""
+
+    tag: ClassVar[int] = 4
+    oidc_publisher_id: str
+    oidc_claims: None = None
+
+    def failure(self, context: VerifyContext) -> str | None:
+        if context.publisher_id is None:
+            return "OIDC scoped token used outside of an OIDC identified request"
+        if context.publisher_id != self.oidc_publisher_id:
+            return "current OIDC publisher does not match publisher restriction in token"
+        if context.project is None:
+            return None if context.listing else "OIDC scoped token used outside of a project context"
+        if context.project_id not in context.publisher_project_ids:
+            return f"OIDC scoped token is not valid for project '{context.project}'"
+        return None
+
+
 # NOTE: the gateway's own caveats have *string* tags ("upload-gateway:…"): Warehouse's tags are JSON integers (0-4
 # today, more to come), so no tag Warehouse adds can ever mean one of ours, and Warehouse refuses ours as an unknown
 # tag. Like every caveat, they only narrow: what a token may do at all is granted by the gateway and kept in the store.
@@ -126,7 +149,7 @@ class Permissions:
         return f"token is not valid for {context.action}: a caveat allows only {', '.join(self.allowed) or 'nothing'}"
 
 
-Caveat: TypeAlias = Expiration | ProjectName | ProjectID | RequestUser | Permissions
+Caveat: TypeAlias = Expiration | ProjectName | ProjectID | RequestUser | OIDCPublisher | Permissions
 
 
 def _not_valid_for(project: str) -> str:
@@ -191,6 +214,13 @@ def _strict_str_list(value: object) -> tuple[str, ...]:
     raise InvalidTokenError(_INVALID_FIELDS)
 
 
+def _null(value: object) -> None:
+    """Warehouse's deprecated `oidc_claims`: only its null is understood (claims: a restriction unknown here)."""
+    if value is None:
+        return None
+    raise InvalidTokenError(_INVALID_FIELDS)
+
+
 def _action_list(value: object) -> tuple[str, ...]:
     """Known actions only: a word this version cannot interpret fails closed rather than being ignored."""
     actions = _strict_str_list(value)
@@ -204,12 +234,15 @@ _SCHEMAS: dict[int | str, tuple[Callable[..., Caveat], tuple[Callable[[object], 
     ProjectName.tag: (ProjectName, (_strict_str_list,)),
     ProjectID.tag: (ProjectID, (_strict_str_list,)),
     RequestUser.tag: (RequestUser, (_strict_str,)),
+    OIDCPublisher.tag: (OIDCPublisher, (_strict_str, _null)),
     Permissions.tag: (Permissions, (_action_list,)),
 }
+# Trailing fields with a default, which Warehouse lets a caveat leave out.
+_OPTIONAL_TRAILING = {OIDCPublisher.tag: 1}
 
 
 def _from_array(obj: object) -> Caveat:
-    """Build a caveat from `[TAG, *fields]`; unknown tags (including Warehouse's OIDC tag 4) fail closed.
+    """Build a caveat from `[TAG, *fields]`; unknown tags fail closed.
 
     A tag is Warehouse's integer or one of the gateway's strings; `True` is not the tag 1 (JSON tells them apart).
 
@@ -225,8 +258,9 @@ def _from_array(obj: object) -> Caveat:
     if schema is None:
         raise InvalidTokenError(f"caveat has unknown tag: {tag}")
     cls, parsers = schema
-    if len(values) < len(parsers):
+    if len(values) < len(parsers) - _OPTIONAL_TRAILING.get(tag, 0):
         raise InvalidTokenError("Not enough values")
+    parsers = parsers[: len(values)]
     if len(values) > len(parsers):
         raise InvalidTokenError(_INVALID_FIELDS)
     return cls(*(parse_field(value) for parse_field, value in zip(parsers, values, strict=True)))

@@ -22,6 +22,8 @@ from tests.harness import free_port, postgresql, stop, wait_http
 from tests.harness.config import write_config
 from tests.harness.database import BACKENDS
 from tests.harness.devpi import Devpi, start_devpi
+from tests.harness.tls import PKI
+from tests.harness.tls import pki as pki
 from tests.logcheck import problems
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -267,13 +269,16 @@ def start_gateway(
     *,
     ready: bool = True,
     preexec_fn: Callable[[], None] | None = None,
+    tls: PKI | None = None,
     **overrides: dict[str, object],
 ) -> GatewayProcess:
+    """The gateway as a subprocess with `upstream` and `overrides`, ready; `tls`: serving https with its server
+    certificate (and waited for trusting its CA alone)."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     sections: dict[str, dict[str, object]] = {
-        "server": {"listen": f"127.0.0.1:{port}", "public_url": url},
+        "server": {"listen": f"127.0.0.1:{port}", "public_url": url, **(tls.server() if tls else {})},
         "upstream": upstream,
         "store": {"url": f"sqlite:///{directory / 'gateway.db'}"},
         "tokens": {"secret_file": str(directory / "secret.key")},
@@ -295,7 +300,7 @@ def start_gateway(
     )
     gateway = GatewayProcess(url, config, log, process, env)
     STARTED.append(gateway)
-    wait_http(url + ("/-/ready" if ready else "/-/healthy"), process)
+    wait_http(url + ("/-/ready" if ready else "/-/healthy"), process, context=tls.client_context() if tls else None)
     return gateway
 
 

@@ -44,6 +44,9 @@ STORE_COMMANDS = [
     ["project", "remove", "p", "a"],
     ["project", "import"],
     ["project", "list", "a"],
+    ["publisher", "add", "p", "--issuer", "i"],
+    ["publisher", "list"],
+    ["publisher", "remove", "x"],
 ]
 PROBE = """
 import contextlib, io, sys

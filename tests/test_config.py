@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import DEFAULT_PATH, ConfigError, find_config, load_config, parse_size
+from gateway.config import DEFAULT_PATH, ConfigError, OIDCConfig, OIDCIssuer, find_config, load_config, parse_size
+from tests.harness.config import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,6 +23,7 @@ def test_shipped_file_matches_the_defaults() -> None:
     assert shipped.limits.max_file_size == 100 * 2**20
     assert shipped.policy.password_uploads == "deny-2fa"
     assert shipped.reads.access == "public"
+    assert shipped.oidc == OIDCConfig()
 
 
 @pytest.mark.parametrize(
@@ -91,6 +93,16 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ({"GATEWAY_THROTTLE_PASSWORD_CHECKS": "0"}, "throttle.password_checks"),
         ({"GATEWAY_READS_ACCESS": "private"}, "reads.access"),
         ({"GATEWAY_READS_ACCESS": "Authenticated"}, "reads.access"),
+        ({"GATEWAY_SERVER_TLS_CERT": "/etc/gw/cert.pem"}, "server.tls_key"),
+        ({"GATEWAY_SERVER_TLS_KEY": "/etc/gw/key.pem"}, "server.tls_cert"),
+        (
+            {
+                "GATEWAY_SERVER_TLS_CERT": "/etc/gw/cert.pem",
+                "GATEWAY_SERVER_TLS_KEY": "/etc/gw/key.pem",
+                "GATEWAY_SERVER_PUBLIC_URL": "http://pypi.example.org",
+            },
+            "server.public_url",
+        ),
     ],
 )
 def test_bad_values_name_the_key(env: dict[str, str], names: str) -> None:
@@ -191,6 +203,24 @@ def test_paths_from_the_environment_are_relative_to_the_working_directory(tmp_pa
     assert load_config(None, {}, cwd=Path("/work/dir")).store.path == Path("/work/dir/data/gateway.db")
 
 
+def test_tls_files_are_anchored_like_the_other_paths_and_make_the_public_url_https(tmp_path: Path) -> None:
+    """The TLS keys are file keys: relative to the file (the environment's to the working directory); with them
+    the default public URL is https, an explicit https one is kept, and nothing is read yet (`serve` does)."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "gateway.toml").write_text('[server]\ntls_cert = "tls/chain.pem"\ntls_key = "../private/key.pem"\n')
+    config = load_config(etc / "gateway.toml", {}, cwd=Path("/"))
+    assert config.server.tls is not None
+    assert config.server.tls.cert == etc / "tls" / "chain.pem"
+    assert config.server.tls.key == tmp_path / "private" / "key.pem"
+    assert config.server.public_url == "https://localhost:8080"
+    env = {"GATEWAY_SERVER_TLS_KEY": "key.pem", "GATEWAY_SERVER_PUBLIC_URL": "https://pypi.example.org/"}
+    config = load_config(etc / "gateway.toml", env, cwd=Path("/work/dir"))
+    assert config.server.tls is not None and config.server.tls.key == Path("/work/dir/key.pem")
+    assert config.server.public_url == "https://pypi.example.org"
+    assert load_config(None, {}).server.tls is None
+
+
 def test_the_configuration_file_is_found_in_one_order(tmp_path: Path) -> None:
     given, named = tmp_path / "given.toml", tmp_path / "named.toml"
     assert find_config(given, {"GATEWAY_CONFIG": str(named)}, cwd=tmp_path) == given
@@ -204,3 +234,124 @@ def test_the_configuration_file_is_found_in_one_order(tmp_path: Path) -> None:
 def test_a_directory_as_the_configuration_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the configuration file"):
         load_config(tmp_path)
+
+
+# --- [oidc] (issue #19) ---
+GITHUB_ISSUER = (
+    '[[oidc.issuers]]\nname = "github"\nurl = "https://token.actions.githubusercontent.com"\nkind = "github"\n'
+)
+
+
+def _oidc_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+def test_trusted_publishing_is_off_without_an_issuer() -> None:
+    oidc = load_config(ROOT / "config" / "gateway.toml").oidc
+    assert oidc == OIDCConfig(audience="upload-gateway", issuers=())
+    assert not oidc.enabled and oidc.issuer_named("github") is None
+
+
+def test_issuers_are_read_from_the_file(tmp_path: Path) -> None:
+    config = load_config(
+        _oidc_file(
+            tmp_path,
+            '[oidc]\naudience = "pypi.internal"\n'
+            + GITHUB_ISSUER
+            + '[[oidc.issuers]]\nname = "gitlab-corp"\nurl = "https://gitlab.corp.example/"\nkind = "gitlab"\n'
+            'algorithms = ["RS256", "ES256", "RS256"]\njwks_url = "https://gitlab.corp.example/oauth/discovery/keys"\n'
+            '[[oidc.issuers]]\nname = "test"\nurl = "http://127.0.0.1:8899/api/actions"\nkind = "forgejo"\n',
+        ),
+        {"GATEWAY_OIDC_AUDIENCE": "pypi-internal"},
+    )
+    oidc = config.oidc
+    assert oidc.enabled and oidc.audience == "pypi-internal"  # the environment's, over the file's
+    github, gitlab, test = oidc.issuers
+    assert github == OIDCIssuer("github", "https://token.actions.githubusercontent.com", "github", ("RS256",), "")
+    assert gitlab == OIDCIssuer(
+        "gitlab-corp", "https://gitlab.corp.example/", "gitlab", ("RS256", "ES256"), gitlab.jwks_url
+    )
+    assert test.url == "http://127.0.0.1:8899/api/actions" and test.kind == "forgejo"
+    assert oidc.issuer_named("gitlab-corp") is gitlab and oidc.issuer_named("GitLab-corp") is None
+    assert oidc.issuer_at("https://gitlab.corp.example/") is gitlab
+    assert oidc.issuer_at("https://gitlab.corp.example") is None  # exactly the `iss`: the slash counts
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9000", "http://127.8.9.10/", "http://[::1]:8443/x", "http://localhost"]
+)
+def test_plain_http_issuers_only_on_loopback(tmp_path: Path, url: str) -> None:
+    text = f'[[oidc.issuers]]\nname = "local"\nurl = "{url}"\nkind = "generic"\njwks_url = "{url}/keys"\n'
+    assert load_config(_oidc_file(tmp_path, text)).oidc.issuers[0].url == url
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ('[oidc]\naudience = "two words"\n', "oidc.audience"),
+        ('[oidc]\naudience = ""\n', "oidc.audience"),
+        ('[oidc]\naudience = "-leading"\n', "oidc.audience"),
+        ('[oidc]\naudience = "a/b"\n', "oidc.audience"),
+        ('[oidc]\naudience = "' + "a" * 65 + '"\n', "oidc.audience"),
+        ('[oidc]\nissuers = "github"\n', "oidc.issuers"),
+        ('[oidc]\nissuers = ["github"]\n', "oidc.issuers"),
+        ('[oidc]\ncolour = "blue"\n', "oidc.colour"),
+        (GITHUB_ISSUER + "colour = 1\n", "oidc.issuers[0].colour"),
+        ('[[oidc.issuers]]\nurl = "https://x.example"\nkind = "github"\n', "oidc.issuers[0].name"),
+        ('[[oidc.issuers]]\nname = "x"\nkind = "github"\n', "oidc.issuers[0].url"),
+        ('[[oidc.issuers]]\nname = "x"\nurl = "https://x.example"\n', "oidc.issuers[0].kind"),
+        (GITHUB_ISSUER.replace('"github"\nurl', '"GitHub"\nurl'), "oidc.issuers[0].name"),
+        (GITHUB_ISSUER.replace('"github"\nurl', '"git hub"\nurl'), "oidc.issuers[0].name"),
+        (GITHUB_ISSUER.replace('kind = "github"', 'kind = "bitbucket"'), "oidc.issuers[0].kind"),
+        (GITHUB_ISSUER + GITHUB_ISSUER.replace("token.actions", "other"), "oidc.issuers[1].name"),
+        (GITHUB_ISSUER + GITHUB_ISSUER.replace('"github"\nurl', '"ghes"\nurl'), "oidc.issuers[1].url"),
+        (GITHUB_ISSUER.replace("https://", "http://"), "oidc.issuers[0].url"),
+        (GITHUB_ISSUER.replace("https://", "ftp://"), "oidc.issuers[0].url"),
+        (GITHUB_ISSUER.replace("https://token", "https://user:pw@token"), "oidc.issuers[0].url"),
+        (GITHUB_ISSUER.replace(".com", ".com/?x=1"), "oidc.issuers[0].url"),
+        (GITHUB_ISSUER.replace(".com", ".com/#x"), "oidc.issuers[0].url"),
+        (GITHUB_ISSUER.replace(".com", ".com:99999"), "oidc.issuers[0].url"),
+        (GITHUB_ISSUER.replace(".com", ".com/a b"), "oidc.issuers[0].url"),
+        (GITHUB_ISSUER.replace("https://token", "https://tökén"), "oidc.issuers[0].url"),
+        (GITHUB_ISSUER.replace("https://token.actions.githubusercontent.com", "https://"), "oidc.issuers[0].url"),
+        (GITHUB_ISSUER + 'jwks_url = "http://keys.example.org/jwks"\n', "oidc.issuers[0].jwks_url"),
+        (GITHUB_ISSUER + 'algorithms = ["HS256"]\n', "oidc.issuers[0].algorithms"),
+        (GITHUB_ISSUER + 'algorithms = ["RS256", "none"]\n', "oidc.issuers[0].algorithms"),
+        (GITHUB_ISSUER + 'algorithms = ["rs256"]\n', "oidc.issuers[0].algorithms"),
+        (GITHUB_ISSUER + 'algorithms = ["ES512"]\n', "oidc.issuers[0].algorithms"),
+        (GITHUB_ISSUER + "algorithms = []\n", "oidc.issuers[0].algorithms"),
+        (GITHUB_ISSUER + 'algorithms = "RS256"\n', "oidc.issuers[0].algorithms"),
+        (GITHUB_ISSUER + "name = 5\n", "not valid TOML"),  # a key twice
+        (GITHUB_ISSUER.replace('name = "github"', "name = 5"), "oidc.issuers[0].name"),
+    ],
+)
+def test_bad_oidc_values_name_the_key(tmp_path: Path, text: str, names: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(_oidc_file(tmp_path, text))
+    assert names in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_symmetric_algorithm_is_refused_in_words_that_say_why(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"'HS512' not allowed \(never HS\* or none: only asymmetric signatures\)"):
+        load_config(_oidc_file(tmp_path, GITHUB_ISSUER + 'algorithms = ["HS512"]\n'))
+
+
+def test_the_issuers_cannot_come_from_the_environment(tmp_path: Path) -> None:
+    """A list of tables has no one-line form; the variable is refused rather than half-read."""
+    with pytest.raises(ConfigError) as exc:
+        load_config(_oidc_file(tmp_path, GITHUB_ISSUER), {"GATEWAY_OIDC_ISSUERS": "github"})
+    assert str(exc.value) == (
+        "GATEWAY_OIDC_ISSUERS: the issuers cannot be set from the environment; write [[oidc.issuers]] in the file"
+    )
+    with pytest.raises(ConfigError, match=r"oidc\.audience"):
+        load_config(None, {"GATEWAY_OIDC_AUDIENCE": "not a word"})
+
+
+def test_the_test_harness_writes_issuer_tables(tmp_path: Path) -> None:
+    issuers = [{"name": "a", "url": "https://a.example", "kind": "github", "algorithms": ["RS256", "ES256"]}]
+    write_config(tmp_path / "gateway.toml", {"oidc": {"audience": "gw", "issuers": issuers}})
+    oidc = load_config(tmp_path / "gateway.toml").oidc
+    assert oidc == OIDCConfig("gw", (OIDCIssuer("a", "https://a.example", "github", ("RS256", "ES256")),))

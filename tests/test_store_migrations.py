@@ -108,6 +108,10 @@ async def test_a_database_at_an_older_revision_is_refused_until_upgraded(store_u
     store = await Store.open(store_url)
     await store.add_user("alice", "x")
     await store.close()
+    for table in ("publishers", "pending_publishers"):  # r0004's
+        database.execute(store_url, f"DROP TABLE {table}")
+    database.execute(store_url, "ALTER TABLE users DROP COLUMN kind")
+    database.execute(store_url, "ALTER TABLE tokens DROP COLUMN run")
     for table in ("changes", "used_once", "settings"):  # r0003's
         database.execute(store_url, f"DROP TABLE {table}")
     database.execute(store_url, "DROP INDEX users_name_folded")  # r0002's

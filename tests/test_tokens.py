@@ -17,6 +17,7 @@ from gateway.tokens import (
     Caveat,
     Expiration,
     InvalidTokenError,
+    OIDCPublisher,
     Permissions,
     ProjectID,
     ProjectName,
@@ -53,9 +54,18 @@ def context(
     now: int = NOW,
     action: str = "upload",
     listing: bool = False,
+    publisher_id: str | None = None,
+    publisher_project_ids: tuple[str, ...] = (),
 ) -> VerifyContext:
     return VerifyContext(
-        user_id=user_id, project=project, project_id=project_id, now=now, action=action, listing=listing
+        user_id=user_id,
+        project=project,
+        project_id=project_id,
+        now=now,
+        action=action,
+        listing=listing,
+        publisher_id=publisher_id,
+        publisher_project_ids=publisher_project_ids,
     )
 
 
@@ -139,7 +149,9 @@ class TestDeserialization:
             (b"null", "caveat must be an array"),
             (b"5", "caveat must be an array"),
             (b"[]", "caveat array cannot be empty"),
-            (b'[4,"publisher-uuid"]', "caveat has unknown tag: 4"),
+            (b'[4,"publisher-uuid",{"sub":"x"}]', "invalid values for fields"),
+            (b"[4,7]", "invalid values for fields"),
+            (b"[4]", "Not enough values"),
             (b"[5]", "caveat has unknown tag: 5"),
             (b"[-1,1]", "caveat has unknown tag: -1"),
             (b'[true,["foo"]]', "caveat has unknown tag: True"),  # Warehouse's dict lookup would read this as tag 1
@@ -386,8 +398,25 @@ class TestVerify:
         )
 
     def test_unknown_caveat_tag_fails_closed(self) -> None:
-        token = attenuate(make_token(RequestUser(USER)), b'[4,"publisher-uuid"]')
-        assert outcome(token) == "caveat has unknown tag: 4"
+        token = attenuate(make_token(RequestUser(USER)), b'[5,"publisher-uuid"]')
+        assert outcome(token) == "caveat has unknown tag: 5"
+
+    def test_an_oidc_caveat_binds_the_token_to_its_publisher_acting_in_a_project(self) -> None:
+        """Warehouse's tag 4, as it puts it on the wire (`[4,"<id>",null]`) and with the null left out."""
+        for predicate in (b'[4,"pub-1",null]', b'[4,"pub-1"]'):
+            token = attenuate(make_token(), predicate)
+            assert outcome(token, publisher_id="pub-1", publisher_project_ids=(PROJECT_ID,)) is None
+            assert outcome(token, publisher_id="pub-1", publisher_project_ids=("another",)) == (
+                "OIDC scoped token is not valid for project 'demo'"
+            )
+            assert outcome(token) == "OIDC scoped token used outside of an OIDC identified request"
+            assert outcome(token, publisher_id="pub-2") == (
+                "current OIDC publisher does not match publisher restriction in token"
+            )
+            assert outcome(token, publisher_id="pub-1", project=None, project_id=None) == (
+                "OIDC scoped token used outside of a project context"
+            )
+        assert serialize(OIDCPublisher("pub-1")) == b'[4,"pub-1",null]'
 
     def test_legacy_user_caveat_binds_to_the_current_user(self) -> None:
         token = attenuate(make_token(), b'{"version": 1, "permissions": "user"}')

@@ -86,6 +86,33 @@ def build_parser() -> argparse.ArgumentParser:
     plist.add_argument("user")
     plist.add_argument("--json", action="store_true")
 
+    publisher = commands.add_parser(
+        "publisher", help="trusted publishers: CI workflows that may mint short-lived upload tokens"
+    ).add_subparsers(dest="action", required=True)
+    padd = publisher.add_parser("add", help="let a CI workflow publish PROJECT with no stored secret")
+    padd.add_argument("project")
+    padd.add_argument("--issuer", required=True, metavar="NAME", help="a configured [[oidc.issuers]] name")
+    padd.add_argument("--repository", metavar="OWNER/REPO", help="GitHub or Forgejo: the repository")
+    padd.add_argument("--owner-id", metavar="ID", help="GitHub or Forgejo: the owner's immutable numeric id")
+    padd.add_argument("--workflow", metavar="FILE", help="GitHub or Forgejo: the workflow file, e.g. release.yml")
+    padd.add_argument("--namespace", metavar="NS", help="GitLab: the project's group or user")
+    padd.add_argument("--project-path", metavar="P", help="GitLab: the project's name in its namespace")
+    padd.add_argument("--ci-config", metavar="PATH", help="GitLab: the CI file, e.g. .gitlab-ci.yml")
+    padd.add_argument("--subject", metavar="SUB", help="a generic issuer: the token's exact `sub`")
+    padd.add_argument(
+        "--claim", action="append", default=[], metavar="NAME=VALUE", help="a generic issuer: a claim to match too"
+    )
+    padd.add_argument("--environment", default="", metavar="ENV", help="only from this deployment environment")
+    padd.add_argument(
+        "--pending", action="store_true", help="for a project that does not exist yet: its first publish creates it"
+    )
+    padd.add_argument("--owner", metavar="USER", help="with --pending: who owns the project it creates")
+    plist_ = publisher.add_parser("list", help="the publishers (and pending publishers) of a project, or of all")
+    plist_.add_argument("project", nargs="?")
+    plist_.add_argument("--json", action="store_true")
+    premove = publisher.add_parser("remove", help="remove a publisher and revoke the tokens minted for it")
+    premove.add_argument("publisher_id")
+
     audit = commands.add_parser("audit", help="the audit trail: security events, oldest first")
     audit.add_argument("--since", help="a duration back from now (24h, 7d) or a date (2026-11-24, ISO 8601)")
     audit.add_argument("--user", help="only events of this user")
@@ -169,6 +196,9 @@ COMMANDS: dict[tuple[str, str], tuple[str, str]] = {
     ("project", "remove"): ("projects", "project_remove"),
     ("project", "import"): ("project_import", "project_import"),
     ("project", "list"): ("projects", "project_list"),
+    ("publisher", "add"): ("publishers", "publisher_add"),
+    ("publisher", "list"): ("publishers", "publisher_list"),
+    ("publisher", "remove"): ("publishers", "publisher_remove"),
 }
 
 

@@ -18,14 +18,14 @@ PROJECT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?", re.ASCI
 
 async def project_grant(store: Store, args: argparse.Namespace, config: Config) -> None:
     user = await store.require_user(args.user)
-    name = _project_name(args.project)
+    name = project_name(args.project)
     await store.grant(name, args.project, user, args.role, by=actor())
     print(f"{user.name} is now {args.role} of {name}", file=sys.stderr)
 
 
 async def project_remove(store: Store, args: argparse.Namespace, config: Config) -> None:
     user = await store.require_user(args.user)
-    name = _project_name(args.project)
+    name = project_name(args.project)
     if not await store.remove_role(name, user, by=actor()):
         raise CommandError(f"{user.name} has no role on {name}")
     print(f"{user.name} no longer has a role on {name}", file=sys.stderr)
@@ -43,7 +43,7 @@ async def project_list(store: Store, args: argparse.Namespace, config: Config) -
         print(f"{item['project']}  {item['role']}")
 
 
-def _project_name(given: str) -> str:
+def project_name(given: str) -> str:
     if not PROJECT_NAME.fullmatch(given):
         raise CommandError(f"invalid project name {given[:60]!r}: use letters, digits, '.', '_' and '-'")
     return canonicalize_name(given)

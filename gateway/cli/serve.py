@@ -1,7 +1,8 @@
 """`serve`: bind `server.listen`, run the app until SIGINT/SIGTERM, and print the banner.
 
-With `server.workers` (or `--workers`) above 1, the sockets, the embedded index and the metrics directory are the
-parent's, made once, and each worker `gateway.workers` forks runs the app on them with metrics in that directory.
+With `server.workers` (or `--workers`) above 1, the sockets, the embedded index, the metrics directory and the TLS
+context (`gateway.tls`) are the parent's, made once, and each worker `gateway.workers` forks runs the app on them
+with metrics in that directory.
 The only command that imports the server (aiohttp.web, the app, the account pages).
 """
 
@@ -18,6 +19,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import connections, logs, metrics
+from gateway import connections, logs, metrics, tls
 from gateway.app import SERVER_OPTIONS, create_app
 from gateway.cli.common import CommandError
 from gateway.config import CONFIG_VARIABLE, Config, ConfigError
@@ -42,14 +44,17 @@ def serve(config: Config, cli: str | None = None, workers: int | None = None) ->
     """Run the gateway until SIGINT/SIGTERM. `cli`: how to run the CLI on the same store, for the banner (None:
     there is no configuration file, which the CLI needs). `workers`: `--workers`, over `server.workers`."""
     count = config.server.workers if workers is None else workers
+    context = tls.server_context(config.server.tls) if config.server.tls is not None else None
     sockets = _listen(config.server.host, config.server.port)
     logs.setup(config.logging, config.tokens.prefix)
     bound = [sock.getsockname() for sock in sockets]
     try:
         if count > 1:
-            return _serve_workers(config, sockets, count, lambda: _print_banner(config, bound, cli, count))
+            return _serve_workers(config, sockets, context, count, lambda: _print_banner(config, bound, cli, count))
         asyncio.run(
-            _serve(config, sockets, lambda: create_app(config), lambda: _print_banner(config, bound, cli, count))
+            _serve(
+                config, sockets, context, lambda: create_app(config), lambda: _print_banner(config, bound, cli, count)
+            )
         )
     except (EmbeddedIndexError, StoreError) as exc:  # an index that cannot start; a store that cannot open
         raise CommandError(str(exc)) from None
@@ -59,9 +64,15 @@ def serve(config: Config, cli: str | None = None, workers: int | None = None) ->
     return 0
 
 
-def _serve_workers(config: Config, sockets: list[socket.socket], count: int, banner: Callable[[], None]) -> int:
+def _serve_workers(
+    config: Config,
+    sockets: list[socket.socket],
+    context: ssl.SSLContext | None,
+    count: int,
+    banner: Callable[[], None],
+) -> int:
     """The supervisor's part: a private metrics directory (empty, removed at the end) and the one embedded index,
-    then `count` workers until a signal."""
+    then `count` workers until a signal, each serving on `sockets` with `context` (built before the fork)."""
     with tempfile.TemporaryDirectory(prefix="upload-gateway-metrics-") as name:
         directory = Path(name)
         index = (
@@ -75,7 +86,7 @@ def _serve_workers(config: Config, sockets: list[socket.socket], count: int, ban
             metrics.share_between_processes(directory)  # the workers' metrics, not the index's environment
 
             def work(start: Start) -> int:
-                return _work(config, sockets, start, directory, index)
+                return _work(config, sockets, context, start, directory, index)
 
             supervisor = Supervisor(
                 count, work, serving=banner, ended=lambda pid: metrics.process_ended(directory, pid)
@@ -87,7 +98,12 @@ def _serve_workers(config: Config, sockets: list[socket.socket], count: int, ban
 
 
 def _work(
-    config: Config, sockets: list[socket.socket], start: Start, directory: Path, index: EmbeddedIndex | None
+    config: Config,
+    sockets: list[socket.socket],
+    context: ssl.SSLContext | None,
+    start: Start,
+    directory: Path,
+    index: EmbeddedIndex | None,
 ) -> int:
     """One worker: the app on the inherited sockets, its metrics in the shared files; what stops it from starting
     is one line on stderr, as a single `serve` prints it."""
@@ -96,7 +112,7 @@ def _work(
         shared.worker_restarts.inc()
     try:
         app = functools.partial(create_app, config, metrics=shared, shared=index)
-        asyncio.run(_serve(config, sockets, app, start.ready, several=True))
+        asyncio.run(_serve(config, sockets, context, app, start.ready, several=True))
     except (ConfigError, CommandError, StoreError, EmbeddedIndexError) as exc:
         print(f"upload-gateway: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -142,25 +158,37 @@ def _listen(host: str, port: int) -> list[socket.socket]:
 async def _serve(
     config: Config,
     sockets: list[socket.socket],
+    context: ssl.SSLContext | None,
     app: Callable[[], web.Application],
     serving: Callable[[], None],
     *,
     several: bool = False,
 ) -> None:
     """Run the app `app` makes (on this loop) on `sockets` until SIGINT/SIGTERM, then drain; `serving` once it
-    accepts connections. `several`: other workers accept on the same sockets."""
+    accepts connections. `context`: https (None: http). `several`: other workers accept on the same sockets."""
     runner = connections.runner(app(), config, access_log=None, **SERVER_OPTIONS)
     await runner.setup()
     try:
         for sock in sockets:
+            # With several workers: asyncio accepts as many connections as the backlog each time the socket is
+            # readable, so one worker would take a whole burst (and keep it, keep-alive). One at a time, the rest of
+            # a burst goes to the other workers the kernel woke with it; listen() again gives the kernel's queue
+            # its length.
+            backlog = 1 if several else BACKLOG
+            site: web.SockSite = (
+                web.SockSite(runner, sock, backlog=backlog)
+                if context is None
+                else tls.TLSSite(
+                    runner,
+                    sock,
+                    ssl_context=context,
+                    handshake_timeout=config.limits.clients.header_timeout,
+                    backlog=backlog,
+                )
+            )
+            await site.start()
             if several:
-                # asyncio accepts as many connections as the backlog each time the socket is readable: one worker
-                # would take a whole burst (and keep it, keep-alive). One at a time, the rest of a burst goes to
-                # the other workers the kernel woke with it; listen() again gives the kernel's queue its length.
-                await web.SockSite(runner, sock, backlog=1).start()
                 sock.listen(BACKLOG)
-            else:
-                await web.SockSite(runner, sock, backlog=BACKLOG).start()
         serving()
         async with _until_signalled() as stopped:
             await stopped.wait()
@@ -199,7 +227,8 @@ def command_line(config_file: Path | None) -> str:
 def _print_banner(config: Config, bound: list[tuple[Any, ...]], cli: str | None, workers: int) -> None:
     url = config.server.public_url
     upstream = "embedded pypiserver" if config.upstream.embedded else config.upstream.url
-    listening = ", ".join(f"http://[{a[0]}]:{a[1]}" if ":" in a[0] else f"http://{a[0]}:{a[1]}" for a in bound)
+    scheme = "https" if config.server.tls is not None else "http"
+    listening = ", ".join(f"{scheme}://[{a[0]}]:{a[1]}" if ":" in a[0] else f"{scheme}://{a[0]}:{a[1]}" for a in bound)
     first = (
         f"  a user:  {cli} user add NAME\n  a token: {cli} token create NAME\n"
         if cli is not None

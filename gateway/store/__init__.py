@@ -16,11 +16,14 @@ from gateway.store.changelog import ChangeLog
 from gateway.store.connection import connect, translate_errors
 from gateway.store.factors import Factors
 from gateway.store.once import OneTimeUse
-from gateway.store.projects import CLAIM_LIFETIME, RESERVATION_LIFETIME, Projects
+from gateway.store.projects import CLAIM_LIFETIME, RESERVATION_LIFETIME
+from gateway.store.publishers import Publishers
 from gateway.store.records import (
     AuditEvent,
     Change,
+    PendingPublisher,
     Project,
+    Publisher,
     RemovedUser,
     StoredFile,
     StoreError,
@@ -42,7 +45,9 @@ __all__ = [
     "RESERVATION_LIFETIME",
     "AuditEvent",
     "Change",
+    "PendingPublisher",
     "Project",
+    "Publisher",
     "RemovedUser",
     "Store",
     "StoreError",
@@ -57,7 +62,7 @@ __all__ = [
 
 
 @translate_errors
-class Store(Tokens, Factors, Projects, WebSessions, Throttle, ChangeLog, OneTimeUse, Settings):
+class Store(Tokens, Factors, Publishers, WebSessions, Throttle, ChangeLog, OneTimeUse, Settings):
     """Every aggregate's methods over one database; the one object callers hold."""
 
     @classmethod

@@ -44,12 +44,14 @@ BY_EVENT: dict[str, str] = {
     "project.role_removed": PROJECT,
     "project.claimed": PROJECT,
     "upload.accepted": PROJECT,
+    "publisher.removed": USER,  # its principal: the tokens minted for it
 }
 # Events nothing cached depends on: a new token or user is read when first used; sign-in events change sessions,
 # which are read from the store on every request; imported projects existed on the index already.
 NOT_CHANGES = frozenset(
     {"token.created", "user.added", "project.imported", "web.signed_in", "web.signed_out", "web.confirmed"}
     | {"web.attempt_failed"}
+    | {"publisher.added", "publisher.pending_added", "publisher.pending_removed", "publisher.pending_refused"}
 )
 
 

@@ -33,6 +33,7 @@ class User:
     created: int
     has_totp: bool = False
     webauthn_count: int = 0
+    kind: str = "person"  # or "publisher": a trusted publisher's principal (`gateway.store.publishers`)
 
     @property
     def has_2fa(self) -> bool:
@@ -53,6 +54,7 @@ class TokenRow:
     expires: float | None
     revoked: float | None
     permissions: tuple[str, ...] = ("upload",)  # sorted: ("upload",), ("read",) or ("read", "upload")
+    run: Mapping[str, str] | None = None  # a token minted by trusted publishing: its CI run (ref, sha, repository)
 
 
 @dataclass(frozen=True)
@@ -136,3 +138,34 @@ class WebAuthnCredential:
     sign_count: int
     created: float
     last_used: float | None = None
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """A trusted publisher of one project: the configured issuer (by name) and the publisher's fields, as
+    `gateway.oidc.claims.publisher_fields` gives them. `id` is also its principal's user id."""
+
+    id: str
+    project: str
+    issuer: str
+    kind: str
+    fields: dict[str, str]
+    added_by: str | None
+    created: float
+
+
+@dataclass(frozen=True)
+class PendingPublisher:
+    """A publisher for a project that does not exist yet (`project` normalized): its first exchange creates it,
+    owned by `added_by` (a user id)."""
+
+    id: str
+    project: str
+    display_name: str
+    issuer: str
+    kind: str
+    fields: dict[str, str]
+    added_by: str
+    added_by_name: str
+    created: float
+    expires: float

@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -40,6 +41,9 @@ users = Table(
     Column("created", BigInteger, nullable=False),
     Column("totp_secret", LargeBinary),
     Column("totp_last_step", BigInteger),
+    # "person", or "publisher": a trusted publisher's own principal (`gateway.store.publishers`), which holds its
+    # project's role and its minted tokens, and which no name lookup, sign-in or password ever finds.
+    Column("kind", Text, nullable=False, server_default=text("'person'")),
 )
 Index("users_name_folded", func.lower(users.c.name), unique=True)
 
@@ -120,6 +124,7 @@ tokens = Table(
     Column("expires", Double),
     Column("revoked", Double),
     Column("permissions", Text, nullable=False, server_default=text("'upload'")),
+    Column("run", Text),  # a minted token's CI run (JSON: ref, sha, repository), for its uploads' audit
     CheckConstraint("permissions IN ('upload', 'read', 'read upload')", name="tokens_permissions"),
     Index("tokens_user", "user_id"),
 )
@@ -212,4 +217,37 @@ throttle_holds = Table(
     Column("key", Text, primary_key=True),
     Column("holder", Text, nullable=False),
     Column("expires", Double, nullable=False),
+)
+
+# Trusted publishers (issue #19): a CI workflow that may mint short-lived upload tokens for one project. Its id is
+# its principal's user id; the principal is removed with it (and its role and tokens with the principal).
+publishers = Table(
+    "publishers",
+    metadata,
+    Column("id", Text, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("project", Text, ForeignKey("projects.name", ondelete="CASCADE"), nullable=False),
+    Column("issuer", Text, nullable=False),  # the configured issuer's name
+    Column("kind", Text, nullable=False),
+    Column("fields", Text, nullable=False),  # JSON, `gateway.oidc.claims.publisher_fields`
+    Column("added_by", Text),
+    Column("created", Double, nullable=False),
+    UniqueConstraint("project", "issuer", "kind", "fields", name="publishers_unique"),
+    Index("publishers_issuer", "issuer"),
+)
+
+# A publisher for a project that does not exist yet: its first exchange creates the project, owned by `added_by`.
+pending_publishers = Table(
+    "pending_publishers",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("project", Text, nullable=False),  # normalized
+    Column("display_name", Text, nullable=False),
+    Column("issuer", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("fields", Text, nullable=False),
+    Column("added_by", Text, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created", Double, nullable=False),
+    Column("expires", Double, nullable=False),
+    UniqueConstraint("project", "issuer", "kind", "fields", name="pending_publishers_unique"),
+    Index("pending_publishers_issuer", "issuer"),
 )

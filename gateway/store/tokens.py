@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import RowMapping
@@ -29,7 +31,10 @@ class Tokens(Users):
         caveats: list[str],
         expires: float | None,
         permissions: tuple[str, ...] = ("upload",),
+        run: Mapping[str, str] | None = None,
+        audit: Mapping[str, Any] | None = None,
     ) -> TokenRow:
+        """A new token of `user`'s; `run` and `audit` are a minted token's (its CI run, what its audit adds)."""
         token = TokenRow(
             id=str(uuid.uuid4()),
             user_id=user.id,
@@ -41,6 +46,7 @@ class Tokens(Users):
             expires=expires,
             revoked=None,
             permissions=tuple(sorted(set(permissions))),
+            run=dict(run) if run else None,
         )
         async with self._transaction():
             await self._execute(
@@ -53,6 +59,7 @@ class Tokens(Users):
                     created=token.created,
                     expires=expires,
                     permissions=" ".join(token.permissions),
+                    run=json.dumps(dict(run), sort_keys=True) if run else None,
                 )
             )
             await self.audit(
@@ -61,6 +68,7 @@ class Tokens(Users):
                 token_id=token.id,
                 caveats=caveats,
                 permissions=list(token.permissions),
+                **dict(audit or {}),
             )
         return token
 
@@ -124,4 +132,5 @@ def _token(row: RowMapping) -> TokenRow:
         expires=row["expires"],
         revoked=row["revoked"],
         permissions=tuple(row["permissions"].split()),
+        run=json.loads(row["run"]) if row["run"] else None,
     )

@@ -57,7 +57,7 @@ class Users(AuditLog):
         return user
 
     async def list_users(self) -> list[User]:
-        return _by_name([_user(row) for row in await self._rows(_USER_SELECT)])
+        return _by_name([_user(row) for row in await self._rows(_PEOPLE)])
 
     # --- Administration (issue #16): who acts is `by`, the user concerned is the event's user ---
     async def user_summaries(self, now: float) -> list[UserSummary]:
@@ -72,7 +72,7 @@ class Users(AuditLog):
                 "AND (t.expires IS NULL OR t.expires > :now)) AS active_tokens, "
                 "(SELECT MAX(t.last_used) FROM tokens t WHERE t.user_id = users.id) AS last_token_use, "
                 "(SELECT COUNT(*) FROM recovery_codes r WHERE r.user_id = users.id AND r.used_at IS NULL) "
-                "AS recovery_codes FROM users"
+                "AS recovery_codes FROM users WHERE kind = 'person'"
             ),
             {"now": now},
         )
@@ -171,7 +171,9 @@ _WEBAUTHN_COUNT = (
 )
 _USER_SELECT = select(users, _WEBAUTHN_COUNT)
 # Built once (the upload path reads users on every upload): a statement built per call costs more than its read.
-_BY_NAME = _USER_SELECT.where(func.lower(users.c.name) == bindparam("name"))
+# A name is a person's: publishers' principals are found by id only (their tokens), never by a name typed.
+_PEOPLE = _USER_SELECT.where(users.c.kind == "person")
+_BY_NAME = _PEOPLE.where(func.lower(users.c.name) == bindparam("name"))
 _BY_ID = _USER_SELECT.where(users.c.id == bindparam("id"))
 
 
@@ -192,4 +194,5 @@ def _user(row: RowMapping) -> User:
         created=row["created"],
         has_totp=row["totp_secret"] is not None,
         webauthn_count=row["webauthn_count"],
+        kind=row["kind"],
     )

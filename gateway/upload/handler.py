@@ -86,6 +86,8 @@ async def _receive(request: web.Request, svc: Services, trail: dict[str, Any]) -
                 trail["token_id"], trail["user"] = await svc.authenticator.owner_of(credentials)
             raise
         trail.update(user=identity.user.name, token_id=identity.token_id)
+        if identity.token is not None and identity.token.run:  # trusted publishing: the CI run that uploads
+            trail.update(publisher=identity.user.id, run=dict(identity.token.run))
         with slots.of_user(identity.user.id, identity.user.name):
             await _continue(request)
             flow = UploadFlow(request, identity, svc.uploads, buffer=svc.config.upstream.buffer_uploads)
@@ -171,7 +173,7 @@ async def _record(svc: Services, identity: Identity, outcome: Outcome, trail: di
 
 
 def _audit_fields(trail: dict[str, Any], reason: str) -> dict[str, Any]:
-    return {
+    fields = {
         "user_name": trail.get("user"),
         "token_id": trail.get("token_id"),
         "project": trail.get("project"),
@@ -179,3 +181,6 @@ def _audit_fields(trail: dict[str, Any], reason: str) -> dict[str, Any]:
         "filename": trail.get("file"),
         "reason": reason,
     }
+    if "publisher" in trail:
+        fields.update(publisher=trail["publisher"], run=trail["run"])
+    return fields

@@ -21,7 +21,7 @@ from aiohttp_session import STORAGE_KEY, get_session, session_middleware
 from gateway.errors import GatewayError
 from gateway.services import CONFIG, SERVICES, services
 from gateway.store import Store, User
-from gateway.web import api_tokens, factors, views
+from gateway.web import api_tokens, factors, publishers, views
 from gateway.web.common import WEB, WebState, current_account, wants_json, when
 from gateway.web.security import ACCOUNT_ROOT, SECURITY_HEADERS, csrf_matches, loopback_alias, origin_allowed
 from gateway.web.sessions import CSRF, StoreSessionStorage, expected_csrf, purge_expired
@@ -80,6 +80,14 @@ def _routes(router: web.UrlDispatcher) -> None:
     get("/confirm", views.confirm_page)
     post("/confirm", views.confirm)
     get("/projects", views.projects)
+    get("/projects/{project}/publishers", publishers.publishers_page)
+    post("/projects/{project}/publishers", publishers.add)
+    get("/projects/{project}/publishers/{publisher_id}/remove", publishers.remove_page)
+    post("/projects/{project}/publishers/{publisher_id}/remove", publishers.remove)
+    get("/publishers/pending", publishers.pending_page)
+    post("/publishers/pending", publishers.add_pending)
+    get("/publishers/pending/{publisher_id}/remove", publishers.remove_pending_page)
+    post("/publishers/pending/{publisher_id}/remove", publishers.remove_pending)
     get("/two-factor", factors.overview)
     get("/two-factor/totp", factors.totp_page)
     post("/two-factor/totp", factors.totp_enable)

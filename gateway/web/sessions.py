@@ -199,13 +199,14 @@ def take_flash(session: Session) -> list[str]:
 
 
 async def purge_expired(store: Store, *, interval: float = PURGE_INTERVAL) -> None:
-    """Delete expired rows (web sessions, a batch at a time; spent one-time things) at start and every `interval`
-    seconds while the gateway runs."""
+    """Delete expired rows (web sessions, a batch at a time; spent one-time things such as OIDC `jti`s; pending
+    publishers past their 30 days) at start and every `interval` seconds while the gateway runs."""
     while True:
         try:
             while await store.purge_web_sessions(time.time(), limit=PURGE_BATCH) == PURGE_BATCH:
                 await asyncio.sleep(0)
             await store.purge_used(time.time())
+            await store.purge_pending_publishers(time.time())
         except (StoreFailure, ValueError) as exc:  # busy, closing: the next round will do
-            log.warning("could not purge expired web sessions: %s", exc)
+            log.warning("could not purge expired rows: %s", exc)
         await asyncio.sleep(interval)

@@ -1,4 +1,5 @@
-"""Signing in (password, then a second factor), signing out, confirming the password again, and the projects page.
+"""Signing in (password, then a second factor), signing out, confirming the password again, and the projects page
+(with links to the publishers pages, `gateway.web.publishers`, when trusted publishing is on).
 
 API tokens never sign in here: nothing under /account/ reads the Authorization header.
 """
@@ -270,4 +271,5 @@ async def confirm(request: web.Request, account: Account) -> web.StreamResponse:
 async def projects(request: web.Request, account: Account) -> web.StreamResponse:
     store = services(request).store
     rows = await store.projects_of(account.user)
-    return await render(request, "projects.html", {"section": "projects", "projects": rows}, account=account)
+    context = {"section": "projects", "projects": rows, "publishing": services(request).config.oidc.enabled}
+    return await render(request, "projects.html", context, account=account)

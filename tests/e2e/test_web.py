@@ -488,3 +488,67 @@ def test_a_recovery_code_signs_in_once(gateway_factory: GatewayFactory, page: Pa
     page.fill("#recovery_code", codes[1])
     page.click("text=Sign in with the recovery code")
     page.wait_for_url("**/account/tokens")
+
+
+def test_an_owner_adds_and_removes_a_trusted_publisher_and_adds_a_pending_one(
+    gateway_factory: GatewayFactory, page: Page
+) -> None:
+    issuers = [
+        {"name": "github", "url": "https://token.actions.githubusercontent.com", "kind": "github"},
+        {"name": "gitlab", "url": "https://gitlab.example", "kind": "gitlab"},
+    ]
+    gw = gateway_factory(oidc={"issuers": issuers})
+    gw.add_user("pia", PASSWORD)
+    gw.cli("project", "grant", "pia-lib", "pia")
+    sign_in(page, gw, "pia")
+    page.wait_for_url("**/account/tokens")
+    page.click("nav >> text=Projects")
+    page.click(".publishers-link")
+    page.wait_for_url("**/account/projects/pia-lib/publishers")
+    assert "No trusted publishers yet." in page.inner_text("main")
+
+    def fill_github() -> None:
+        page.fill("#repository", "octo-org/pia-lib")
+        page.fill("#owner_id", "123456")
+        page.fill("#workflow", "release.yml")
+        page.fill("#environment", "pypi")
+        page.click("#add-publisher-button")
+
+    fill_github()
+    confirm_password(page)  # a publisher mints tokens: the password again, as for a new token
+    page.wait_for_url("**/account/projects/pia-lib/publishers")
+    fill_github()
+    page.wait_for_url("**/account/projects/pia-lib/publishers")
+    described = "GitHub octo-org/pia-lib, workflow release.yml, environment pypi"
+    assert f"pia-lib may now be published by {described}." in page.inner_text(".flash")
+    [listed] = page.locator("#publishers tbody tr").all()
+    assert described in listed.inner_text() and "github" in listed.inner_text()
+    shoot(page, "publishers")
+
+    page.select_option("#choose-issuer", "gitlab")
+    page.click("#choose")
+    page.wait_for_url("**/account/projects/pia-lib/publishers?issuer=gitlab")
+    assert page.locator("#namespace").is_visible() and page.locator("#owner_id").count() == 0
+
+    listed.locator("text=Remove").click()
+    page.wait_for_url("**/remove")
+    assert "every token it was given is revoked at once" in page.inner_text("main")
+    assert page.inner_text("#confirm-action") == "Remove the publisher and revoke its tokens"
+    shoot(page, "publisher-remove")
+    page.click("#confirm-action")
+    page.wait_for_url("**/account/projects/pia-lib/publishers")
+    assert "no longer publishes pia-lib; its tokens are revoked" in page.inner_text(".flash")
+    assert page.locator("#publishers").count() == 0
+
+    page.click("nav >> text=Projects")
+    page.click("#pending-publishers")
+    page.wait_for_url("**/account/publishers/pending")
+    page.fill("#name", "pia-next")
+    fill_github()
+    page.wait_for_url("**/account/publishers/pending")
+    assert "The first publish of pia-next by" in page.inner_text(".flash")
+    [waiting] = page.locator("#pending tbody tr").all()
+    assert "pia-next" in waiting.inner_text() and described in waiting.inner_text()
+    shoot(page, "publishers-pending")
+    events = audit_events(gw, "pia")
+    assert {"publisher.added", "publisher.pending_added", "web.confirmed"} <= set(events)

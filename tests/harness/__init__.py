@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -25,14 +26,16 @@ def free_port() -> int:
         return port
 
 
-def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = START_TIMEOUT) -> None:
-    """Poll `url` until it answers 200; fail at once if `process` exits first."""
+def wait_http(
+    url: str, process: subprocess.Popen[bytes], timeout: float = START_TIMEOUT, *, context: ssl.SSLContext | None = None
+) -> None:
+    """Poll `url` until it answers 200; fail at once if `process` exits first. `context`: an https URL's trust."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
+            with urllib.request.urlopen(url, timeout=2, context=context) as resp:
                 if resp.status == 200:
                     return
         except (urllib.error.URLError, OSError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeGuard
 
 from gateway.config import Config, load_config
 
@@ -10,13 +11,27 @@ PUBLIC_URL = "http://gateway.test"
 
 
 def write_config(path: Path, sections: dict[str, dict[str, object]]) -> None:
+    """Each value a TOML string, or a list of strings; a list of dicts is an array of tables (`[[oidc.issuers]]`)."""
     lines: list[str] = []
     for section, values in sections.items():
         lines.append(f"[{section}]")
+        tables = {key: value for key, value in values.items() if _is_tables(value)}
         for key, value in values.items():
-            rendered = repr(value).replace("'", '"') if isinstance(value, list) else f'"{value}"'
-            lines.append(f"{key} = {rendered}")
+            if key not in tables:
+                lines.append(f"{key} = {_rendered(value)}")
+        for key, entries in tables.items():
+            for entry in entries:
+                lines.append(f"[[{section}.{key}]]")
+                lines.extend(f"{name} = {_rendered(item)}" for name, item in entry.items())
     path.write_text("\n".join(lines) + "\n")
+
+
+def _is_tables(value: object) -> TypeGuard[list[dict[str, object]]]:
+    return isinstance(value, list) and bool(value) and all(isinstance(item, dict) for item in value)
+
+
+def _rendered(value: object) -> str:
+    return repr(value).replace("'", '"') if isinstance(value, list) else f'"{value}"'
 
 
 def app_config(directory: Path, upstream: dict[str, object], /, **overrides: dict[str, object]) -> Config:

@@ -135,3 +135,45 @@ def test_a_url_without_its_password_takes_it_from_pgpassword_and_never_shows_it(
     assert main(["--config", config, "user", "list"]) == 0
     out, err = capsys.readouterr()
     assert "carol" in out and "s3cret-pg-password" not in out + err + refused
+
+
+def test_publishers_are_added_listed_and_removed_with_their_tokens(
+    tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oidc = {"issuers": [{"name": "github", "url": "https://token.actions.githubusercontent.com", "kind": "github"}]}
+    app_config(tmp_path, {"url": "http://127.0.0.1:9/"}, store={"url": store_url}, oidc=oidc)
+    config = ["--config", str(tmp_path / "gateway.toml")]
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert main([*config, "user", "add", "alice", "--password-stdin"]) == 0
+    assert main([*config, "project", "grant", "demo", "alice"]) == 0
+    github = ["--repository", "octo/demo", "--owner-id", "42", "--workflow", "release.yml"]
+    capsys.readouterr()
+
+    assert main([*config, "publisher", "add", "demo", "--issuer", "github", *github]) == 0
+    publisher_id = capsys.readouterr().out.strip()
+    assert (
+        main([*config, "publisher", "add", "new-one", "--issuer", "github", *github, "--pending", "--owner", "alice"])
+        == 0
+    )
+    pending_id = capsys.readouterr().out.strip()
+    assert main([*config, "publisher", "list", "--json"]) == 0
+    listed = {row["id"]: row for row in json.loads(capsys.readouterr().out)}
+    assert listed[publisher_id]["description"] == "GitHub octo/demo, workflow release.yml"
+    assert listed[pending_id]["pending"] is True and listed[pending_id]["owner"] == "alice"
+
+    for mistake, said in (
+        (["demo", "--issuer", "gitlab", *github], "is not a configured issuer"),
+        (["demo", "--issuer", "github", "--repository", "octo/demo"], "needs --repository OWNER/REPO, --owner-id"),
+        (["demo", "--issuer", "github", *github[:-1], "release.txt"], "workflow"),
+        (["demo", "--issuer", "github", *github, "--pending", "--owner", "alice"], "exists"),
+    ):
+        assert main([*config, "publisher", "add", *mistake]) == 1
+        err = capsys.readouterr().err
+        assert said in err and len(err.splitlines()) == 1, (mistake, err)
+
+    assert main([*config, "publisher", "remove", publisher_id]) == 0
+    assert main([*config, "publisher", "remove", pending_id]) == 0
+    assert main([*config, "publisher", "remove", publisher_id]) == 1
+    capsys.readouterr()
+    assert main([*config, "publisher", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []

@@ -1,0 +1,100 @@
+"""Trusted publishers as stored: each one's principal, which nothing finds by name, its role and tokens that go
+with it, and pending publishers that create their project once, whoever races for it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from gateway.store import Store, StoreError, User
+from gateway.store.publishers import principal_name
+from tests.harness.database import rows
+
+GITHUB = {
+    "repository_owner": "octo",
+    "repository_owner_id": "42",
+    "repository_name": "demo",
+    "workflow_filename": "release.yml",
+}
+
+
+async def owner_of(store: Store, project: str) -> User:
+    alice = await store.add_user("alice", "x")
+    await store.grant(project, project, alice, "owner", by="test")
+    return alice
+
+
+async def test_a_publisher_s_principal_holds_its_role_and_is_found_by_id_only(store: Store, store_url: str) -> None:
+    await owner_of(store, "demo")
+    added = await store.add_publisher("demo", "github", "github", GITHUB, by="alice")
+
+    principal = await store.get_user_by_id(added.id)
+    assert principal is not None and principal.kind == "publisher" and principal.name == principal_name(added.id)
+    assert await store.get_user(principal.name) is None, "a name lookup (sign-in, password, grant) finds it"
+    assert principal.name not in [u.name for u in await store.list_users()]
+    assert (await store.project_access("demo", added.id))[1] == "maintainer"
+    assert [p.fields for p in await store.publishers_of(project="demo")] == [GITHUB]
+    with pytest.raises(StoreError, match="has that publisher already"):
+        await store.add_publisher("demo", "github", "github", GITHUB, by="alice")
+    with pytest.raises(StoreError, match="no project named"):
+        await store.add_publisher("other", "github", "github", GITHUB, by="alice")
+    assert rows(store_url, "SELECT event FROM audit WHERE event LIKE 'publisher.%'") == [("publisher.added",)]
+
+
+async def test_removing_a_publisher_takes_its_role_and_tokens_and_logs_a_change(store: Store, store_url: str) -> None:
+    await owner_of(store, "demo")
+    added = await store.add_publisher("demo", "github", "github", GITHUB, by="alice")
+    principal = await store.get_user_by_id(added.id)
+    assert principal is not None
+    token = await store.add_token(principal, description="minted", secret=b"s", caveats=[], expires=None)
+    before = await store.last_change()
+
+    removed = await store.remove_publisher(added.id, by="alice")
+
+    assert removed is not None and removed.project == "demo"
+    assert await store.get_token(token.id) is None
+    assert await store.get_user_by_id(added.id) is None
+    assert (await store.project_access("demo", added.id))[1] is None
+    changes = await store.changes_after(before, 10)
+    assert [(c.kind, c.key) for c in changes] == [("user", principal.name)]
+    assert await store.remove_publisher(added.id, by="alice") is None
+
+
+async def test_a_pending_publisher_creates_its_project_owned_by_its_registrant_once(
+    store: Store, store_url: str
+) -> None:
+    alice = await store.add_user("alice", "x")
+    waiting = await store.add_pending_publisher(
+        "demo", "Demo", "github", "github", GITHUB, user=alice, expires=time.time() + 60
+    )
+    assert [p.id for p in await store.pending_publishers_of(time.time())] == [waiting.id]
+
+    reified = await asyncio.gather(*(store.reify_pending(waiting) for _ in range(5)))
+
+    [publisher] = [r for r in reified if r is not None]
+    assert (await store.project_access("demo", alice.id))[1] == "owner"
+    assert (await store.project_access("demo", publisher.id))[1] == "maintainer"
+    assert await store.pending_publishers_of(time.time()) == []
+    assert rows(store_url, "SELECT display_name FROM projects") == [("Demo",)]
+
+
+async def test_a_pending_publisher_for_a_project_that_exists_meanwhile_is_refused_and_gone(store: Store) -> None:
+    alice = await store.add_user("alice", "x")
+    waiting = await store.add_pending_publisher(
+        "demo", "Demo", "github", "github", GITHUB, user=alice, expires=time.time() + 60
+    )
+    bob = await store.add_user("bob", "x")
+    await store.grant("demo", "demo", bob, "owner", by="test")
+
+    assert await store.reify_pending(waiting) is None
+    assert await store.pending_publishers_of(time.time()) == []
+    assert (await store.project_access("demo", alice.id))[1] is None
+
+
+async def test_expired_pending_publishers_are_not_offered_and_are_purged(store: Store) -> None:
+    alice = await store.add_user("alice", "x")
+    await store.add_pending_publisher("demo", "Demo", "github", "github", GITHUB, user=alice, expires=time.time() - 1)
+    assert await store.pending_publishers_of(time.time()) == []
+    assert await store.purge_pending_publishers(time.time()) == 1
