@@ -214,3 +214,14 @@ async def test_a_pending_publisher_creates_its_project_on_first_use_and_only_whi
         "invalid-pending-publisher",
         "valid token, but project already exists",
     ), answer
+
+
+async def test_a_token_that_is_not_ascii_is_an_invalid_payload_on_both_routes(gateway: InProcess) -> None:
+    """JSON can carry a lone surrogate, which no text encoding takes: PyJWT's (and the token digest's) encode
+    raised on it, a 500 instead of PyPI's 422. A JWT and a macaroon token are ASCII."""
+    for token in ('"\\ud800.e30.c2ln"', '"pypi-\\udcff"', '"\u00e9.e30.c2ln"'):
+        for route in ("/_/oidc/mint-token", "/_/oidc/burn-token"):
+            body = f'{{"token": {token}}}'.encode()
+            async with gateway.client.post(route, data=body) as response:
+                assert response.status == 422, (route, token, response.status)
+                assert refusal(await response.json())[0] == "invalid-payload"
