@@ -225,3 +225,18 @@ async def test_a_token_that_is_not_ascii_is_an_invalid_payload_on_both_routes(ga
             async with gateway.client.post(route, data=body) as response:
                 assert response.status == 422, (route, token, response.status)
                 assert refusal(await response.json())[0] == "invalid-payload"
+
+
+async def test_the_minted_token_uploads_at_once_on_a_replica_whose_clock_is_a_little_behind(
+    gateway: InProcess, issuer: Issuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`uv publish` uploads the moment it has the token, maybe to another replica (the jti's margin allows for
+    replicas' clocks that disagree): a `not_before` of exactly the minting second refused it there."""
+    await add_user(gateway.config, "alice", "correct horse battery", owns=[PROJECT])
+    await add_publisher(gateway.config)
+    minted = (await exchange(gateway, issuer.token(github_claims())))[1]["token"]
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 5)
+    response = await upload(gateway, tmp_path, minted)
+    monkeypatch.setattr(time, "time", real)
+    assert response.status == 200, response.reason
