@@ -3,6 +3,7 @@ answers it, and uploads with the minted token (tests/e2e/test_trusted_publishing
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -240,3 +241,13 @@ async def test_the_minted_token_uploads_at_once_on_a_replica_whose_clock_is_a_li
     response = await upload(gateway, tmp_path, minted)
     monkeypatch.setattr(time, "time", real)
     assert response.status == 200, response.reason
+
+
+async def test_jobs_that_mint_at_once_for_a_new_project_all_get_a_token(gateway: InProcess, issuer: Issuer) -> None:
+    """A matrix of release jobs, each with its own ID token, exchanging at once for the project a pending
+    publisher creates: one reifies it, the others find the publisher it became (not "project already exists")."""
+    await add_user(gateway.config, "alice", "correct horse battery")
+    await add_publisher(gateway.config, pending_owner="alice")
+    answers = await asyncio.gather(*(exchange(gateway, issuer.token(github_claims())) for _ in range(3)))
+    assert [status for status, _ in answers] == [200, 200, 200], [answer.get("errors") for _, answer in answers]
+    assert gateway.rows("SELECT COUNT(*) FROM publishers") == [(1,)]
