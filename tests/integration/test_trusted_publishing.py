@@ -17,7 +17,7 @@ from gateway import accounts
 from gateway.config import Config
 from gateway.store import Store
 from tests.dists import make_wheel
-from tests.harness.accounts import add_user
+from tests.harness.accounts import add_token, add_user
 from tests.harness.fake_index import FakeIndex
 from tests.harness.inprocess import InProcess
 from tests.harness.oidc_issuer import Issuer, github_claims, rsa_key
@@ -251,3 +251,23 @@ async def test_jobs_that_mint_at_once_for_a_new_project_all_get_a_token(gateway:
     answers = await asyncio.gather(*(exchange(gateway, issuer.token(github_claims())) for _ in range(3)))
     assert [status for status, _ in answers] == [200, 200, 200], [answer.get("errors") for _, answer in answers]
     assert gateway.rows("SELECT COUNT(*) FROM publishers") == [(1,)]
+
+
+async def test_a_pending_publisher_never_takes_a_project_the_index_has_but_the_gateway_never_imported(
+    gateway: InProcess, index: FakeIndex, issuer: Issuer
+) -> None:
+    await add_user(gateway.config, "alice", "correct horse battery")
+    await add_publisher(gateway.config, pending_owner="alice")
+    index.files[f"{PROJECT}-1.0.tar.gz"] = b"uploaded before the gateway"
+    status, answer = await exchange(gateway, issuer.token(github_claims()))
+    assert status == 422 and refusal(answer) == ("invalid-pending-publisher", "valid token, but project already exists")
+    assert gateway.rows("SELECT COUNT(*) FROM projects WHERE name = :p", p=PROJECT) == [(0,)]
+    assert gateway.rows("SELECT COUNT(*) FROM pending_publishers") == [(0,)]
+
+
+async def test_burn_token_leaves_a_persons_token_alone(gateway: InProcess, tmp_path: Path) -> None:
+    await add_user(gateway.config, "alice", "correct horse battery", owns=[PROJECT])
+    token = await add_token(gateway.config, "alice")
+    async with gateway.client.post("/_/oidc/burn-token", json={"token": token}) as response:
+        assert response.status == 202
+    assert (await upload(gateway, tmp_path, token)).status == 200
