@@ -134,6 +134,9 @@ async def create_token(
     return await _mint(store, settings, user, caveats, description=description, permissions=permissions)
 
 
+MINTED_NOT_BEFORE = 30  # seconds: a minted token is valid from this long before it was minted (replicas' clocks)
+
+
 async def mint_publisher_token(
     store: Store,
     settings: TokenSettings,
@@ -146,12 +149,14 @@ async def mint_publisher_token(
     audit: Mapping[str, Any],
 ) -> tuple[str, TokenRow]:
     """A trusted publisher's short-lived upload token, with Warehouse's caveats in Warehouse's order: the OIDC
-    publisher `[4, id, null]`, its project `[2, [id]]`, and `[0, now + lifetime, now]`."""
+    publisher `[4, id, null]`, its project `[2, [id]]`, and `[0, now + lifetime, now - MINTED_NOT_BEFORE]`.
+    Warehouse's `not_before` is `now`, on one clock; the token's first upload follows at once, maybe on another
+    replica whose clock is a little behind, which would refuse it as expired."""
     now = int(time.time())
     caveats: list[tokens.Caveat] = [
         tokens.OIDCPublisher(principal.id),
         tokens.ProjectID((project.id,)),
-        tokens.Expiration(expires_at=now + lifetime, not_before=now),
+        tokens.Expiration(expires_at=now + lifetime, not_before=now - MINTED_NOT_BEFORE),
     ]
     return await _mint(store, settings, principal, caveats, description=description, run=run, audit=audit)
 

@@ -194,6 +194,8 @@ async def test_each_required_claim_must_be_there(issuer: Issuer, keys: KeySets, 
         {"jti": ""},
         {"jti": "j" * 257},
         {"sub": 7},
+        {"exp": 10**400},  # a JSON integer no float holds: refused, not an OverflowError (a 500)
+        {"iat": -(10**400)},
     ],
 )
 async def test_claims_of_the_wrong_type_are_refused(issuer: Issuer, keys: KeySets, claims: dict[str, Any]) -> None:
@@ -340,6 +342,8 @@ async def test_an_unknown_issuer_is_named_printable_and_short(issuer: Issuer, ke
         "a.b.c",
         "eyJhbGciOiJSUzI1NiJ9.W10.c2ln",  # the payload is a JSON array
         unsigned_token({"alg": "RS256", "kid": 7}, {"iss": "https://x"}),  # a kid that is not a string
+        "\ud800.e30.c2ln",  # a lone surrogate (JSON can carry one): PyJWT's encode("utf-8") raises, not refuses
+        "eyJhbGciOiJSUzI1NiJ9.é.c2ln",
     ],
 )
 async def test_a_malformed_token_is_invalid_payload(issuer: Issuer, keys: KeySets, token: str) -> None:

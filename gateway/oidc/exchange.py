@@ -102,25 +102,36 @@ class TrustedPublishing:
         return await self._mint(issuer, publisher, token_claims)
 
     async def _publisher(self, issuer: OIDCIssuer, token_claims: Mapping[str, Any]) -> Publisher:
+        found = await self._registered(issuer, token_claims)
+        if isinstance(found, Publisher):
+            return found
         kind = issuer.kind
-        registered = await self._store.publishers_of(issuer=issuer.name)
-        found = publisher_claims.find(kind, _candidates(kind, registered), token_claims, issuer_url=issuer.url)
-        if not isinstance(found, str):
-            return next(p for p in registered if p.id == found[0])
         waiting = await self._store.pending_publishers_of(time.time(), issuer=issuer.name)
         pending = publisher_claims.find(kind, _candidates(kind, waiting), token_claims, issuer_url=issuer.url)
         if isinstance(pending, str):
             raise ExchangeRefused("invalid-publisher", f"valid token, but no corresponding publisher ({found})")
-        return await self._reify(next(p for p in waiting if p.id == pending[0]))
+        return await self._reify(issuer, token_claims, next(p for p in waiting if p.id == pending[0]))
 
-    async def _reify(self, waiting: PendingPublisher) -> Publisher:
+    async def _registered(self, issuer: OIDCIssuer, token_claims: Mapping[str, Any]) -> Publisher | str:
+        """The publisher of `issuer` the claims match, or why none does."""
+        kind = issuer.kind
+        registered = await self._store.publishers_of(issuer=issuer.name)
+        found = publisher_claims.find(kind, _candidates(kind, registered), token_claims, issuer_url=issuer.url)
+        return found if isinstance(found, str) else next(p for p in registered if p.id == found[0])
+
+    async def _reify(self, issuer: OIDCIssuer, token_claims: Mapping[str, Any], waiting: PendingPublisher) -> Publisher:
+        """The publisher `waiting` becomes. When another exchange reified it meanwhile (jobs of one release that
+        mint at once), the claims match the publisher it became."""
         exists = "valid token, but project already exists"
         if await self._project_listed(waiting.project):
             await self._store.remove_publisher(waiting.id, by="trusted-publishing")
             raise ExchangeRefused("invalid-pending-publisher", exists)
         reified = await self._store.reify_pending(waiting)
         if reified is None:
-            raise ExchangeRefused("invalid-pending-publisher", exists)
+            found = await self._registered(issuer, token_claims)
+            if isinstance(found, str):
+                raise ExchangeRefused("invalid-pending-publisher", exists)
+            return found
         return reified
 
     async def _mint(self, issuer: OIDCIssuer, publisher: Publisher, token_claims: Mapping[str, Any]) -> Minted:

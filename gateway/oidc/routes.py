@@ -67,7 +67,8 @@ async def _token_of(request: web.Request) -> str:
     except (ValueError, RecursionError):
         raise ExchangeRefused("invalid-payload", f"payload is not JSON: {PAYLOAD}") from None
     token = payload.get("token") if isinstance(payload, dict) else None
-    if not isinstance(token, str) or not token:
+    # An ID token and a minted token are ASCII; JSON may carry a lone surrogate, which no encoder takes.
+    if not isinstance(token, str) or not token or not token.isascii():
         raise ExchangeRefused("invalid-payload", PAYLOAD)
     return token
 

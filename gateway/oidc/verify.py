@@ -72,6 +72,8 @@ class TokenRefused(Exception):
 
 async def verify(token: str, config: OIDCConfig, keys: KeySets, *, now: float) -> tuple[OIDCIssuer, dict[str, Any]]:
     """The issuer and the claims of `token` when it is valid at `now` (seconds since the epoch); else TokenRefused."""
+    if not token.isascii():  # a compact JWT is ASCII; PyJWT's encode("utf-8") raises on a lone surrogate
+        raise TokenRefused("invalid-payload", MALFORMED, reason="malformed")
     try:
         unverified = jwt.decode(token, options={"verify_signature": False})
         header = jwt.get_unverified_header(token)
@@ -115,15 +117,25 @@ async def verify(token: str, config: OIDCConfig, keys: KeySets, *, now: float) -
 
 def _check_times(claims: dict[str, Any], now: float) -> None:
     """PyJWT's checks of `iat`, `nbf` and `exp`, on `now`: expired when `exp <= now - LEEWAY`, not yet valid when
-    `iat` or `nbf` is after `now + LEEWAY`. The times must be JSON numbers (PyJWT also takes numeric strings)."""
-    times = {name: claims[name] for name in ("iat", "exp", "nbf") if name in claims}
-    for value in times.values():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise _invalid("claims")
+    `iat` or `nbf` is after `now + LEEWAY`. The times must be JSON numbers that a float holds (PyJWT also takes
+    numeric strings; an integer past a float's range would raise OverflowError further on)."""
+    times = {name: _numeric_date(claims[name]) for name in ("iat", "exp", "nbf") if name in claims}
     if times["exp"] <= now - LEEWAY:
         raise _invalid("expired")
     if times["iat"] > now + LEEWAY or times.get("nbf", now) > now + LEEWAY:
         raise _invalid("not_yet_valid")
+
+
+def _numeric_date(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _invalid("claims")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _invalid("claims") from None
+    if not math.isfinite(number):
+        raise _invalid("claims")
+    return number
 
 
 def _invalid(reason: str) -> TokenRefused:

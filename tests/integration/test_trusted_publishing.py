@@ -3,6 +3,7 @@ answers it, and uploads with the minted token (tests/e2e/test_trusted_publishing
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ from gateway import accounts
 from gateway.config import Config
 from gateway.store import Store
 from tests.dists import make_wheel
-from tests.harness.accounts import add_user
+from tests.harness.accounts import add_token, add_user
 from tests.harness.fake_index import FakeIndex
 from tests.harness.inprocess import InProcess
 from tests.harness.oidc_issuer import Issuer, github_claims, rsa_key
@@ -217,3 +218,59 @@ async def test_a_pending_publisher_creates_its_project_on_first_use_and_only_whi
         "invalid-pending-publisher",
         "valid token, but project already exists",
     ), answer
+
+
+async def test_a_token_that_is_not_ascii_is_an_invalid_payload_on_both_routes(gateway: InProcess) -> None:
+    """JSON can carry a lone surrogate, which no text encoding takes: PyJWT's (and the token digest's) encode
+    raised on it, a 500 instead of PyPI's 422. A JWT and a macaroon token are ASCII."""
+    for token in ('"\\ud800.e30.c2ln"', '"pypi-\\udcff"', '"\u00e9.e30.c2ln"'):
+        for route in ("/_/oidc/mint-token", "/_/oidc/burn-token"):
+            body = f'{{"token": {token}}}'.encode()
+            async with gateway.client.post(route, data=body) as response:
+                assert response.status == 422, (route, token, response.status)
+                assert refusal(await response.json())[0] == "invalid-payload"
+
+
+async def test_the_minted_token_uploads_at_once_on_a_replica_whose_clock_is_a_little_behind(
+    gateway: InProcess, issuer: Issuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`uv publish` uploads the moment it has the token, maybe to another replica (the jti's margin allows for
+    replicas' clocks that disagree): a `not_before` of exactly the minting second refused it there."""
+    await add_user(gateway.config, "alice", "correct horse battery", owns=[PROJECT])
+    await add_publisher(gateway.config)
+    minted = (await exchange(gateway, issuer.token(github_claims())))[1]["token"]
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 5)
+    response = await upload(gateway, tmp_path, minted)
+    monkeypatch.setattr(time, "time", real)
+    assert response.status == 200, response.reason
+
+
+async def test_jobs_that_mint_at_once_for_a_new_project_all_get_a_token(gateway: InProcess, issuer: Issuer) -> None:
+    """A matrix of release jobs, each with its own ID token, exchanging at once for the project a pending
+    publisher creates: one reifies it, the others find the publisher it became (not "project already exists")."""
+    await add_user(gateway.config, "alice", "correct horse battery")
+    await add_publisher(gateway.config, pending_owner="alice")
+    answers = await asyncio.gather(*(exchange(gateway, issuer.token(github_claims())) for _ in range(3)))
+    assert [status for status, _ in answers] == [200, 200, 200], [answer.get("errors") for _, answer in answers]
+    assert gateway.rows("SELECT COUNT(*) FROM publishers") == [(1,)]
+
+
+async def test_a_pending_publisher_never_takes_a_project_the_index_has_but_the_gateway_never_imported(
+    gateway: InProcess, index: FakeIndex, issuer: Issuer
+) -> None:
+    await add_user(gateway.config, "alice", "correct horse battery")
+    await add_publisher(gateway.config, pending_owner="alice")
+    index.files[f"{PROJECT}-1.0.tar.gz"] = b"uploaded before the gateway"
+    status, answer = await exchange(gateway, issuer.token(github_claims()))
+    assert status == 422 and refusal(answer) == ("invalid-pending-publisher", "valid token, but project already exists")
+    assert gateway.rows("SELECT COUNT(*) FROM projects WHERE name = :p", p=PROJECT) == [(0,)]
+    assert gateway.rows("SELECT COUNT(*) FROM pending_publishers") == [(0,)]
+
+
+async def test_burn_token_leaves_a_persons_token_alone(gateway: InProcess, tmp_path: Path) -> None:
+    await add_user(gateway.config, "alice", "correct horse battery", owns=[PROJECT])
+    token = await add_token(gateway.config, "alice")
+    async with gateway.client.post("/_/oidc/burn-token", json={"token": token}) as response:
+        assert response.status == 202
+    assert (await upload(gateway, tmp_path, token)).status == 200
