@@ -402,30 +402,23 @@ async def add_pending_publisher(
 async def list_publishers(store: Store, project: str | None) -> list[dict[str, Any]]:
     """Publishers and pending publishers, as `publisher list` and the project pages show them."""
     active = [
-        {
-            "id": p.id,
-            "project": p.project,
-            "issuer": p.issuer,
-            "kind": p.kind,
-            "description": describe_publisher(p.kind, p.fields),
-            "pending": False,
-            "added_by": p.added_by,
-            "created": p.created,
-        }
+        {**_publisher_row(p), "pending": False, "added_by": p.added_by}
         for p in await store.publishers_of(project=project)
     ]
     waiting = [
-        {
-            "id": p.id,
-            "project": p.project,
-            "issuer": p.issuer,
-            "kind": p.kind,
-            "description": describe_publisher(p.kind, p.fields),
-            "pending": True,
-            "owner": p.added_by_name,
-            "created": p.created,
-            "expires": p.expires,
-        }
+        {**_publisher_row(p), "pending": True, "owner": p.added_by_name, "expires": p.expires}
         for p in await store.pending_publishers_of(time.time(), project=project)
     ]
     return active + waiting
+
+
+def _publisher_row(publisher: Publisher | PendingPublisher) -> dict[str, Any]:
+    """What a publisher and a pending one show alike."""
+    return {
+        "id": publisher.id,
+        "project": publisher.project,
+        "issuer": publisher.issuer,
+        "kind": publisher.kind,
+        "description": describe_publisher(publisher.kind, publisher.fields),
+        "created": publisher.created,
+    }

@@ -140,7 +140,7 @@ class TrustedPublishing:
         if principal is None or project is None:  # removed while the exchange ran
             raise ExchangeRefused("invalid-publisher", "valid token, but no corresponding publisher (removed)")
         run = publisher_claims.run_claims(issuer.kind, token_claims)
-        described = publisher_claims.describe(issuer.kind, _parsed(issuer.kind, publisher.fields))
+        described = accounts.describe_publisher(publisher.kind, publisher.fields)
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         token, row = await accounts.mint_publisher_token(
             self._store,
