@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from gateway.store import Store, StoreError, User
+from gateway.store import ProjectBeingCreated, Store, StoreError, User
 from gateway.store.publishers import principal_name
 from tests.harness.database import rows
 
@@ -98,3 +98,32 @@ async def test_expired_pending_publishers_are_not_offered_and_are_purged(store: 
     await store.add_pending_publisher("demo", "Demo", "github", "github", GITHUB, user=alice, expires=time.time() - 1)
     assert await store.pending_publishers_of(time.time()) == []
     assert await store.purge_pending_publishers(time.time()) == 1
+
+
+async def test_a_pending_publisher_waits_while_another_user_s_upload_is_creating_its_project(store: Store) -> None:
+    """An upload of a new project's first file holds the name (`project_claims`) until it is recorded: a pending
+    publisher's first exchange meanwhile must not make the project its registrant's under that upload."""
+    alice, bob = await store.add_user("alice", "x"), await store.add_user("bob", "x")
+    waiting = await store.add_pending_publisher(
+        "demo", "Demo", "github", "github", GITHUB, user=alice, expires=time.time() + 60
+    )
+    assert await store.hold_claim("demo", bob.id)
+
+    with pytest.raises(ProjectBeingCreated):
+        await store.reify_pending(waiting)
+    assert [p.id for p in await store.pending_publishers_of(time.time())] == [waiting.id], "kept for a retry"
+    assert await store.project_access("demo", alice.id) == (None, None, False)
+
+    await store.release_claim("demo", bob.id)
+    assert await store.reify_pending(waiting) is not None
+    assert (await store.project_access("demo", alice.id))[1] == "owner"
+
+
+async def test_a_pending_publisher_s_registrant_s_own_upload_does_not_stop_it(store: Store) -> None:
+    alice = await store.add_user("alice", "x")
+    waiting = await store.add_pending_publisher(
+        "demo", "Demo", "github", "github", GITHUB, user=alice, expires=time.time() + 60
+    )
+    assert await store.hold_claim("demo", alice.id)
+    assert await store.reify_pending(waiting) is not None
+    assert (await store.upload_state("demo", alice.id, None)).claim_holder == alice.id, "her upload's claim is kept"

@@ -27,7 +27,7 @@ from gateway.errors import GatewayError
 from gateway.oidc import claims as publisher_claims
 from gateway.oidc.keys import KeySets
 from gateway.oidc.verify import TokenRefused, verify
-from gateway.store import PendingPublisher, Publisher, Store
+from gateway.store import PendingPublisher, ProjectBeingCreated, Publisher, Store
 
 MINTED_LIFETIME = 900  # seconds: PyPI's 15 minutes
 # A `jti` is refused again until its token could no longer verify anywhere: its expiry, the verifier's leeway, and
@@ -126,7 +126,10 @@ class TrustedPublishing:
         if await self._project_listed(waiting.project):
             await self._store.remove_publisher(waiting.id, by="trusted-publishing")
             raise ExchangeRefused("invalid-pending-publisher", exists)
-        reified = await self._store.reify_pending(waiting)
+        try:
+            reified = await self._store.reify_pending(waiting)
+        except ProjectBeingCreated as busy:
+            raise ExchangeRefused("invalid-pending-publisher", f"valid token, but {busy}") from None
         if reified is None:
             found = await self._registered(issuer, token_claims)
             if isinstance(found, str):

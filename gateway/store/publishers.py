@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.store import tables
 from gateway.store.projects import Projects
-from gateway.store.records import PendingPublisher, Publisher, StoreError, User
+from gateway.store.records import PendingPublisher, ProjectBeingCreated, Publisher, StoreError, User
 
 publishers, pending = tables.publishers, tables.pending_publishers
 PUBLISHER = "publisher"
@@ -178,10 +178,17 @@ class Publishers(Projects):
     async def reify_pending(self, waiting: PendingPublisher) -> Publisher | None:
         """The pending publisher made a publisher of the project it creates, owned by whoever registered it; None
         when the project exists meanwhile (the pending publisher is gone then too, as on PyPI) or another exchange
-        reified it first."""
+        reified it first. `ProjectBeingCreated` while another user's upload holds the new project's name: the
+        registrant takes the name as an upload does (`hold_claim`'s one statement, which a concurrent claim waits
+        on), so the project is never made theirs under that upload."""
         async with self._transaction():
             if not await self._execute(delete(pending).where(pending.c.id == waiting.id)):
                 return None
+            if not await self.hold_claim(waiting.project, waiting.added_by):
+                raise ProjectBeingCreated(
+                    f"another user's upload is creating {waiting.project} right now; try again in a minute"
+                )
+            await self.release_claim(waiting.project, waiting.added_by)
             if not await self._ensure_project(waiting.project, waiting.display_name):
                 await self.audit("publisher.pending_refused", user_name=waiting.added_by_name, project=waiting.project)
                 return None

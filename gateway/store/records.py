@@ -1,4 +1,4 @@
-"""What the store's interface speaks: its records (frozen dataclasses) and its two errors. No I/O and nothing of
+"""What the store's interface speaks: its records (frozen dataclasses) and its errors. No I/O and nothing of
 a backend, so SQLite and PostgreSQL return and raise the same."""
 
 from __future__ import annotations
@@ -13,6 +13,11 @@ from typing import Any
 class StoreError(Exception):
     """A request the store refuses (duplicate name, unknown user), or a store that cannot be opened; the message is
     user-facing."""
+
+
+class ProjectBeingCreated(StoreError):
+    """Another user's upload holds the name of the project being created (its first file is on its way): a retry
+    after it ends may succeed."""
 
 
 class StoreFailure(Exception):

@@ -274,3 +274,24 @@ async def test_burn_token_leaves_a_persons_token_alone(gateway: InProcess, tmp_p
     async with gateway.client.post("/_/oidc/burn-token", json={"token": token}) as response:
         assert response.status == 202
     assert (await upload(gateway, tmp_path, token)).status == 200
+
+
+async def test_a_pending_publisher_waits_for_another_user_s_upload_of_the_project_s_first_file(
+    gateway: InProcess, issuer: Issuer
+) -> None:
+    await add_user(gateway.config, "alice", "correct horse battery")
+    bob = await add_user(gateway.config, "bob", "correct horse battery")
+    await add_publisher(gateway.config, pending_owner="alice")
+    store = await Store.open(gateway.config.store.url)
+    try:
+        assert await store.hold_claim(PROJECT, bob.id)  # bob's upload of the project's first file is on its way
+        status, answer = await exchange(gateway, issuer.token(github_claims()))
+        assert status == 422 and refusal(answer) == (
+            "invalid-pending-publisher",
+            f"valid token, but another user's upload is creating {PROJECT} right now; try again in a minute",
+        ), answer
+        await store.release_claim(PROJECT, bob.id)  # it failed: the name is free again
+    finally:
+        await store.close()
+    status, minted = await exchange(gateway, issuer.token(github_claims()))
+    assert status == 200, minted
