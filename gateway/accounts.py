@@ -374,7 +374,7 @@ async def add_publisher(
 ) -> Publisher:
     configured = oidc.issuer_named(issuer)
     assert configured is not None  # `publisher_fields_of` checked it
-    return await store.add_publisher(project, issuer, configured.kind, fields, by=by)
+    return await store.add_publisher(project, issuer, configured.kind, fields, issuer_url=configured.url, by=by)
 
 
 async def add_pending_publisher(
@@ -395,30 +395,71 @@ async def add_pending_publisher(
         raise StoreError(f"{project} exists: a pending publisher is for a project to come; its owners add publishers")
     expires = time.time() + PENDING_LIFETIME
     return await store.add_pending_publisher(
-        project, display_name, issuer, configured.kind, fields, user=owner, expires=expires
+        project,
+        display_name,
+        issuer,
+        configured.kind,
+        fields,
+        issuer_url=configured.url,
+        user=owner,
+        expires=expires,
     )
 
 
-async def list_publishers(store: Store, project: str | None) -> list[dict[str, Any]]:
-    """Publishers and pending publishers, as `publisher list` and the project pages show them."""
+async def list_publishers(store: Store, project: str | None, oidc: OIDCConfig) -> list[dict[str, Any]]:
+    """Publishers and pending publishers, as `publisher list` and the project pages show them; `refused` says
+    why the configuration no longer lets one publish (None while it may)."""
     active = [
-        {**_publisher_row(p), "pending": False, "added_by": p.added_by}
+        {**_publisher_row(p, oidc), "pending": False, "added_by": p.added_by}
         for p in await store.publishers_of(project=project)
     ]
     waiting = [
-        {**_publisher_row(p), "pending": True, "owner": p.added_by_name, "expires": p.expires}
+        {**_publisher_row(p, oidc), "pending": True, "owner": p.added_by_name, "expires": p.expires}
         for p in await store.pending_publishers_of(time.time(), project=project)
     ]
     return active + waiting
 
 
-def _publisher_row(publisher: Publisher | PendingPublisher) -> dict[str, Any]:
+def publisher_refused(oidc: OIDCConfig, publisher: Publisher | PendingPublisher) -> str | None:
+    """Why no token can match `publisher` under this configuration: its issuer's name is gone, or now names
+    another URL or kind than the publisher was added for (a publisher trusts the issuer it was added for, never
+    whatever the name is pointed at later). None while tokens of its issuer may match it."""
+    configured = oidc.issuer_named(publisher.issuer)
+    again = "remove it and add it again to trust"
+    if configured is None:
+        return f"issuer {publisher.issuer!r} is not configured"
+    if not publisher.issuer_url:
+        return f"added before publishers were bound to their issuer's URL, and not bound then: {again} {configured.url}"
+    if publisher.issuer_url != configured.url:
+        return (
+            f"issuer {publisher.issuer!r} is now {configured.url}, it was added for {publisher.issuer_url}: {again} it"
+        )
+    if publisher.kind != configured.kind:
+        return (
+            f"issuer {publisher.issuer!r} is now of kind {configured.kind}, it was added as {publisher.kind}: "
+            f"{again} it"
+        )
+    return None
+
+
+async def refused_publishers(store: Store, oidc: OIDCConfig) -> list[tuple[Publisher | PendingPublisher, str]]:
+    """The publishers and pending ones that `publisher_refused` refuses, with why (what `serve` warns of)."""
+    found: list[Publisher | PendingPublisher] = [
+        *await store.publishers_of(),
+        *await store.pending_publishers_of(time.time()),
+    ]
+    return [(p, why) for p in found if (why := publisher_refused(oidc, p)) is not None]
+
+
+def _publisher_row(publisher: Publisher | PendingPublisher, oidc: OIDCConfig) -> dict[str, Any]:
     """What a publisher and a pending one show alike."""
     return {
         "id": publisher.id,
         "project": publisher.project,
         "issuer": publisher.issuer,
+        "issuer_url": publisher.issuer_url,
         "kind": publisher.kind,
         "description": describe_publisher(publisher.kind, publisher.fields),
         "created": publisher.created,
+        "refused": publisher_refused(oidc, publisher),
     }

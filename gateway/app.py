@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway import __version__, error_pages
+from gateway import __version__, accounts, error_pages
 from gateway.authentication import Authenticator, TokenSettings
 from gateway.authorization import Authorizer
 from gateway.changes import FOLLOW_INTERVAL, FOLLOW_TRUST, Follower, Invalidations
@@ -49,6 +49,7 @@ from gateway.web import application as account_pages
 
 log = logging.getLogger("gateway")
 PROBE_INTERVAL = 15.0
+REFUSED_SHOWN = 10  # refused publishers named one by one at start; past that, a count
 READ_CONNECTIONS = 100  # aiohttp's default; the embedded index (waitress) takes 100 connections in all
 
 
@@ -245,6 +246,7 @@ async def lifecycle(app: web.Application, shared: EmbeddedIndex | None = None) -
                 "tokens.secret_file: this is not the secret the store's tokens were made with: give every gateway "
                 "on this store the same secret file (copy it from the first), or use this secret's own store"
             )
+        await _warn_of_refused_publishers(store, config)
         async with open_index(config, metrics, shared) as upstream, issuers_session() as issuers:
             app[SERVICES] = built = _services(config, metrics, store, settings, checks, pumps, upstream, issuers)
             reads = built.reads
@@ -261,6 +263,23 @@ async def lifecycle(app: web.Application, shared: EmbeddedIndex | None = None) -
         checks.close()
         pumps.shutdown(wait=False, cancel_futures=True)
         await store.close()
+
+
+async def _warn_of_refused_publishers(store: Store, config: Config) -> None:
+    """Publishers the configuration no longer lets publish (their issuer's name gone, or pointed elsewhere),
+    said at start: their CI jobs would otherwise only learn of it from a refused exchange."""
+    refused = await accounts.refused_publishers(store, config.oidc)
+    for publisher, why in refused[:REFUSED_SHOWN]:
+        log.warning(
+            "trusted publisher %s of %s is refused: %s (upload-gateway publisher list shows which)",
+            publisher.id,
+            publisher.project,
+            why,
+        )
+    if len(refused) > REFUSED_SHOWN:
+        log.warning(
+            "%d more trusted publishers are refused: upload-gateway publisher list", len(refused) - REFUSED_SHOWN
+        )
 
 
 def _services(

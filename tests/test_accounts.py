@@ -11,8 +11,9 @@ import pytest
 from gateway import accounts, tokens
 from gateway.accounts import NoRole, TooLong
 from gateway.authentication import TokenSettings
+from gateway.config import OIDCConfig, OIDCIssuer
 from gateway.passwords import verify_password
-from gateway.store import Store, WebAuthnCredential
+from gateway.store import Publisher, Store, WebAuthnCredential
 
 SETTINGS = TokenSettings(prefix="pypi", location="gateway.test", server_secret=b"k" * 32)
 NOW = 1_800_000_000.0
@@ -163,3 +164,25 @@ async def test_a_password_change_is_hashed_and_audited(store: Store) -> None:
     changed = await store.require_user("alice")
     assert verify_password(changed.password_hash, "a long new password")
     assert not verify_password(changed.password_hash, "h")
+
+
+GITHUB_URL = "https://token.actions.githubusercontent.com"
+
+
+@pytest.mark.parametrize(
+    ("issuer", "issuer_url", "kind", "refused"),
+    [
+        ("github", GITHUB_URL, "github", None),
+        ("gone", GITHUB_URL, "github", "issuer 'gone' is not configured"),
+        ("github", "", "github", f"not bound then: remove it and add it again to trust {GITHUB_URL}"),
+        ("github", "https://ghes.example", "github", f"'github' is now {GITHUB_URL}, it was added for https://ghes"),
+        ("github", GITHUB_URL, "forgejo", "'github' is now of kind github, it was added as forgejo"),
+    ],
+)
+def test_a_publisher_is_refused_once_its_issuer_s_name_is_gone_or_names_another_url_or_kind(
+    issuer: str, issuer_url: str, kind: str, refused: str | None
+) -> None:
+    oidc = OIDCConfig(issuers=(OIDCIssuer("github", GITHUB_URL, "github"),))
+    publisher = Publisher("p", "demo", issuer, issuer_url, kind, {}, "alice", NOW)
+    why = accounts.publisher_refused(oidc, publisher)
+    assert why == refused if refused is None else (why is not None and refused in why), why

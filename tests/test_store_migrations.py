@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -201,3 +202,43 @@ async def test_after_a_copy_into_postgresql_the_change_log_grows_past_the_copied
         assert [(change.kind, change.key) for change in await target.changes_after(copied, 10)] == [("token", row.id)]
     finally:
         await target.close()
+
+
+async def test_r0005_binds_the_publishers_before_it_to_the_url_their_issuer_has_in_the_upgrade_s_configuration(
+    store_url: str,
+) -> None:
+    """r0004's publishers were trusted for whatever URL their issuer's name had; the upgrade binds them to the URL
+    it has now. One of an issuer that configuration lacks is bound to nothing, so no token matches it."""
+    engine = create_engine(store_url.replace("postgresql://", "postgresql+psycopg://"), poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            config.attributes["connection"] = connection
+            command.upgrade(config, "r0004")
+    finally:
+        engine.dispose()
+    database.execute(
+        store_url, "INSERT INTO projects (name, id, display_name, created) VALUES ('demo', 'd', 'demo', 0)"
+    )
+    for user, issuer in (("p1", "github"), ("p2", "gone")):
+        database.execute(
+            store_url,
+            "INSERT INTO users (id, name, password_hash, created, kind) VALUES (:id, :name, '!', 0, 'publisher')",
+            id=user,
+            name=f"publisher:{user}",
+        )
+        database.execute(
+            store_url,
+            "INSERT INTO publishers (id, project, issuer, kind, fields, created) "
+            "VALUES (:id, 'demo', :issuer, 'github', '{}', 0)",
+            id=user,
+            issuer=issuer,
+        )
+    url = "https://token.actions.githubusercontent.com"
+
+    assert await upgrade_store(store_url, {"github": url, "other": "https://other.example"}) == (
+        f"upgraded the database schema from revision r0004 to revision {HEAD}"
+    )
+
+    assert database.rows(store_url, "SELECT id, issuer_url FROM publishers ORDER BY id") == [("p1", url), ("p2", "")]

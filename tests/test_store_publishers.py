@@ -12,6 +12,7 @@ from gateway.store import ProjectBeingCreated, Store, StoreError, User
 from gateway.store.publishers import principal_name
 from tests.harness.database import rows
 
+URL = "https://token.actions.githubusercontent.com"
 GITHUB = {
     "repository_owner": "octo",
     "repository_owner_id": "42",
@@ -28,7 +29,7 @@ async def owner_of(store: Store, project: str) -> User:
 
 async def test_a_publisher_s_principal_holds_its_role_and_is_found_by_id_only(store: Store, store_url: str) -> None:
     await owner_of(store, "demo")
-    added = await store.add_publisher("demo", "github", "github", GITHUB, by="alice")
+    added = await store.add_publisher("demo", "github", "github", GITHUB, issuer_url=URL, by="alice")
 
     principal = await store.get_user_by_id(added.id)
     assert principal is not None and principal.kind == "publisher" and principal.name == principal_name(added.id)
@@ -37,15 +38,15 @@ async def test_a_publisher_s_principal_holds_its_role_and_is_found_by_id_only(st
     assert (await store.project_access("demo", added.id))[1] == "maintainer"
     assert [p.fields for p in await store.publishers_of(project="demo")] == [GITHUB]
     with pytest.raises(StoreError, match="has that publisher already"):
-        await store.add_publisher("demo", "github", "github", GITHUB, by="alice")
+        await store.add_publisher("demo", "github", "github", GITHUB, issuer_url=URL, by="alice")
     with pytest.raises(StoreError, match="no project named"):
-        await store.add_publisher("other", "github", "github", GITHUB, by="alice")
+        await store.add_publisher("other", "github", "github", GITHUB, issuer_url=URL, by="alice")
     assert rows(store_url, "SELECT event FROM audit WHERE event LIKE 'publisher.%'") == [("publisher.added",)]
 
 
 async def test_removing_a_publisher_takes_its_role_and_tokens_and_logs_a_change(store: Store, store_url: str) -> None:
     await owner_of(store, "demo")
-    added = await store.add_publisher("demo", "github", "github", GITHUB, by="alice")
+    added = await store.add_publisher("demo", "github", "github", GITHUB, issuer_url=URL, by="alice")
     principal = await store.get_user_by_id(added.id)
     assert principal is not None
     token = await store.add_token(principal, description="minted", secret=b"s", caveats=[], expires=None)
@@ -67,7 +68,7 @@ async def test_a_pending_publisher_creates_its_project_owned_by_its_registrant_o
 ) -> None:
     alice = await store.add_user("alice", "x")
     waiting = await store.add_pending_publisher(
-        "demo", "Demo", "github", "github", GITHUB, user=alice, expires=time.time() + 60
+        "demo", "Demo", "github", "github", GITHUB, issuer_url=URL, user=alice, expires=time.time() + 60
     )
     assert [p.id for p in await store.pending_publishers_of(time.time())] == [waiting.id]
 
@@ -83,7 +84,7 @@ async def test_a_pending_publisher_creates_its_project_owned_by_its_registrant_o
 async def test_a_pending_publisher_for_a_project_that_exists_meanwhile_is_refused_and_gone(store: Store) -> None:
     alice = await store.add_user("alice", "x")
     waiting = await store.add_pending_publisher(
-        "demo", "Demo", "github", "github", GITHUB, user=alice, expires=time.time() + 60
+        "demo", "Demo", "github", "github", GITHUB, issuer_url=URL, user=alice, expires=time.time() + 60
     )
     bob = await store.add_user("bob", "x")
     await store.grant("demo", "demo", bob, "owner", by="test")
@@ -95,7 +96,9 @@ async def test_a_pending_publisher_for_a_project_that_exists_meanwhile_is_refuse
 
 async def test_expired_pending_publishers_are_not_offered_and_are_purged(store: Store) -> None:
     alice = await store.add_user("alice", "x")
-    await store.add_pending_publisher("demo", "Demo", "github", "github", GITHUB, user=alice, expires=time.time() - 1)
+    await store.add_pending_publisher(
+        "demo", "Demo", "github", "github", GITHUB, issuer_url=URL, user=alice, expires=time.time() - 1
+    )
     assert await store.pending_publishers_of(time.time()) == []
     assert await store.purge_pending_publishers(time.time()) == 1
 
@@ -105,7 +108,7 @@ async def test_a_pending_publisher_waits_while_another_user_s_upload_is_creating
     publisher's first exchange meanwhile must not make the project its registrant's under that upload."""
     alice, bob = await store.add_user("alice", "x"), await store.add_user("bob", "x")
     waiting = await store.add_pending_publisher(
-        "demo", "Demo", "github", "github", GITHUB, user=alice, expires=time.time() + 60
+        "demo", "Demo", "github", "github", GITHUB, issuer_url=URL, user=alice, expires=time.time() + 60
     )
     assert await store.hold_claim("demo", bob.id)
 
@@ -122,7 +125,7 @@ async def test_a_pending_publisher_waits_while_another_user_s_upload_is_creating
 async def test_a_pending_publisher_s_registrant_s_own_upload_does_not_stop_it(store: Store) -> None:
     alice = await store.add_user("alice", "x")
     waiting = await store.add_pending_publisher(
-        "demo", "Demo", "github", "github", GITHUB, user=alice, expires=time.time() + 60
+        "demo", "Demo", "github", "github", GITHUB, issuer_url=URL, user=alice, expires=time.time() + 60
     )
     assert await store.hold_claim("demo", alice.id)
     assert await store.reify_pending(waiting) is not None

@@ -176,7 +176,9 @@ async def test_the_purge_runs_at_start_and_again_and_outlives_a_busy_store(store
         assert await store.web_session("live", time.time()) == "{}"
         owner = await store.add_user("alice", "x")
         fields = {"subject": "repo:o/r"}
-        await store.add_pending_publisher("old", "old", "ci", "generic", fields, user=owner, expires=time.time() - 1)
+        await store.add_pending_publisher(
+            "old", "old", "ci", "generic", fields, issuer_url="https://ci.example", user=owner, expires=time.time() - 1
+        )
         async with asyncio.timeout(30):  # pending publishers past their expiry go too
             while database.rows(store_url, "SELECT COUNT(*) FROM pending_publishers") != [(0,)]:
                 await asyncio.sleep(0.01)

@@ -16,7 +16,7 @@ async def db_upgrade(config: Config, _args: argparse.Namespace) -> None:
     from gateway.store.admin import upgrade_store
 
     try:
-        done = await upgrade_store(config.store.url)
+        done = await upgrade_store(config.store.url, {issuer.name: issuer.url for issuer in config.oidc.issuers})
     except StoreError as exc:
         raise CommandError(str(exc)) from None
     print(f"{config.store.shown}: {done}")

@@ -62,12 +62,14 @@ async def publisher_add(store: Store, args: argparse.Namespace, config: Config) 
 
 async def publisher_list(store: Store, args: argparse.Namespace, config: Config) -> None:
     name = project_name(args.project) if args.project else None
-    rows = await accounts.list_publishers(store, name)
+    rows = await accounts.list_publishers(store, name, config.oidc)
     if args.json:
         print(json.dumps(rows, indent=2))
         return
     for row in rows:
         state = f"pending, owned by {row['owner']} once created" if row["pending"] else "active"
+        if row["refused"] is not None:
+            state = f"refused: {row['refused']}"
         print(f"{row['id']}  {row['project']}  {row['issuer']}  {row['description']}  ({state})")
 
 

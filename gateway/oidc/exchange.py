@@ -2,11 +2,12 @@
 matches, as PyPI does it (`../shared/reference/trusted-publishing.md` §1.4-1.5).
 
 The ID token is verified (`gateway.oidc.verify`), matched against the publishers registered with its issuer
-(`gateway.oidc.claims`; a publisher is bound to one configured issuer, so a token of another issuer never matches
-it), its `jti` spent once in the store (replays refused on every replica), and a token minted for the
-publisher's principal with Warehouse's caveats. A pending publisher that matches creates its project first,
-owned by whoever registered it, unless the project exists meanwhile (on the index or in the gateway). Every
-refusal is an `ExchangeRefused` with Warehouse's code and description; the routes render it.
+(`gateway.oidc.claims`; a publisher is bound to the configured issuer it was added for, by name and URL, so a
+token of another issuer, or of a URL the name was pointed at later, never matches it), its `jti` spent once in
+the store (replays refused on every replica), and a token minted for the publisher's principal with Warehouse's
+caveats. A pending publisher that matches creates its project first, owned by whoever registered it, unless the
+project exists meanwhile (on the index or in the gateway) or another user's upload is creating it. Every refusal
+is an `ExchangeRefused` with Warehouse's code and description; the routes render it.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class TrustedPublishing:
         if isinstance(found, Publisher):
             return found
         kind = issuer.kind
-        waiting = await self._store.pending_publishers_of(time.time(), issuer=issuer.name)
+        waiting = await self._store.pending_publishers_of(time.time(), issuer=(issuer.name, issuer.url))
         pending = publisher_claims.find(kind, _candidates(kind, waiting), token_claims, issuer_url=issuer.url)
         if isinstance(pending, str):
             raise ExchangeRefused("invalid-publisher", f"valid token, but no corresponding publisher ({found})")
@@ -115,7 +116,7 @@ class TrustedPublishing:
     async def _registered(self, issuer: OIDCIssuer, token_claims: Mapping[str, Any]) -> Publisher | str:
         """The publisher of `issuer` the claims match, or why none does."""
         kind = issuer.kind
-        registered = await self._store.publishers_of(issuer=issuer.name)
+        registered = await self._store.publishers_of(issuer=(issuer.name, issuer.url))
         found = publisher_claims.find(kind, _candidates(kind, registered), token_claims, issuer_url=issuer.url)
         return found if isinstance(found, str) else next(p for p in registered if p.id == found[0])
 

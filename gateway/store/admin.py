@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Column, Connection, TextClause, func, select, text
@@ -16,10 +17,11 @@ from gateway.store.schema import check, upgrade
 BATCH = 1000  # rows per INSERT while copying
 
 
-async def upgrade_store(url: str) -> str:
-    """Bring `url`'s schema to this gateway's head; what was done, in one line."""
+async def upgrade_store(url: str, issuer_urls: Mapping[str, str] | None = None) -> str:
+    """Bring `url`'s schema to this gateway's head; what was done, in one line. `issuer_urls`: {configured issuer
+    name: URL}, which r0005 binds the publishers of before it to."""
     done: list[str] = []
-    database = await connect(url, lambda connection: done.append(upgrade(connection)))
+    database = await connect(url, lambda connection: done.append(upgrade(connection, issuer_urls)))
     await database.dispose()
     return done[0]
 

@@ -34,19 +34,20 @@ def principal_name(publisher_id: str) -> str:
 
 class Publishers(Projects):
     async def add_publisher(
-        self, project: str, issuer: str, kind: str, fields: Mapping[str, str], *, by: str
+        self, project: str, issuer: str, kind: str, fields: Mapping[str, str], *, issuer_url: str, by: str
     ) -> Publisher:
-        """A publisher for `project` (which the gateway knows), its principal and the principal's role."""
+        """A publisher for `project` (which the gateway knows), its principal and the principal's role; only
+        tokens whose `iss` is `issuer_url` match it."""
         async with self._transaction():
             if await self._row(select(tables.projects.c.name).where(tables.projects.c.name == project)) is None:
                 raise StoreError(f"no project named {project[:60]!r}")
-            return await self._new_publisher(project, issuer, kind, fields, by=by)
+            return await self._new_publisher(project, issuer, kind, fields, issuer_url=issuer_url, by=by)
 
     async def _new_publisher(
-        self, project: str, issuer: str, kind: str, fields: Mapping[str, str], *, by: str
+        self, project: str, issuer: str, kind: str, fields: Mapping[str, str], *, issuer_url: str, by: str
     ) -> Publisher:
         now = time.time()
-        found = Publisher(str(uuid.uuid4()), project, issuer, kind, dict(fields), by, now)
+        found = Publisher(str(uuid.uuid4()), project, issuer, issuer_url, kind, dict(fields), by, now)
         name = principal_name(found.id)
         steps = [
             (
@@ -69,6 +70,7 @@ class Publishers(Projects):
             project=project,
             publisher=found.id,
             issuer=issuer,
+            issuer_url=issuer_url,
             kind=kind,
             fields=dict(fields),
         )
@@ -82,13 +84,24 @@ class Publishers(Projects):
         kind: str,
         fields: Mapping[str, str],
         *,
+        issuer_url: str,
         user: User,
         expires: float,
     ) -> PendingPublisher:
         """A publisher for a project that does not exist yet; its first exchange creates it, owned by `user`."""
         now = time.time()
         found = PendingPublisher(
-            str(uuid.uuid4()), project, display_name, issuer, kind, dict(fields), user.id, user.name, now, expires
+            str(uuid.uuid4()),
+            project,
+            display_name,
+            issuer,
+            issuer_url,
+            kind,
+            dict(fields),
+            user.id,
+            user.name,
+            now,
+            expires,
         )
         try:
             async with self._transaction():
@@ -98,6 +111,7 @@ class Publishers(Projects):
                         project=project,
                         display_name=display_name,
                         issuer=issuer,
+                        issuer_url=issuer_url,
                         kind=kind,
                         fields=json.dumps(dict(fields), sort_keys=True),
                         added_by=user.id,
@@ -111,6 +125,7 @@ class Publishers(Projects):
                     project=project,
                     publisher=found.id,
                     issuer=issuer,
+                    issuer_url=issuer_url,
                     kind=kind,
                     fields=dict(fields),
                 )
@@ -118,12 +133,15 @@ class Publishers(Projects):
             raise StoreError(f"{project} has that pending publisher already") from None
         return found
 
-    async def publishers_of(self, *, project: str | None = None, issuer: str | None = None) -> list[Publisher]:
+    async def publishers_of(
+        self, *, project: str | None = None, issuer: tuple[str, str] | None = None
+    ) -> list[Publisher]:
+        """A project's publishers, or those of one issuer (its name and URL, both as the publisher was added)."""
         query = select(publishers).order_by(publishers.c.project, publishers.c.created)
         if project is not None:
             query = query.where(publishers.c.project == project)
         if issuer is not None:
-            query = query.where(publishers.c.issuer == issuer)
+            query = query.where(publishers.c.issuer == issuer[0], publishers.c.issuer_url == issuer[1])
         return [_publisher(row) for row in await self._rows(query)]
 
     async def publisher_project_ids(self, publisher_id: str) -> tuple[str, ...]:
@@ -136,9 +154,9 @@ class Publishers(Projects):
         return tuple(str(row["id"]) for row in rows)
 
     async def pending_publishers_of(
-        self, now: float, *, project: str | None = None, issuer: str | None = None
+        self, now: float, *, project: str | None = None, issuer: tuple[str, str] | None = None
     ) -> list[PendingPublisher]:
-        """The pending publishers not expired at `now`."""
+        """The pending publishers not expired at `now`; `issuer` as `publishers_of`'s."""
         query = (
             select(pending, tables.users.c.name.label("added_by_name"))
             .join(tables.users, tables.users.c.id == pending.c.added_by)
@@ -148,7 +166,7 @@ class Publishers(Projects):
         if project is not None:
             query = query.where(pending.c.project == project)
         if issuer is not None:
-            query = query.where(pending.c.issuer == issuer)
+            query = query.where(pending.c.issuer == issuer[0], pending.c.issuer_url == issuer[1])
         return [_pending(row) for row in await self._rows(query)]
 
     async def remove_publisher(self, publisher_id: str, *, by: str) -> Publisher | PendingPublisher | None:
@@ -200,7 +218,12 @@ class Publishers(Projects):
             )
             await self.audit("project.claimed", user_name=waiting.added_by_name, project=waiting.project)
             return await self._new_publisher(
-                waiting.project, waiting.issuer, waiting.kind, waiting.fields, by=waiting.added_by_name
+                waiting.project,
+                waiting.issuer,
+                waiting.kind,
+                waiting.fields,
+                issuer_url=waiting.issuer_url,
+                by=waiting.added_by_name,
             )
 
     async def purge_pending_publishers(self, now: float) -> int:
@@ -212,6 +235,7 @@ def _values(found: Publisher) -> dict[str, object]:
     return {
         "project": found.project,
         "issuer": found.issuer,
+        "issuer_url": found.issuer_url,
         "kind": found.kind,
         "fields": json.dumps(found.fields, sort_keys=True),
         "added_by": found.added_by,
@@ -224,6 +248,7 @@ def _publisher(row: RowMapping) -> Publisher:
         id=row["id"],
         project=row["project"],
         issuer=row["issuer"],
+        issuer_url=row["issuer_url"],
         kind=row["kind"],
         fields=json.loads(row["fields"]),
         added_by=row["added_by"],
@@ -237,6 +262,7 @@ def _pending(row: RowMapping) -> PendingPublisher:
         project=row["project"],
         display_name=row["display_name"],
         issuer=row["issuer"],
+        issuer_url=row["issuer_url"],
         kind=row["kind"],
         fields=json.loads(row["fields"]),
         added_by=row["added_by"],

@@ -147,12 +147,14 @@ class WebAuthnCredential:
 
 @dataclass(frozen=True)
 class Publisher:
-    """A trusted publisher of one project: the configured issuer (by name) and the publisher's fields, as
-    `gateway.oidc.claims.publisher_fields` gives them. `id` is also its principal's user id."""
+    """A trusted publisher of one project: the configured issuer (by name, and the URL it had when the publisher
+    was added: only tokens of that URL match) and the publisher's fields, as `gateway.oidc.claims.publisher_fields`
+    gives them. `id` is also its principal's user id."""
 
     id: str
     project: str
     issuer: str
+    issuer_url: str
     kind: str
     fields: dict[str, str]
     added_by: str | None
@@ -168,6 +170,7 @@ class PendingPublisher:
     project: str
     display_name: str
     issuer: str
+    issuer_url: str
     kind: str
     fields: dict[str, str]
     added_by: str

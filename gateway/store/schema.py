@@ -10,6 +10,7 @@ transaction `gateway.store.connection.connect` holds, so a failed upgrade leaves
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,23 +27,26 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BASELINE = "r0001"
 # This gateway's newest revision, written here so that opening a store at it needs no Alembic (a second's import
 # for every CLI command); tests/test_store_migrations.py checks it is Alembic's head.
-HEAD = "r0004"
+HEAD = "r0005"
 UPGRADE_HINT = "run upload-gateway db upgrade"
 
 
-def _config(connection: Connection | None = None) -> Config:
+def _config(connection: Connection | None = None, issuer_urls: Mapping[str, str] | None = None) -> Config:
+    """Alembic's configuration; `issuer_urls` ({configured issuer name: URL}) is what r0005 binds the publishers
+    registered before it to."""
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
+    config.attributes["issuer_urls"] = dict(issuer_urls or {})
     return config
 
 
-def _upgrade_to_head(connection: Connection) -> None:
+def _upgrade_to_head(connection: Connection, issuer_urls: Mapping[str, str] | None = None) -> None:
     from alembic import command
 
-    command.upgrade(_config(connection), "head")
+    command.upgrade(_config(connection, issuer_urls), "head")
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,8 @@ def _known(schema: Schema) -> bool:
         return False
 
 
-def upgrade(connection: Connection) -> str:
-    """Bring the database to head; what was done, in one line."""
+def upgrade(connection: Connection, issuer_urls: Mapping[str, str] | None = None) -> str:
+    """Bring the database to head; what was done, in one line. `issuer_urls`: as `_config`'s."""
     from alembic import command
 
     schema = schema_of(connection)
@@ -112,9 +116,9 @@ def upgrade(connection: Connection) -> str:
     if schema.legacy is not None:
         _run_legacy(connection, schema.legacy)
         command.stamp(_config(connection), BASELINE)
-        _upgrade_to_head(connection)
+        _upgrade_to_head(connection, issuer_urls)
         return f"adopted the database at {schema.describe()} and upgraded it to revision {HEAD}"
-    _upgrade_to_head(connection)
+    _upgrade_to_head(connection, issuer_urls)
     if schema.empty:
         return f"created the database schema at revision {HEAD}"
     return f"upgraded the database schema from {schema.describe()} to revision {HEAD}"

@@ -231,7 +231,9 @@ publishers = Table(
     Column("fields", Text, nullable=False),  # JSON, `gateway.oidc.claims.publisher_fields`
     Column("added_by", Text),
     Column("created", Double, nullable=False),
-    UniqueConstraint("project", "issuer", "kind", "fields", name="publishers_unique"),
+    # The issuer's URL when the publisher was added: only that issuer's tokens match it (r0005).
+    Column("issuer_url", Text, nullable=False, server_default=""),
+    UniqueConstraint("project", "issuer", "issuer_url", "kind", "fields", name="publishers_unique"),
     Index("publishers_issuer", "issuer"),
 )
 
@@ -248,6 +250,7 @@ pending_publishers = Table(
     Column("added_by", Text, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("created", Double, nullable=False),
     Column("expires", Double, nullable=False),
-    UniqueConstraint("project", "issuer", "kind", "fields", name="pending_publishers_unique"),
+    Column("issuer_url", Text, nullable=False, server_default=""),
+    UniqueConstraint("project", "issuer", "issuer_url", "kind", "fields", name="pending_publishers_unique"),
     Index("pending_publishers_issuer", "issuer"),
 )

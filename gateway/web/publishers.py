@@ -99,7 +99,7 @@ async def _page(
     values: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
-    rows = await accounts.list_publishers(services(request).store, project.name)
+    rows = await accounts.list_publishers(services(request).store, project.name, services(request).config.oidc)
     context = {
         "section": "projects",
         "project": project,
@@ -168,7 +168,7 @@ async def remove(request: web.Request, account: Account) -> web.StreamResponse:
 
 async def _publisher_of(request: web.Request, project: Project, publisher_id: str) -> dict[str, Any]:
     """The publisher with this id among `project`'s (never another project's)."""
-    rows = await accounts.list_publishers(services(request).store, project.name)
+    rows = await accounts.list_publishers(services(request).store, project.name, services(request).config.oidc)
     found = next((row for row in rows if row["id"] == publisher_id and not row["pending"]), None)
     if found is None:
         raise GatewayError(404, f"No such publisher of {project.display_name}", "not_found")
@@ -200,6 +200,7 @@ async def _pending_page(
             "issuer": p.issuer,
             "description": accounts.describe_publisher(p.kind, p.fields),
             "expires": p.expires,
+            "refused": accounts.publisher_refused(services(request).config.oidc, p),
         }
         for p in await _own_pending(request, account)
     ]

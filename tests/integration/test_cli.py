@@ -171,6 +171,16 @@ def test_publishers_are_added_listed_and_removed_with_their_tokens(
         err = capsys.readouterr().err
         assert said in err and len(err.splitlines()) == 1, (mistake, err)
 
+    moved = {"issuers": [{"name": "github", "url": "https://ghes.example.com/_services/token", "kind": "github"}]}
+    app_config(tmp_path, {"url": "http://127.0.0.1:9/"}, store={"url": store_url}, oidc=moved)
+    assert main([*config, "publisher", "list"]) == 0
+    shown = capsys.readouterr().out
+    assert (
+        f"{publisher_id}  demo  github  GitHub octo/demo, workflow release.yml  (refused: issuer 'github' is now "
+        "https://ghes.example.com/_services/token, it was added for https://token.actions.githubusercontent.com: "
+        "remove it and add it again to trust it)"
+    ) in shown.splitlines(), shown
+
     assert main([*config, "publisher", "remove", publisher_id]) == 0
     assert main([*config, "publisher", "remove", pending_id]) == 0
     assert main([*config, "publisher", "remove", publisher_id]) == 1

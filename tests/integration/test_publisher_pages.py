@@ -234,3 +234,17 @@ async def test_removing_a_publisher_on_its_page_stops_its_minted_token_at_once(
 
     refused = await gateway.upload(make_wheel(tmp_path, "demo", "1.1"), token)
     assert refused.status == 403, await refused.text()
+
+
+async def test_a_publisher_whose_issuer_now_names_another_url_is_shown_refused(
+    gateway: InProcess, start_app: AppFactory, index: FakeIndex
+) -> None:
+    await add_user(gateway.config, "olga", PASSWORD, owns=["demo"])
+    await _publisher(gateway.config, "demo")
+    await _publisher(gateway.config, "demo-next", pending_owner="olga")
+    moved = [{**ISSUERS[0], "url": "https://ghes.example.com/_services/token"}, ISSUERS[1]]
+    repointed = await start_app(index, oidc={"issuers": moved})
+    await _sign_in(repointed, "olga")
+    for path in ("/account/projects/demo/publishers", "/account/publishers/pending"):
+        page = await (await repointed.client.get(path)).text()
+        assert "Refused: issuer &#39;github&#39; is now https://ghes.example.com/_services/token" in page, path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -208,7 +209,14 @@ async def test_a_pending_publisher_creates_its_project_on_first_use_and_only_whi
         )
         bob = await store.require_user("bob")
         await store.add_pending_publisher(
-            "taken-late", "taken-late", "github", "github", fields, user=bob, expires=time.time() + 60
+            "taken-late",
+            "taken-late",
+            "github",
+            "github",
+            fields,
+            issuer_url=gateway.config.oidc.issuers[0].url,
+            user=bob,
+            expires=time.time() + 60,
         )
         await store.grant("taken-late", "taken-late", bob, "owner", by="tests")  # the project exists meanwhile
     finally:
@@ -295,3 +303,36 @@ async def test_a_pending_publisher_waits_for_another_user_s_upload_of_the_projec
         await store.close()
     status, minted = await exchange(gateway, issuer.token(github_claims()))
     assert status == 200, minted
+
+
+async def test_a_publisher_is_bound_to_its_issuer_s_url_not_to_the_issuer_s_name(
+    gateway: InProcess, start_app: AppFactory, index: FakeIndex, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator who points the issuer named "github" at another URL (a new GitHub Enterprise host, or a typo)
+    must not hand that host every publisher registered for the old one: they are refused, said so at start and in
+    `publisher list`, until added again."""
+    await add_user(gateway.config, "alice", "correct horse battery", owns=[PROJECT])
+    publisher = await add_publisher(gateway.config)
+    moved = Issuer()
+    async with moved.serve():
+        with caplog.at_level(logging.WARNING, logger="gateway"):
+            repointed = await start_app(
+                index, oidc={"issuers": [{"name": "github", "url": moved.url, "kind": "github"}]}
+            )
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any(publisher in line and moved.url in line and "publisher list" in line for line in warnings), warnings
+
+        status, answer = await exchange(repointed, moved.token(github_claims()))
+        assert status == 422 and refusal(answer)[0] == "invalid-publisher", answer
+
+        store = await Store.open(repointed.config.store.url)
+        try:
+            [row] = await accounts.list_publishers(store, PROJECT, repointed.config.oidc)
+            assert row["id"] == publisher and row["issuer_url"] != moved.url
+            assert row["refused"] is not None and moved.url in row["refused"], row
+        finally:
+            await store.close()
+        again = await add_publisher(repointed.config)  # its owner trusts the new URL: the same publisher, again
+        status, minted = await exchange(repointed, moved.token(github_claims()))
+        assert status == 200, minted
+        assert repointed.rows("SELECT user_id FROM tokens WHERE run IS NOT NULL") == [(again,)]
