@@ -7,6 +7,8 @@ import asyncio
 import time
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from gateway.store import ProjectBeingCreated, Store, StoreError, User
 from gateway.store.publishers import principal_name
@@ -130,3 +132,56 @@ async def test_a_pending_publisher_s_registrant_s_own_upload_does_not_stop_it(st
     assert await store.hold_claim("demo", alice.id)
     assert await store.reify_pending(waiting) is not None
     assert (await store.upload_state("demo", alice.id, None)).claim_holder == alice.id, "her upload's claim is kept"
+
+
+async def test_removing_a_pending_publisher_its_first_exchange_reifies_meanwhile_does_not_say_it_is_removed(
+    store: Store, store_url: str
+) -> None:
+    """`publisher remove` (or the pending page's button) and the pending publisher's first exchange at once: on
+    PostgreSQL the removal reads the pending row, then its DELETE waits on the exchange's and removes nothing once
+    the exchange commits. Saying "removed" then would be false: the publisher it became publishes the project.
+    The exchange is held here after its DELETE by an uncommitted claim of another user's, rolled back once the
+    removal waits too."""
+    alice, bob = await store.add_user("alice", "x"), await store.add_user("bob", "x")
+    waiting = await store.add_pending_publisher(
+        "demo", "Demo", "github", "github", GITHUB, issuer_url=URL, user=alice, expires=time.time() + 60
+    )
+    engine = create_engine(store_url.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool)
+    try:
+        with engine.connect() as held:
+            if held.dialect.name == "sqlite":
+                held.exec_driver_sql("BEGIN IMMEDIATE")
+            held.execute(
+                text("INSERT INTO project_claims (project, user_id, holders, expires) VALUES ('demo', :u, 1, :e)"),
+                {"u": bob.id, "e": time.time() + 600},
+            )
+            reifying = asyncio.ensure_future(store.reify_pending(waiting))
+            await _blocked(store_url, 1)
+            removing = asyncio.ensure_future(store.remove_publisher(waiting.id, by="admin"))
+            await _blocked(store_url, 2)
+            held.rollback()
+        reified, removed = await asyncio.gather(reifying, removing)
+    finally:
+        engine.dispose()
+
+    publishing = await store.publishers_of(project="demo")
+    assert reified is not None and publishing == [reified], "the exchange ran first (it held the pending row)"
+    assert removed is None, f"said removed ({removed}) while {reified.id} publishes demo"
+
+
+async def _blocked(store_url: str, sessions: int) -> None:
+    """Until `sessions` of the store's connections wait on a lock (PostgreSQL), or a moment (SQLite, whose
+    writers queue on the store's one writer connection in the order they came)."""
+    for _ in range(200):
+        await asyncio.sleep(0.025)
+        if store_url.startswith("sqlite"):
+            if _ >= 8:
+                return
+            continue
+        waiting = rows(
+            store_url,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        if waiting[0][0] >= sessions:
+            return
+    raise AssertionError(f"{sessions} sessions never waited on a lock")

@@ -277,6 +277,13 @@ async def remove_pending_page(request: web.Request, account: Account) -> web.Str
 @confirmed
 async def remove_pending(request: web.Request, account: Account) -> web.StreamResponse:
     waiting = await _pending_of(request, account, request.match_info["publisher_id"])
-    await services(request).store.remove_publisher(waiting.id, by=account.user.name)
+    if await services(request).store.remove_publisher(waiting.id, by=account.user.name) is None:
+        # Gone meanwhile: most likely its first exchange made it a publisher of the project it created.
+        flash(
+            account.session,
+            f"The pending publisher of {waiting.display_name} was gone already: if its first publish created "
+            f"{waiting.display_name} meanwhile, remove the publisher it became on that project's publishers page.",
+        )
+        return redirect(PENDING_PATH)
     flash(account.session, f"The pending publisher of {waiting.display_name} is removed.")
     return redirect(PENDING_PATH)
