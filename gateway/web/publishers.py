@@ -21,7 +21,8 @@ from typing import Any
 from aiohttp import web
 from packaging.utils import canonicalize_name
 
-from gateway import accounts
+from gateway import accounts, policy
+from gateway.authorization import raise_if_denied
 from gateway.config import OIDCIssuer
 from gateway.errors import GatewayError
 from gateway.services import services
@@ -231,6 +232,11 @@ async def add_pending(request: web.Request, account: Account) -> web.StreamRespo
     try:
         if not display_name or len(display_name) > PENDING_NAME or not display_name.isprintable():
             raise GatewayError(400, f"Name the project to come in 1 to {PENDING_NAME} characters", "bad_name")
+        raise_if_denied(
+            policy.pending_publisher(
+                svc.config.policy.new_projects, display_name=display_name, user_name=account.user.name
+            )
+        )
         fields = _fields(request, issuer, given)
         waiting = await accounts.add_pending_publisher(
             svc.store,
@@ -242,8 +248,8 @@ async def add_pending(request: web.Request, account: Account) -> web.StreamRespo
             account.user,
         )
     except (GatewayError, StoreError) as exc:
-        message = exc.message if isinstance(exc, GatewayError) else str(exc)
-        return await _pending_page(request, account, issuer=issuer, error=message, values=given, status=400)
+        message, status = (exc.message, exc.status) if isinstance(exc, GatewayError) else (str(exc), 400)
+        return await _pending_page(request, account, issuer=issuer, error=message, values=given, status=status)
     description = accounts.describe_publisher(waiting.kind, waiting.fields)
     flash(
         account.session,
