@@ -4,12 +4,17 @@ with it, and pending publishers that create their project once, whoever races fo
 from __future__ import annotations
 
 import asyncio
+import random
+import string
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from gateway import accounts
+from gateway.config import OIDCConfig, OIDCIssuer
 from gateway.store import ProjectBeingCreated, Store, StoreError, User
 from gateway.store.publishers import principal_name
 from tests.harness.database import rows
@@ -185,3 +190,52 @@ async def _blocked(store_url: str, sessions: int) -> None:
         if waiting[0][0] >= sessions:
             return
     raise AssertionError(f"{sessions} sessions never waited on a lock")
+
+
+def _noise(length: int, *, seed: int, ascii_only: bool = True) -> str:
+    """Printable text that does not compress (PostgreSQL compresses a long index entry first)."""
+    chosen = random.Random(seed)
+    letters = [chr(c) for c in range(0x100, 0x600) if chr(c).isalpha()]
+    alphabet = string.ascii_letters + string.digits if ascii_only else "".join(letters)
+    return "".join(chosen.choice(alphabet) for _ in range(length))
+
+
+@pytest.mark.parametrize(
+    ("kind", "given"),
+    [
+        (
+            "generic",
+            {
+                "subject": _noise(1024, seed=0),
+                "claims": [f"{name}={_noise(1024, seed=index)}" for index, name in enumerate("abc", 1)],
+            },
+        ),
+        ("generic", {"subject": _noise(1024, seed=4, ascii_only=False)}),
+        ("generic", {"subject": _noise(1024, seed=9), "claims": [f"a={_noise(990, seed=10)}"]}),  # kept: 2044
+        (
+            "github",
+            {
+                "repository": f"o{_noise(254, seed=5)}/{_noise(255, seed=6)}",
+                "owner_id": "9" * 20,
+                "workflow": _noise(250, seed=7) + ".yml",
+                "environment": _noise(255, seed=8, ascii_only=False),
+            },
+        ),
+    ],
+)
+async def test_a_publisher_the_cli_and_pages_accept_is_one_the_store_keeps_on_both_backends(
+    store: Store, kind: str, given: dict[str, Any]
+) -> None:
+    """PostgreSQL's unique index of a publisher (project, issuer, its URL, kind, fields) takes at most 2704 bytes a
+    row: a longer publisher was accepted and then failed as a database fault (a 500 on the pages and the CLI), where
+    SQLite kept it. What `publisher_fields_of` accepts, both keep; the longest is refused up front, in words."""
+    url = "https://ci.example/" + "u" * 200
+    oidc = OIDCConfig(issuers=(OIDCIssuer(name="ci-" + "n" * 60, url=url, kind=kind),))
+    await owner_of(store, "demo-" + "p" * 95)
+    try:
+        fields = accounts.publisher_fields_of(oidc, oidc.issuers[0].name, **given)
+    except ValueError as refused:
+        assert "at most 2048" in str(refused)
+        return
+    await store.add_publisher("demo-" + "p" * 95, oidc.issuers[0].name, kind, fields, issuer_url=url, by="alice")
+    assert [p.fields for p in await store.publishers_of()] == [fields]
