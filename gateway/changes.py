@@ -112,8 +112,11 @@ class Follower:
                 # follower goes on, since this process's caches are only safe while it does.
                 log.exception("the change log's follower failed; cached credentials dropped")
                 self._caches.forget_all()
+            # `asyncio.timeout`, not `wait_for`: on Python 3.11 a wake-up in the turn of a cancel made `wait_for`
+            # return and drop the cancel, and shutdown waited for the follower for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._woken.wait()
             self._woken.clear()
 
     async def catch_up(self) -> int:

@@ -136,7 +136,8 @@ class EmbeddedIndex:
         if process is not None and process.returncode is None:
             process.terminate()
             try:
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+                async with asyncio.timeout(STOP_TIMEOUT):  # not `wait_for`, which on 3.11 may drop a cancel
+                    await process.wait()
             except TimeoutError:
                 process.kill()
                 await process.wait()

@@ -195,6 +195,22 @@ async def test_run_reads_on_its_timer_without_a_wake_up() -> None:
     assert await applied_by_run(following, log, caches, wake=False) == ["t1"]
 
 
+async def test_run_stops_when_cancelled_in_the_turn_it_is_woken() -> None:
+    """A wake-up (a notification, another request's upload) in the same turn as the cancel of shutdown: Python
+    3.11's `asyncio.wait_for` returned the wake-up and dropped the cancel, so the follower ran on and `serve`'s
+    drain (and the tests' teardown) waited for it for ever."""
+    log, caches = Log(), Caches()
+    following = Follower(log, caches, interval=3600.0, trust=5.0)
+    task = asyncio.create_task(following.run())
+    async with asyncio.timeout(5):
+        while following.serial is None:
+            await asyncio.sleep(0)
+    following.wake()
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=5)
+    assert done and task.cancelled(), "the follower ran on after its cancel"
+
+
 def test_each_kind_drops_its_own_cache_and_an_unknown_kind_drops_every_credential() -> None:
     dropped: list[tuple[str, str]] = []
     invalidations = Invalidations(
