@@ -10,6 +10,7 @@ flags, a page in terms of its form.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
@@ -313,6 +314,9 @@ async def change_password(store: Store, user: User, password: str, *, by: str) -
 
 # --- Trusted publishers (issue #19): what `publisher add/list/remove` and the publishers pages share ---
 PENDING_LIFETIME = 30 * 86400.0  # PyPI's: a pending publisher expires 30 days after it was added
+# A publisher's fields as stored (JSON): PostgreSQL's unique index of publishers holds at most 2704 bytes a row, with
+# the project, the issuer's name and URL beside them (SQLite has no such limit; both must keep what is accepted).
+MAX_STORED_FIELDS = 2048
 
 
 def publisher_fields_of(
@@ -361,7 +365,14 @@ def publisher_fields_of(
     if environment:
         given["environment"] = environment
     parsed = publisher_claims.parse_publisher(kind, given)
-    return publisher_claims.publisher_fields(parsed)
+    fields = publisher_claims.publisher_fields(parsed)
+    stored = len(json.dumps(fields, sort_keys=True))  # as the store keeps it (ASCII: other characters escaped)
+    if stored > MAX_STORED_FIELDS:
+        raise ValueError(
+            f"The publisher's fields come to {stored} characters as stored, at most {MAX_STORED_FIELDS}: "
+            "shorten them (a character other than ASCII is stored as 6)"
+        )
+    return fields
 
 
 def describe_publisher(kind: str, fields: Mapping[str, str]) -> str:

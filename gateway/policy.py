@@ -100,6 +100,20 @@ def project_upload(
     return Allowed(claim=True)
 
 
+def pending_publisher(new_projects: str, *, display_name: str, user_name: str) -> Decision:
+    """A pending publisher a user adds for a project to come, which its first publish creates as theirs: a new
+    project all the same, so under `new_projects = "deny"` an administrator adds it (or grants the project)."""
+    if new_projects == "deny":
+        return Denied(
+            403,
+            f"Project '{display_name}' does not exist and new projects need an administrator: ask one to run "
+            f"'upload-gateway publisher add {display_name} --pending --owner {user_name} …' "
+            f"or 'upload-gateway project grant {display_name} {user_name}'",
+            "new_project_denied",
+        )
+    return Allowed()
+
+
 def unowned_project(display_name: str, user_name: str) -> Denied:
     """A project the index has (or an administrator imported) that nobody in the gateway owns: never claimed by
     whoever uploads first, or a stranger could add files to a project others install."""

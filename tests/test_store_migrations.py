@@ -237,8 +237,10 @@ async def test_r0005_binds_the_publishers_before_it_to_the_url_their_issuer_has_
         )
     url = "https://token.actions.githubusercontent.com"
 
+    # Said, so that an operator who had pointed the name elsewhere already sees which host the rows now trust.
     assert await upgrade_store(store_url, {"github": url, "other": "https://other.example"}) == (
-        f"upgraded the database schema from revision r0004 to revision {HEAD}"
+        f"upgraded the database schema from revision r0004 to revision {HEAD}; trusted publishers bound to their "
+        f"issuer's URL: 1 of 'github' to {url}, 1 of an issuer not configured to none (refused until added again)"
     )
 
     assert database.rows(store_url, "SELECT id, issuer_url FROM publishers ORDER BY id") == [("p1", url), ("p2", "")]

@@ -76,5 +76,8 @@ async def publisher_list(store: Store, args: argparse.Namespace, config: Config)
 async def publisher_remove(store: Store, args: argparse.Namespace, config: Config) -> None:
     removed = await store.remove_publisher(args.publisher_id, by=actor())
     if removed is None:
-        raise CommandError(f"no publisher {args.publisher_id[:60]!r}: `upload-gateway publisher list` shows them")
+        raise CommandError(
+            f"no publisher {args.publisher_id[:60]!r} (a pending one is gone once its first publish created its "
+            "project): `upload-gateway publisher list` shows them"
+        )
     print(f"removed the publisher of {removed.project} (its tokens are revoked)", file=sys.stderr)

@@ -154,7 +154,13 @@ class TrustedPublishing:
             description=f"OpenID token: {described} ({stamp})",
             lifetime=MINTED_LIFETIME,
             run=run,
-            audit={"publisher": publisher.id, "issuer": issuer.name, "project": project.name, "run": run},
+            audit={
+                "publisher": publisher.id,
+                "issuer": issuer.name,
+                "issuer_url": issuer.url,
+                "project": project.name,
+                "run": run,
+            },
         )
         assert row.expires is not None
         return Minted(token, int(row.expires), publisher, issuer.name)

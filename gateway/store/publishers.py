@@ -170,13 +170,16 @@ class Publishers(Projects):
         return [_pending(row) for row in await self._rows(query)]
 
     async def remove_publisher(self, publisher_id: str, *, by: str) -> Publisher | PendingPublisher | None:
-        """Remove a publisher (with its principal, role and tokens) or a pending publisher; None if neither."""
+        """Remove a publisher (with its principal, role and tokens) or a pending publisher; None if neither, or if
+        another call took it meanwhile: on PostgreSQL a row read here may be gone by the DELETE, and a pending
+        publisher that its first exchange made a publisher is not removed (the publisher it became publishes)."""
         async with self._transaction():
             row = await self._row(select(publishers).where(publishers.c.id == publisher_id))
             if row is not None:
                 found: Publisher | PendingPublisher = _publisher(row)
                 users = tables.users
-                await self._execute(delete(users).where(users.c.id == publisher_id, users.c.kind == PUBLISHER))
+                if not await self._execute(delete(users).where(users.c.id == publisher_id, users.c.kind == PUBLISHER)):
+                    return None
                 await self.audit(
                     "publisher.removed", user_name=principal_name(publisher_id), project=found.project, by=by
                 )
@@ -189,7 +192,8 @@ class Publishers(Projects):
             if row is None:
                 return None
             found = _pending(row)
-            await self._execute(delete(pending).where(pending.c.id == publisher_id))
+            if not await self._execute(delete(pending).where(pending.c.id == publisher_id)):
+                return None
             await self.audit("publisher.pending_removed", user_name=by, project=found.project, publisher=found.id)
             return found
 

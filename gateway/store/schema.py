@@ -31,22 +31,30 @@ HEAD = "r0005"
 UPGRADE_HINT = "run upload-gateway db upgrade"
 
 
-def _config(connection: Connection | None = None, issuer_urls: Mapping[str, str] | None = None) -> Config:
+def _config(
+    connection: Connection | None = None,
+    issuer_urls: Mapping[str, str] | None = None,
+    notes: list[str] | None = None,
+) -> Config:
     """Alembic's configuration; `issuer_urls` ({configured issuer name: URL}) is what r0005 binds the publishers
-    registered before it to."""
+    registered before it to, and `notes` gets a line from each migration with something to tell the operator."""
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
     config.attributes["issuer_urls"] = dict(issuer_urls or {})
+    config.attributes["notes"] = notes if notes is not None else []
     return config
 
 
-def _upgrade_to_head(connection: Connection, issuer_urls: Mapping[str, str] | None = None) -> None:
+def _upgrade_to_head(connection: Connection, issuer_urls: Mapping[str, str] | None = None) -> str:
+    """The migrations' notes, each after a "; " (empty when none has any)."""
     from alembic import command
 
-    command.upgrade(_config(connection, issuer_urls), "head")
+    notes: list[str] = []
+    command.upgrade(_config(connection, issuer_urls, notes), "head")
+    return "".join(f"; {note}" for note in notes)
 
 
 @dataclass(frozen=True)
@@ -116,12 +124,12 @@ def upgrade(connection: Connection, issuer_urls: Mapping[str, str] | None = None
     if schema.legacy is not None:
         _run_legacy(connection, schema.legacy)
         command.stamp(_config(connection), BASELINE)
-        _upgrade_to_head(connection, issuer_urls)
-        return f"adopted the database at {schema.describe()} and upgraded it to revision {HEAD}"
-    _upgrade_to_head(connection, issuer_urls)
+        notes = _upgrade_to_head(connection, issuer_urls)
+        return f"adopted the database at {schema.describe()} and upgraded it to revision {HEAD}{notes}"
+    notes = _upgrade_to_head(connection, issuer_urls)
     if schema.empty:
-        return f"created the database schema at revision {HEAD}"
-    return f"upgraded the database schema from {schema.describe()} to revision {HEAD}"
+        return f"created the database schema at revision {HEAD}{notes}"
+    return f"upgraded the database schema from {schema.describe()} to revision {HEAD}{notes}"
 
 
 def _run_legacy(connection: Connection, version: int) -> None:

@@ -21,7 +21,8 @@ from typing import Any
 from aiohttp import web
 from packaging.utils import canonicalize_name
 
-from gateway import accounts
+from gateway import accounts, policy
+from gateway.authorization import raise_if_denied
 from gateway.config import OIDCIssuer
 from gateway.errors import GatewayError
 from gateway.services import services
@@ -231,6 +232,11 @@ async def add_pending(request: web.Request, account: Account) -> web.StreamRespo
     try:
         if not display_name or len(display_name) > PENDING_NAME or not display_name.isprintable():
             raise GatewayError(400, f"Name the project to come in 1 to {PENDING_NAME} characters", "bad_name")
+        raise_if_denied(
+            policy.pending_publisher(
+                svc.config.policy.new_projects, display_name=display_name, user_name=account.user.name
+            )
+        )
         fields = _fields(request, issuer, given)
         waiting = await accounts.add_pending_publisher(
             svc.store,
@@ -242,8 +248,8 @@ async def add_pending(request: web.Request, account: Account) -> web.StreamRespo
             account.user,
         )
     except (GatewayError, StoreError) as exc:
-        message = exc.message if isinstance(exc, GatewayError) else str(exc)
-        return await _pending_page(request, account, issuer=issuer, error=message, values=given, status=400)
+        message, status = (exc.message, exc.status) if isinstance(exc, GatewayError) else (str(exc), 400)
+        return await _pending_page(request, account, issuer=issuer, error=message, values=given, status=status)
     description = accounts.describe_publisher(waiting.kind, waiting.fields)
     flash(
         account.session,
@@ -277,6 +283,13 @@ async def remove_pending_page(request: web.Request, account: Account) -> web.Str
 @confirmed
 async def remove_pending(request: web.Request, account: Account) -> web.StreamResponse:
     waiting = await _pending_of(request, account, request.match_info["publisher_id"])
-    await services(request).store.remove_publisher(waiting.id, by=account.user.name)
+    if await services(request).store.remove_publisher(waiting.id, by=account.user.name) is None:
+        # Gone meanwhile: most likely its first exchange made it a publisher of the project it created.
+        flash(
+            account.session,
+            f"The pending publisher of {waiting.display_name} was gone already: if its first publish created "
+            f"{waiting.display_name} meanwhile, remove the publisher it became on that project's publishers page.",
+        )
+        return redirect(PENDING_PATH)
     flash(account.session, f"The pending publisher of {waiting.display_name} is removed.")
     return redirect(PENDING_PATH)

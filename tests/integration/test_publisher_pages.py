@@ -248,3 +248,20 @@ async def test_a_publisher_whose_issuer_now_names_another_url_is_shown_refused(
     for path in ("/account/projects/demo/publishers", "/account/publishers/pending"):
         page = await (await repointed.client.get(path)).text()
         assert "Refused: issuer &#39;github&#39; is now https://ghes.example.com/_services/token" in page, path
+
+
+async def test_a_pending_publisher_is_no_way_round_new_projects_deny(start_app: AppFactory, index: FakeIndex) -> None:
+    """`policy.new_projects = "deny"`: new projects need an administrator. A pending publisher added on the pages
+    would create one on its first publish, owned by whoever added it: refused, with what the administrator runs
+    instead (`publisher add --pending --owner`, which stays theirs to decide)."""
+    gateway = await start_app(index, oidc={"issuers": ISSUERS}, policy={"new_projects": "deny"})
+    await add_user(gateway.config, "alice", PASSWORD)
+    await _sign_in(gateway, "alice")
+    path = "/account/publishers/pending"
+
+    refused = await _post(gateway, path, {**GITHUB, "issuer": "github", "name": "New_Thing"})
+
+    assert refused.status == 403, await refused.text()
+    assert "new projects need an administrator" in await refused.text()
+    assert "publisher add New_Thing --pending --owner alice" in await refused.text()
+    assert gateway.rows("SELECT id FROM pending_publishers") == []

@@ -105,6 +105,9 @@ async def test_a_matching_id_token_mints_a_15_minute_token_that_uploads_and_is_a
     }
     [(caveats,)] = gateway.rows("SELECT caveats FROM tokens WHERE user_id = :id", id=publisher)
     assert json.loads(caveats)[0] == f'[4,"{publisher}",null]'
+    # The issuer as the token's iss named it: its name alone says nothing once the name points elsewhere.
+    [(created,)] = gateway.rows("SELECT detail FROM audit WHERE event = 'token.created'")
+    assert (json.loads(created)["issuer"], json.loads(created)["issuer_url"]) == ("github", issuer.url)
 
 
 async def test_the_legacy_route_mints_too(gateway: InProcess, issuer: Issuer) -> None:
