@@ -34,6 +34,7 @@ MINTED_LIFETIME = 900  # seconds: PyPI's 15 minutes
 # A `jti` is refused again until its token could no longer verify anywhere: its expiry, the verifier's leeway, and
 # a margin for replicas' clocks that disagree.
 JTI_LEEWAY = 30 + 300
+EXISTS = "valid token, but project already exists"
 
 
 class ExchangeRefused(Exception):
@@ -123,20 +124,22 @@ class TrustedPublishing:
     async def _reify(self, issuer: OIDCIssuer, token_claims: Mapping[str, Any], waiting: PendingPublisher) -> Publisher:
         """The publisher `waiting` becomes. When another exchange reified it meanwhile (jobs of one release that
         mint at once), the claims match the publisher it became."""
-        exists = "valid token, but project already exists"
         if await self._project_listed(waiting.project):
-            await self._store.remove_publisher(waiting.id, by="trusted-publishing")
-            raise ExchangeRefused("invalid-pending-publisher", exists)
+            if await self._store.remove_publisher(waiting.id, by="trusted-publishing") is None:
+                # Gone already: another job's exchange reified it, and its upload is what the index lists.
+                return await self._reified_meanwhile(issuer, token_claims)
+            raise ExchangeRefused("invalid-pending-publisher", EXISTS)
         try:
             reified = await self._store.reify_pending(waiting)
         except ProjectBeingCreated as busy:
             raise ExchangeRefused("invalid-pending-publisher", f"valid token, but {busy}") from None
-        if reified is None:
-            found = await self._registered(issuer, token_claims)
-            if isinstance(found, str):
-                raise ExchangeRefused("invalid-pending-publisher", exists)
-            return found
-        return reified
+        return reified if reified is not None else await self._reified_meanwhile(issuer, token_claims)
+
+    async def _reified_meanwhile(self, issuer: OIDCIssuer, token_claims: Mapping[str, Any]) -> Publisher:
+        found = await self._registered(issuer, token_claims)
+        if isinstance(found, str):
+            raise ExchangeRefused("invalid-pending-publisher", EXISTS)
+        return found
 
     async def _mint(self, issuer: OIDCIssuer, publisher: Publisher, token_claims: Mapping[str, Any]) -> Minted:
         principal = await self._store.get_user_by_id(publisher.id)

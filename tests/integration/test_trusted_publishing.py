@@ -16,6 +16,7 @@ import pytest
 
 from gateway import accounts
 from gateway.config import Config
+from gateway.services import SERVICES
 from gateway.store import Store
 from tests.dists import make_wheel
 from tests.harness.accounts import add_token, add_user
@@ -277,6 +278,29 @@ async def test_a_pending_publisher_never_takes_a_project_the_index_has_but_the_g
     assert status == 422 and refusal(answer) == ("invalid-pending-publisher", "valid token, but project already exists")
     assert gateway.rows("SELECT COUNT(*) FROM projects WHERE name = :p", p=PROJECT) == [(0,)]
     assert gateway.rows("SELECT COUNT(*) FROM pending_publishers") == [(0,)]
+
+
+async def test_a_job_that_finds_the_new_project_published_by_another_job_of_its_release_gets_a_token(
+    gateway: InProcess, issuer: Issuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two jobs of one release read the pending publisher; the other job reifies it and uploads before this one
+    asks the index, which then lists the project: this job's claims match the publisher it became."""
+    await add_user(gateway.config, "alice", "correct horse battery")
+    await add_publisher(gateway.config, pending_owner="alice")
+    publishing = gateway.client.app[SERVICES].trusted_publishing
+    listed = publishing._project_listed
+    others: list[int] = []
+
+    async def other_job_first(name: str) -> bool:
+        monkeypatch.setattr(publishing, "_project_listed", listed)  # the other job's exchange asks the index
+        status, minted = await exchange(gateway, issuer.token(github_claims()))
+        others.append(status)
+        assert (await upload(gateway, tmp_path, minted["token"])).status == 200
+        return await listed(name)
+
+    monkeypatch.setattr(publishing, "_project_listed", other_job_first)
+    status, answer = await exchange(gateway, issuer.token(github_claims()))
+    assert (others, status) == ([200], 200), answer
 
 
 async def test_burn_token_leaves_a_persons_token_alone(gateway: InProcess, tmp_path: Path) -> None:
