@@ -9,14 +9,17 @@ descriptors. Here, with the `limits.*` keys of docs/operations.md ("Connections,
   `keepalive_timeout`, aiohttp's own timer); a late one gets 408 and the connection is closed;
 - one client address (IPv6: one /64) holds at most `max_connections_per_address` connections; the next gets 429
   at once and is closed. Connections from `server.trusted_proxies` are exempt: behind a proxy every client has
-  the proxy's address;
+  the proxy's address. Over https a connection counts from its accept, its TLS handshake included, and its 429
+  comes over TLS once the handshake completed (`gateway.tls`);
 - a request body other than an upload's (the account pages' forms) must arrive within `header_timeout` of its
   headers (`body_deadline`); an upload's pace is `gateway.upload.pace`'s;
 - a large upload's body may be read past aiohttp, from the socket itself (`gateway.upload.pump.detach`); that
   connection then ends with its answer.
 
 The hooks are aiohttp's: a `web.Server` whose protocol factory makes `GuardedHandler`s (its `RequestHandler`)
-and whose request factory tells the handler that a request's headers are complete.
+and whose request factory tells the handler that a request's headers are complete. Over https `gateway.tls`
+admits a connection itself, before its handshake, with this module's `ConnectionGuard`, and hands it to a
+`GuardedHandler` told so (`admitted_under`).
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ from gateway.upload.pace import duration_text
 
 log = logging.getLogger("gateway.connections")
 # A refused connection is kept this long (reading and dropping what the client sends) so that its 429 arrives
-# rather than a reset; at most MAX_LINGERING at once, past that it is closed at once.
+# rather than a reset; at most MAX_LINGERING at once, past that it is closed at once. Over TLS it lingers for its
+# handshake (within limits.header_timeout), then this long at most for the client's close_notify after the 429.
 REFUSAL_LINGER = 2.0
 MAX_LINGERING = 16
 # At most one log line per reason in this many seconds: a flood of refusals must not flood the log.
@@ -186,12 +190,19 @@ class GuardedHandler(web.RequestHandler):
         self._partial = False  # bytes of a request whose headers are not complete arrived
         self._linger: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        address = self._guard.address_of(transport.get_extra_info("peername"))
-        if not self._guard.admit(address):
-            self._refuse(cast(asyncio.Transport, transport))
-            return
+    def admitted_under(self, address: str | None) -> None:
+        """The connection was counted under `address` before it reached this handler (`gateway.tls` counts one
+        from its accept, before its handshake): `connection_made` does not count it again, `connection_lost`
+        releases it."""
         self._admitted, self._address = True, address
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._admitted:
+            address = self._guard.address_of(transport.get_extra_info("peername"))
+            if not self._guard.admit(address):
+                self._refuse(cast(asyncio.Transport, transport))
+                return
+            self._admitted, self._address = True, address
         super().connection_made(transport)
         self._expect_headers()
 
@@ -282,7 +293,7 @@ class GuardedServer(web.Server):
             protocol.headers_complete()
         return self._app_request(message, payload, protocol, writer, task)
 
-    def __call__(self) -> web.RequestHandler:
+    def __call__(self) -> GuardedHandler:
         return GuardedHandler(self, loop=asyncio.get_running_loop(), **self._options)
 
 

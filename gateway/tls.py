@@ -14,11 +14,16 @@ The context is Python's for servers (`ssl.create_default_context(Purpose.CLIENT_
 (EC)DHE keys, OpenSSL's default ciphers) with TLS 1.2 at least, HTTP/1.1 by ALPN (aiohttp speaks nothing else),
 and no client certificate asked for: clients authenticate with tokens and passwords, as they do to PyPI.
 
-A TLS connection reaches aiohttp, and so `gateway.connections`' guard (the per-address cap, the header
-deadline), only once its handshake completed; `TLSSite` holds the handshake to `limits.header_timeout` (asyncio
-allows 60 s), so a client that opens connections and never finishes a handshake holds each that long at most.
-A client speaking plain http to the port fails the handshake and is closed without an answer; asyncio logs
-nothing of it outside its debug mode.
+A connection counts under its address's cap (`limits.max_connections_per_address`, `gateway.connections`) from
+its accept, before any TLS work: asyncio's own TLS server (`create_server(ssl=…)`) shows a connection to its
+protocol only once the handshake completed, so one address could hold any number that never finish one. So
+`TLSSite` accepts plain TCP, admits each connection, and only then upgrades it with `loop.start_tls`, the
+handshake held to `limits.header_timeout` (asyncio allows 60 s). Over the cap, a client is given its handshake to
+read the 429 over TLS (it cannot read a plaintext one), as many at once as `gateway.connections` lets refusals
+linger, and is closed at once past that. A client speaking plain http to the port fails the handshake and is
+closed without an answer; asyncio logs nothing of it outside its debug mode. The upgraded transport answers
+`get_extra_info("sslcontext")` as asyncio's own TLS does, so `gateway.upload.pump` leaves https bodies on the
+event loop.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import os
 import socket
 import ssl
 from pathlib import Path
+from typing import cast
 
 from aiohttp import web
 from cryptography import x509
@@ -37,6 +43,7 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway import private
 from gateway.config import ConfigError, TLSFiles
+from gateway.connections import REFUSAL_LINGER, GuardedHandler, GuardedServer, refusal
 
 
 def server_context(files: TLSFiles) -> ssl.SSLContext:
@@ -102,8 +109,9 @@ def _no_passphrase() -> bytes:
 
 
 class TLSSite(web.SockSite):
-    """aiohttp's site on a bound socket, with TLS whose handshake must complete within `handshake_timeout`
-    seconds (aiohttp's own site leaves asyncio's 60 s)."""
+    """aiohttp's site on a bound socket serving TLS, each connection counted under its address's cap from its
+    accept (`_Handshake`), its handshake to complete within `handshake_timeout` seconds (aiohttp's own site leaves
+    asyncio's 60 s)."""
 
     def __init__(
         self,
@@ -119,13 +127,113 @@ class TLSSite(web.SockSite):
         self._handshake_timeout = handshake_timeout
 
     async def start(self) -> None:
-        await web.BaseSite.start(self)  # registers the site; SockSite.start would create the server without the timeout
+        await web.BaseSite.start(self)  # registers the site; SockSite.start would have asyncio do the TLS itself
         server = self._runner.server
-        assert server is not None
+        assert isinstance(server, GuardedServer)
         self._server = await asyncio.get_running_loop().create_server(
-            server,
-            sock=self._sock,
-            ssl=self._tls,
-            backlog=self._backlog,
-            ssl_handshake_timeout=self._handshake_timeout,
+            lambda: _Handshake(server, self._tls, self._handshake_timeout), sock=self._sock, backlog=self._backlog
         )
+
+
+class _Handshake(asyncio.Protocol):
+    """An accepted TCP connection until its TLS handshake ends: counted under its address from the accept, before
+    any TLS work, then handed to a `GuardedHandler` admitted under that address.
+
+    Over the cap the connection is given its handshake (up to the same timeout) to read the 429 over TLS, and is
+    closed after it; at most `MAX_LINGERING` at once (shared with plain http's refusals), past that it is closed
+    at once. Whatever ends the connection before the handler has it (a failed or late handshake, a client gone,
+    the gateway stopping) gives back its place under the cap, or its lingering, exactly once (`_end`).
+
+    asyncio's `start_tls` never calls the new protocol's `connection_made`, and it hands the protocol what came
+    with the end of the handshake before its caller resumes: this protocol is that protocol until the handler is
+    ready, keeping those bytes for it.
+    """
+
+    def __init__(self, server: GuardedServer, context: ssl.SSLContext, timeout: float) -> None:
+        self._server = server
+        self._guard = server.guard
+        self._context = context
+        self._timeout = timeout
+        self._address: str | None = None
+        self._admitted = False
+        self._ended = False  # what it was counted under is given back
+        self._handler: GuardedHandler | None = None
+        self._early = bytearray()  # the request's first bytes, which came with the end of the handshake
+        self._eof = False
+        self._task: asyncio.Task[asyncio.Transport | None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        raw = cast(asyncio.Transport, transport)
+        self._address = self._guard.address_of(raw.get_extra_info("peername"))
+        self._admitted = self._guard.admit(self._address)
+        if not self._admitted and not self._guard.may_linger():
+            self._ended = True
+            raw.close()
+            return
+        raw.pause_reading()  # start_tls pauses it only once it runs: not a byte of the ClientHello goes elsewhere
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(
+            loop.start_tls(
+                raw,
+                self,
+                self._context,
+                server_side=True,
+                ssl_handshake_timeout=self._timeout,
+                # a refusal waits this long for the client's close_notify after its 429 (asyncio: 30 s)
+                ssl_shutdown_timeout=None if self._admitted else REFUSAL_LINGER,
+            )
+        )
+        self._task.add_done_callback(self._handshaken)
+
+    def data_received(self, data: bytes) -> None:
+        if self._admitted:  # a refused connection's bytes are dropped
+            self._early += data
+
+    def eof_received(self) -> None:
+        self._eof = True
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._handler is not None:  # asyncio scheduled the call for this protocol before the handover
+            self._handler.connection_lost(exc)
+            return
+        if self._task is not None:
+            self._task.cancel()  # closed before its start_tls ran, which must not run then (once done, no effect)
+        self._end()
+
+    def _handshaken(self, task: asyncio.Task[asyncio.Transport | None]) -> None:
+        tls = None
+        if not task.cancelled():
+            failed = task.exception()
+            if failed is None:
+                tls = task.result()
+            elif not isinstance(failed, OSError):  # OSError: the handshake failed or was late, the client left
+                task.get_loop().call_exception_handler(
+                    {"message": "TLS handshake failed", "exception": failed, "protocol": self}
+                )
+        if tls is None or self._ended:  # None: the connection was lost, without an error, in the handshake
+            self._end()
+            return
+        if not self._admitted:
+            tls.write(refusal(self._guard.too_many()))
+            tls.close()  # `connection_lost` ends the lingering
+            return
+        handler = self._server()
+        handler.admitted_under(self._address)
+        self._handler = handler
+        tls.set_protocol(handler)
+        handler.connection_made(tls)
+        if self._early:
+            handler.data_received(bytes(self._early))
+            self._early.clear()
+        if self._eof:
+            handler.eof_received()
+
+    def _end(self) -> None:
+        """Give back what the connection was counted under while no handler had it: its place, or its lingering."""
+        if self._ended:
+            return
+        self._ended = True
+        if self._admitted:
+            self._guard.release(self._address)
+        else:
+            self._guard.lingered()

@@ -1,24 +1,28 @@
 """The gateway serving https itself (`server.tls_cert` / `server.tls_key`), with a certificate of the test CA that
 the clients are told to trust and nothing else: twine, pip and uv publish and install; `serve --workers 2` serves
-it too; plain http to the port is closed without a trace in the log; a large upload stays on the event loop (the
-pump reads plain sockets only) in bounded memory; and a bad key or certificate is one line at start."""
+it too; plain http to the port is closed without a trace in the log; a connection counts against the per-address
+cap from its accept, not from the end of its handshake; a large upload stays on the event loop (the pump reads
+plain sockets only) in bounded memory; and a bad key or certificate is one line at start."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from gateway.connections import MAX_LINGERING
 from tests.conftest import PYTHON, ROOT, GatewayProcess, Index, index_upstream, start_gateway, stop
 from tests.dists import make_wheel, sha256_of
 from tests.e2e.test_upload import rss_kib
@@ -28,6 +32,9 @@ from tests.harness.tls import PKI
 PASSWORD = "correct horse battery"
 PUMPED = "upload_gateway_upload_pumped_bytes_total"
 ACCEPTED = 'upload_gateway_uploads_total{outcome="accepted",reason="ok"}'
+OPEN = "upload_gateway_connections_open"
+TOO_MANY = 'upload_gateway_connections_refused_total{reason="too_many_connections"}'
+OTHER = "127.0.0.2"  # another client: every 127.0.0.0/8 address is local on Linux
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +46,25 @@ def https(tmp_path_factory: pytest.TempPathFactory, index: Index, pki: PKI) -> I
     stop(gw.process)
 
 
-def get(gw: GatewayProcess, pki: PKI, path: str) -> tuple[int, str]:
+def port_of(gw: GatewayProcess) -> int:
+    return int(gw.url.rsplit(":", 1)[1])
+
+
+def get(gw: GatewayProcess, pki: PKI, path: str, source: str = "127.0.0.1") -> tuple[int, str]:
+    """A GET over https on a new connection from the address `source`."""
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", port_of(gw), timeout=30, context=pki.client_context(), source_address=(source, 0)
+    )
     try:
-        with urllib.request.urlopen(gw.url + path, timeout=30, context=pki.client_context()) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
 
 
-def metric(gw: GatewayProcess, pki: PKI, name: str) -> float:
-    _, text = get(gw, pki, "/metrics")
+def metric(gw: GatewayProcess, pki: PKI, name: str, source: str = "127.0.0.1") -> float:
+    _, text = get(gw, pki, "/metrics", source)
     found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 
@@ -131,7 +147,7 @@ def test_uv_publishes_and_installs_over_https(https: GatewayProcess, pki: PKI, t
 
 
 def test_plain_http_to_the_tls_port_is_closed_cleanly(https: GatewayProcess, pki: PKI) -> None:
-    port = int(https.url.rsplit(":", 1)[1])
+    port = port_of(https)
     for request in (b"GET /simple/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"POST /legacy/ HTTP/1.0\r\n\r\n"):
         with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
             sock.sendall(request)
@@ -154,8 +170,7 @@ def test_a_handshake_that_never_comes_is_closed_after_the_header_timeout(
     """asyncio allows a handshake 60 s; the gateway `limits.header_timeout`, as for a request's headers."""
     gw = start_gateway(tmp_path, index_upstream(index, tmp_path), tls=pki, limits={"header_timeout": "1s"})
     try:
-        port = int(gw.url.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        with socket.create_connection(("127.0.0.1", port_of(gw)), timeout=20) as sock:
             sock.sendall(b"\x16\x03\x01")  # the first bytes of a ClientHello, and no more
             started = time.monotonic()
             try:
@@ -167,6 +182,162 @@ def test_a_handshake_that_never_comes_is_closed_after_the_header_timeout(
         no_trace_in_log(gw)
     finally:
         stop(gw.process)
+
+
+def stalled(gw: GatewayProcess, source: str = "127.0.0.1") -> socket.socket:
+    """A TCP connection to the https port that never sends its ClientHello."""
+    return socket.create_connection(("127.0.0.1", port_of(gw)), timeout=20, source_address=(source, 0))
+
+
+def until_closed(sock: socket.socket) -> bytes:
+    """What the gateway sends until it closes the connection (a reset too: the end)."""
+    received = b""
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_connections_still_in_their_handshake_count_against_the_per_address_cap(
+    tmp_path: Path, index: Index, pki: PKI
+) -> None:
+    """Before: asyncio handed a TLS connection to the guard only once its handshake had completed, so one address
+    could hold any number of connections that never send a ClientHello (each up to `header_timeout`) and run the
+    gateway out of file descriptors. Now a connection counts from its accept: over the cap, a TLS client from that
+    address reads the 429 over TLS, another address is served, and once the stalled connections are closed the
+    first address is served again."""
+    limits = {"max_connections_per_address": 4, "header_timeout": "1m"}
+    gw = start_gateway(tmp_path, index_upstream(index, tmp_path), tls=pki, limits=limits)
+    attack: list[socket.socket] = []
+    try:
+        attack = [stalled(gw) for _ in range(6)]
+        wait_until(lambda: metric(gw, pki, TOO_MANY, OTHER) == 2, "the stalled ones over the cap were not refused")
+        # and the one asking for the metrics (the previous one may not be counted out yet: waited for)
+        wait_until(lambda: metric(gw, pki, OPEN, OTHER) == 4 + 1, "the stalled ones under the cap are not counted")
+
+        status, body = get(gw, pki, "/-/healthy")
+        assert status == 429, body
+        assert body == "429 Too many connections from your address: at most 4 at once; close some and try again\n"
+        assert get(gw, pki, "/-/healthy", OTHER) == (200, "OK\n")
+        assert metric(gw, pki, TOO_MANY, OTHER) == 3
+        assert "connection from 127.0.0.1 refused: it has 4 open (limits.max_connections_per_address)" in gw.log_text()
+
+        for sock in attack:
+            sock.close()
+        wait_until(lambda: metric(gw, pki, OPEN, OTHER) == 1, "the closed connections still count")
+        assert get(gw, pki, "/-/healthy") == (200, "OK\n")
+        no_trace_in_log(gw)
+    finally:
+        for sock in attack:
+            sock.close()
+        stop(gw.process)
+
+
+def test_handshakes_that_fail_give_their_slot_back(tmp_path: Path, index: Index, pki: PKI) -> None:
+    """Every way a handshake ends without a connection (plain http, bytes that are not TLS, a client that hangs up
+    mid-handshake or does not trust the certificate, one that never sends a byte) releases what it was counted
+    under, exactly once: after the cap's number of each, a client from the same address is served and the gauge of
+    open connections is back to the one asking for it."""
+    cap = 4
+    limits = {"max_connections_per_address": cap, "header_timeout": "2s"}
+    gw = start_gateway(tmp_path, index_upstream(index, tmp_path), tls=pki, limits=limits)
+    try:
+        for _ in range(cap):
+            for sent in (b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"\x00" * 64, b"\x16\x03\x01\x02"):
+                with stalled(gw) as sock:
+                    sock.sendall(sent)
+                    if sent.startswith(b"\x16"):
+                        continue  # hangs up in the middle of its ClientHello
+                    assert not until_closed(sock).startswith(b"HTTP/"), sent
+            with pytest.raises(ssl.SSLCertVerificationError), stalled(gw) as sock:
+                ssl.create_default_context().wrap_socket(sock, server_hostname="127.0.0.1")  # not the test CA
+        # the gateway counts the last one out a moment after the client saw it closed
+        wait_until(lambda: metric(gw, pki, OPEN, OTHER) == 1, f"{OPEN} is not back to 1 after the failed ones")
+        timed_out = [stalled(gw) for _ in range(cap)]
+        for sock in timed_out:
+            assert until_closed(sock) == b""  # closed by the gateway at the handshake's deadline
+            sock.close()
+
+        wait_until(lambda: metric(gw, pki, OPEN, OTHER) == 1, f"{OPEN} is not back to 1 after the timed-out ones")
+        assert get(gw, pki, "/-/healthy") == (200, "OK\n")
+        assert metric(gw, pki, TOO_MANY, OTHER) == 0
+        no_trace_in_log(gw)
+    finally:
+        stop(gw.process)
+
+
+def test_over_the_cap_a_tls_client_is_closed_at_once_when_too_many_refusals_linger(
+    tmp_path: Path, index: Index, pki: PKI
+) -> None:
+    """A refused TLS connection is given its handshake (within `header_timeout`) to read the 429; at most
+    MAX_LINGERING at once, as for plain http. Past that one is closed at once, and once the lingering ones end
+    the next refusal is answered again."""
+    cap = 2  # not 1: the metrics' connection from OTHER may start before the previous one is counted out
+    limits = {"max_connections_per_address": cap, "header_timeout": "1m"}
+    gw = start_gateway(tmp_path, index_upstream(index, tmp_path), tls=pki, limits=limits)
+    attack: list[socket.socket] = []
+    try:
+        attack = [stalled(gw) for _ in range(cap + MAX_LINGERING)]
+        wait_until(lambda: metric(gw, pki, TOO_MANY, OTHER) == MAX_LINGERING, "the stalled ones were not refused")
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            get(gw, pki, "/-/healthy")  # no room to linger: closed during its handshake
+        assert metric(gw, pki, TOO_MANY, OTHER) == MAX_LINGERING + 1
+
+        for sock in attack[cap:]:
+            sock.close()
+
+        def refused_over_tls() -> bool:
+            try:
+                return get(gw, pki, "/-/healthy")[0] == 429
+            except (ssl.SSLError, ConnectionError):
+                return False
+
+        wait_until(refused_over_tls, "the closed refusals still hold their lingering")
+        no_trace_in_log(gw)
+    finally:
+        for sock in attack:
+            sock.close()
+        stop(gw.process)
+
+
+def test_a_request_sent_with_the_last_bytes_of_the_handshake_is_answered(https: GatewayProcess, pki: PKI) -> None:
+    """A TLS 1.3 client may send its request in the same write as its Finished: the server completes the
+    handshake and has the request's bytes at once, before the connection is handed to aiohttp. They must reach it."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = pki.client_context().wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port_of(https)), timeout=20) as sock:
+        while True:
+            try:
+                client.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(outgoing.read())
+                data = sock.recv(65536)
+                assert data, "closed during the handshake"
+                incoming.write(data)
+        assert client.version() == "TLSv1.3"
+        client.write(b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        sock.sendall(outgoing.read())  # the client's Finished and the request, in one write
+        while True:
+            try:
+                if not (chunk := client.read(65536)):
+                    break  # the gateway's close_notify
+                answer += chunk
+            except ssl.SSLWantReadError:
+                if not (data := sock.recv(65536)):
+                    break
+                incoming.write(data)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\nOK\n"), answer
 
 
 def test_several_workers_serve_https(tmp_path: Path, index: Index, pki: PKI) -> None:
