@@ -223,10 +223,12 @@ async def open_index(config: Config, metrics: Metrics, shared: EmbeddedIndex | N
             await embedded.stop()
 
 
-async def lifecycle(app: web.Application, shared: EmbeddedIndex | None = None) -> AsyncIterator[None]:
+async def lifecycle(
+    app: web.Application, shared: EmbeddedIndex | None = None, *, start_warnings: bool = True
+) -> AsyncIterator[None]:
     """Open what the gateway holds and set it as `app[SERVICES]`: aiohttp runs this half at start-up, before it
     freezes the app and makes its server. At teardown: the probe, the index, the read path, the password checks,
-    the pumps, and the store last. `shared`: as in `open_index`."""
+    the pumps, and the store last. `shared`: as in `open_index`; `start_warnings`: as in `create_app`."""
     config, metrics = app[CONFIG], app[METRICS]
     store = await Store.open(config.store.url, audit_file=config.logging.audit_file)
     settings = TokenSettings(
@@ -246,7 +248,8 @@ async def lifecycle(app: web.Application, shared: EmbeddedIndex | None = None) -
                 "tokens.secret_file: this is not the secret the store's tokens were made with: give every gateway "
                 "on this store the same secret file (copy it from the first), or use this secret's own store"
             )
-        await _warn_of_refused_publishers(store, config)
+        if start_warnings:
+            await _warn_of_refused_publishers(store, config)
         async with open_index(config, metrics, shared) as upstream, issuers_session() as issuers:
             app[SERVICES] = built = _services(config, metrics, store, settings, checks, pumps, upstream, issuers)
             reads = built.reads
@@ -413,10 +416,16 @@ SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False}
 
 
 def create_app(
-    config: Config, *, metrics: Metrics | None = None, shared: EmbeddedIndex | None = None
+    config: Config,
+    *,
+    metrics: Metrics | None = None,
+    shared: EmbeddedIndex | None = None,
+    start_warnings: bool = True,
 ) -> web.Application:
     """The gateway's app. A worker of `serve --workers N` passes its `Metrics` (written to the workers' shared
-    files) and the embedded index the supervisor started; otherwise the app has a registry of its own."""
+    files) and the embedded index the supervisor started; otherwise the app has a registry of its own.
+    `start_warnings`: whether it warns at start of what the configuration refuses (trusted publishers whose
+    issuer changed): of N workers, the first one's first start does, not each worker at each restart."""
     app = web.Application(
         middlewares=[
             access_middleware(config.server.trusted_proxies),
@@ -427,7 +436,7 @@ def create_app(
     )
     app[CONFIG] = config
     app[METRICS] = Metrics() if metrics is None else metrics
-    app.cleanup_ctx.append(functools.partial(lifecycle, shared=shared))
+    app.cleanup_ctx.append(functools.partial(lifecycle, shared=shared, start_warnings=start_warnings))
     for path in ("/", "/legacy/", "/legacy"):
         app.router.add_post(path, upload, expect_handler=defer_continue)
     app.router.add_get("/metrics", metrics_page)

@@ -111,7 +111,13 @@ def _work(
     if start.replacement:
         shared.worker_restarts.inc()
     try:
-        app = functools.partial(create_app, config, metrics=shared, shared=index)
+        app = functools.partial(
+            create_app,
+            config,
+            metrics=shared,
+            shared=index,
+            start_warnings=start.number == 0 and not start.replacement,
+        )
         asyncio.run(_serve(config, sockets, context, app, start.ready, several=True))
     except (ConfigError, CommandError, StoreError, EmbeddedIndexError) as exc:
         print(f"upload-gateway: {exc}", file=sys.stderr, flush=True)

@@ -13,8 +13,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pytest_aiohttp import AiohttpClient
 
 from gateway import accounts
+from gateway.app import SERVER_OPTIONS, create_app
 from gateway.config import Config
 from gateway.services import SERVICES
 from gateway.store import Store
@@ -333,7 +335,11 @@ async def test_a_pending_publisher_waits_for_another_user_s_upload_of_the_projec
 
 
 async def test_a_publisher_is_bound_to_its_issuer_s_url_not_to_the_issuer_s_name(
-    gateway: InProcess, start_app: AppFactory, index: FakeIndex, caplog: pytest.LogCaptureFixture
+    gateway: InProcess,
+    start_app: AppFactory,
+    index: FakeIndex,
+    caplog: pytest.LogCaptureFixture,
+    aiohttp_client: AiohttpClient,
 ) -> None:
     """An operator who points the issuer named "github" at another URL (a new GitHub Enterprise host, or a typo)
     must not hand that host every publisher registered for the old one: they are refused, said so at start and in
@@ -348,6 +354,10 @@ async def test_a_publisher_is_bound_to_its_issuer_s_url_not_to_the_issuer_s_name
             )
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert any(publisher in line and moved.url in line and "publisher list" in line for line in warnings), warnings
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="gateway"):  # a worker of several other than the first
+            await aiohttp_client(create_app(repointed.config, start_warnings=False), server_kwargs=SERVER_OPTIONS)
+        assert not [r for r in caplog.records if publisher in r.getMessage()]
 
         status, answer = await exchange(repointed, moved.token(github_claims()))
         assert status == 422 and refusal(answer)[0] == "invalid-publisher", answer
