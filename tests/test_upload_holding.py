@@ -6,13 +6,15 @@ project's room for `RESERVATION_LIFETIME`."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import cast
 
 import pytest
 
-from gateway.store import Store, StoreFailure, User
-from gateway.upload.holding import Holding
+from gateway.store import CLAIM_LIFETIME, Store, StoreFailure, User
+from gateway.upload.holding import Holding, claim_lifetime
 from gateway.validation import Upload
+from tests.harness.database import rows
 
 UPLOAD = cast(Upload, type("FakeUpload", (), {"project": "demo", "name": "Demo"})())
 LIMIT = 1000
@@ -33,8 +35,8 @@ class SlowAnswers:
             self.acted.set()
             await self.answer.wait()
 
-    async def hold_claim(self, project: str, user_id: str) -> bool:
-        held = await self._store.hold_claim(project, user_id)
+    async def hold_claim(self, project: str, user_id: str, lifetime: float) -> bool:
+        held = await self._store.hold_claim(project, user_id, lifetime)
         await self._held_back("hold_claim")
         return held
 
@@ -67,7 +69,7 @@ async def users(store: Store) -> tuple[User, User]:
 async def test_a_claim_taken_while_the_upload_was_cancelled_is_released(store: Store) -> None:
     alice, bob = await users(store)
     holds = SlowAnswers(store, "hold_claim")
-    holding = Holding(holds, alice, help_url="https://gateway.test/help")
+    holding = Holding(holds, alice, help_url="https://gateway.test/help", claim_lifetime=CLAIM_LIFETIME)
     await cancelled_while_answered(holds, asyncio.create_task(holding.claim(UPLOAD)))
     await holding.release()
     assert await store.hold_claim("demo", bob.id), "alice's claim was left behind"
@@ -76,7 +78,7 @@ async def test_a_claim_taken_while_the_upload_was_cancelled_is_released(store: S
 async def test_a_reservation_taken_while_the_upload_was_cancelled_is_released(store: Store) -> None:
     alice, _ = await users(store)
     holds = SlowAnswers(store, "reserve_size")
-    holding = Holding(holds, alice, help_url="https://gateway.test/help")
+    holding = Holding(holds, alice, help_url="https://gateway.test/help", claim_lifetime=CLAIM_LIFETIME)
     await cancelled_while_answered(holds, asyncio.create_task(holding.reserve(UPLOAD, LIMIT, LIMIT)))
     await holding.release()
     assert await store.reserve_size("other", "demo", LIMIT, LIMIT), "the cancelled upload's room was left held"
@@ -85,7 +87,7 @@ async def test_a_reservation_taken_while_the_upload_was_cancelled_is_released(st
 async def test_a_release_cancelled_while_it_gives_back_the_claim_gives_back_the_reservation_too(store: Store) -> None:
     alice, bob = await users(store)
     holds = SlowAnswers(store, "release_claim")
-    holding = Holding(holds, alice, help_url="https://gateway.test/help")
+    holding = Holding(holds, alice, help_url="https://gateway.test/help", claim_lifetime=CLAIM_LIFETIME)
     await holding.claim(UPLOAD)
     await holding.reserve(UPLOAD, LIMIT, LIMIT)
     await cancelled_while_answered(holds, asyncio.create_task(holding.release()))
@@ -101,9 +103,26 @@ class FailingClaimRelease(SlowAnswers):
 
 async def test_a_claim_whose_release_fails_still_gives_back_the_reservation(store: Store) -> None:
     alice, _ = await users(store)
-    holding = Holding(FailingClaimRelease(store), alice, help_url="https://gateway.test/help")
+    holding = Holding(
+        FailingClaimRelease(store), alice, help_url="https://gateway.test/help", claim_lifetime=CLAIM_LIFETIME
+    )
     await holding.claim(UPLOAD)
     await holding.reserve(UPLOAD, LIMIT, LIMIT)
     with pytest.raises(StoreFailure):
         await holding.release()
     assert await store.reserve_size("other", "demo", LIMIT, LIMIT), "the reservation was left held"
+
+
+async def test_a_claim_outlives_the_longest_upload_the_limits_allow(store: Store, store_url: str) -> None:
+    """A claim that expires between an upload's last check and the index's answer lets another user take the name
+    and own the project the first upload's file then lands in: it lasts the body's deadline and the index's
+    timeout, however long the operator made them."""
+    alice, _ = await users(store)
+    lifetime = claim_lifetime(upload_deadline=3 * 3600, upstream_timeout=600)
+    assert lifetime >= 3 * 3600 + 600
+    holding = Holding(store, alice, help_url="https://gateway.test/help", claim_lifetime=lifetime)
+    before = time.time()
+    await holding.claim(UPLOAD)
+    [(expires,)] = rows(store_url, "SELECT expires FROM project_claims")
+    assert expires >= before + 3 * 3600 + 600
+    assert claim_lifetime(upload_deadline=60, upstream_timeout=30) >= CLAIM_LIFETIME, "never shorter than before"

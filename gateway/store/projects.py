@@ -20,8 +20,9 @@ from gateway.store.records import AuditEvent, Project, StoredFile, UploadState, 
 
 # A file's share of its project's size limit is held from its last checks to its record: the index's answer.
 RESERVATION_LIFETIME = 900.0
-# A claim of a new project is held while its first upload is under way; one that outlives this was abandoned
-# (a gateway that stopped mid-upload) and another user may claim the name.
+# A claim of a new project is held while its first upload is under way; one that outlives its lifetime was
+# abandoned (a gateway that stopped mid-upload) and another user may claim the name. An upload's claim lasts at
+# least as long as the limits let the upload take (`gateway.upload.holding.claim_lifetime`), never less than this.
 CLAIM_LIFETIME = 3600.0
 
 projects, roles, files = tables.projects, tables.roles, tables.files
@@ -35,15 +36,16 @@ class Projects(AuditLog):
             return None, None, False
         return _project(row), row["role"], bool(row["owned"])
 
-    async def hold_claim(self, project: str, user_id: str) -> bool:
-        """Reserve a new project's name for `user_id`'s upload; False while another user's upload holds it.
+    async def hold_claim(self, project: str, user_id: str, lifetime: float = CLAIM_LIFETIME) -> bool:
+        """Reserve a new project's name for `user_id`'s upload, for `lifetime` seconds; False while another
+        user's upload holds it.
 
         One statement, so it is atomic: of two users claiming at once exactly one holds the name (the conflict
         locks the row). The same user's concurrent uploads (a wheel and an sdist) share the claim.
         """
         now = time.time()
         rows = await self._returning(
-            _HOLD_CLAIM, {"project": project, "user": user_id, "expires": now + CLAIM_LIFETIME, "now": now}
+            _HOLD_CLAIM, {"project": project, "user": user_id, "expires": now + lifetime, "now": now}
         )
         return bool(rows)
 

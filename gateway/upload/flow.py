@@ -44,7 +44,7 @@ from gateway.upload.encoding import CanonicalBody, encode, fill, forwarded
 from gateway.upload.filecopy import FileCopy
 from gateway.upload.form import FormReader, boundary_of
 from gateway.upload.hashing import DIGEST_FIELDS, Hashing, verify_digests
-from gateway.upload.holding import Holding
+from gateway.upload.holding import Holding, claim_lifetime
 from gateway.upload.multipart import Segment
 from gateway.upload.pump import (
     Handoff,
@@ -86,7 +86,10 @@ class UploadFlow:
         self._hashing: Hashing | None = None
         self._digests: dict[str, str] | None = None
         self._copy: FileCopy | None = None  # what the archive checks read (and a spooled upload is sent from)
-        self.holding = Holding(context.holds, identity.user, help_url=context.help_url)
+        lifetime = claim_lifetime(
+            upload_deadline=context.limits.clients.upload_deadline, upstream_timeout=context.upstream_timeout
+        )
+        self.holding = Holding(context.holds, identity.user, help_url=context.help_url, claim_lifetime=lifetime)
 
     async def run(self) -> Outcome:
         """The outcome; what the upload holds stays held only for a file the index stored (the record takes it)."""

@@ -13,18 +13,30 @@ from typing import Any
 from gateway import policy
 from gateway.authorization import raise_if_denied
 from gateway.errors import GatewayError
-from gateway.store import User
+from gateway.store import CLAIM_LIFETIME, User
 from gateway.upload.context import Holds
 from gateway.validation import Upload
+
+# Past the longest upload the limits allow: the form's fields before the file, validation, the record.
+CLAIM_MARGIN = 300.0
+
+
+def claim_lifetime(*, upload_deadline: float, upstream_timeout: float) -> float:
+    """How long an upload's claim of a new project lasts: past the longest upload the limits allow (its body
+    within `limits.upload_deadline`, then the index's answer within `upstream.timeout`). A claim that expired
+    between the upload's last check and the index's answer would let another user take the name, own the
+    project, and find this upload's file in it."""
+    return max(CLAIM_LIFETIME, upload_deadline + upstream_timeout + CLAIM_MARGIN)
 
 
 class Holding:
     """One upload's holds, and their release."""
 
-    def __init__(self, holds: Holds, user: User, *, help_url: str) -> None:
+    def __init__(self, holds: Holds, user: User, *, help_url: str, claim_lifetime: float) -> None:
         self._holds = holds
         self._user = user
         self._help_url = help_url
+        self._claim_lifetime = claim_lifetime
         self.upload_id = str(uuid.uuid4())  # names the size reservation the record takes over
         self._claimed: str | None = None
         self._reserved = False
@@ -36,7 +48,7 @@ class Holding:
             raise_if_denied(policy.claim_in_progress(upload.name))
 
     async def _claim(self, project: str) -> bool:
-        held = await self._holds.hold_claim(project, self._user.id)
+        held = await self._holds.hold_claim(project, self._user.id, self._claim_lifetime)
         if held:
             self._claimed = project
         return held
