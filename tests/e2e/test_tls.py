@@ -151,12 +151,7 @@ def test_plain_http_to_the_tls_port_is_closed_cleanly(https: GatewayProcess, pki
     for request in (b"GET /simple/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"POST /legacy/ HTTP/1.0\r\n\r\n"):
         with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
             sock.sendall(request)
-            received = b""
-            try:
-                while chunk := sock.recv(4096):
-                    received += chunk
-            except ConnectionResetError:
-                pass
+            received = until_closed(sock)
             assert not received.startswith(b"HTTP/"), received  # no http spoken on a TLS port: closed
     with pytest.raises((urllib.error.URLError, ConnectionError)):
         urllib.request.urlopen(https.url.replace("https://", "http://") + "/-/healthy", timeout=15)
