@@ -261,9 +261,10 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
 def test_an_expired_claim_lets_a_stranger_plant_a_file_in_the_new_owners_project(embedded: Embedded) -> None:
     """mallory starts the first upload of a new name, `contested`, and keeps it open (a byte every 59 s keeps
     limits.read_timeout at bay; upstream.timeout only starts once the body is sent). Once the claim expires (it
-    outlives the longest upload the limits allow; simulated here by ageing the claim row) bob's upload of `contested` takes the claim, succeeds, and bob owns
-    the project. Then mallory completes her body: nothing is re-checked, the index stores her wheel in bob's
-    project and the gateway answers 200. mallory has no role on `contested`.
+    outlives the longest upload the limits allow; simulated here by ageing the claim row) bob's upload of
+    `contested` takes the claim, succeeds, and bob owns the project. Then mallory completes her body: nothing is
+    re-checked, the index stores her wheel in bob's project and the gateway answers 200. mallory has no role on
+    `contested`.
 
     Should: before the last byte goes, the claim must still be held by this upload (or the user must have a role
     on the project by then); a lost claim aborts the upstream request. Bound the claim to the upload's life, not
