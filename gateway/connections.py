@@ -157,6 +157,17 @@ class ConnectionGuard:
     def lingered(self) -> None:
         self._lingering -= 1
 
+    def handshake_late(self, address: str | None) -> None:
+        """A TLS handshake cut off by `header_timeout`: counted and logged as late headers are (it is the same
+        limit, on the bytes before them)."""
+        self._metrics.connections_refused.labels("header_timeout").inc()
+        _sparse.warn(
+            "header_timeout",
+            f"connection from {address or 'a trusted proxy'} closed: no TLS handshake within "
+            f"{duration_text(self.limits.header_timeout)} (limits.header_timeout)",
+            address,
+        )
+
     def headers_late(self, address: str | None) -> GatewayError:
         self._metrics.connections_refused.labels("header_timeout").inc()
         _sparse.warn(

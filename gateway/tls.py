@@ -161,6 +161,7 @@ class _Handshake(asyncio.Protocol):
         self._early = bytearray()  # the request's first bytes, which came with the end of the handshake
         self._eof = False
         self._task: asyncio.Task[asyncio.Transport | None] | None = None
+        self._started = 0.0  # loop time the handshake began
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         raw = cast(asyncio.Transport, transport)
@@ -172,6 +173,7 @@ class _Handshake(asyncio.Protocol):
             return
         raw.pause_reading()  # start_tls pauses it only once it runs: not a byte of the ClientHello goes elsewhere
         loop = asyncio.get_running_loop()
+        self._started = loop.time()
         self._task = loop.create_task(
             loop.start_tls(
                 raw,
@@ -206,6 +208,8 @@ class _Handshake(asyncio.Protocol):
             failed = task.exception()
             if failed is None:
                 tls = task.result()
+            elif isinstance(failed, ConnectionAbortedError) and self._late(task.get_loop()):
+                self._guard.handshake_late(self._address)
             elif not isinstance(failed, OSError):  # OSError: the handshake failed or was late, the client left
                 task.get_loop().call_exception_handler(
                     {"message": "TLS handshake failed", "exception": failed, "protocol": self}
@@ -227,6 +231,11 @@ class _Handshake(asyncio.Protocol):
             self._early.clear()
         if self._eof:
             handler.eof_received()
+
+    def _late(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether the handshake ran its whole time: asyncio aborts a late one with a `ConnectionAbortedError`
+        that only its message tells from another abort."""
+        return loop.time() - self._started >= self._timeout
 
     def _end(self) -> None:
         """Give back what the connection was counted under while no handler had it: its place, or its lingering."""

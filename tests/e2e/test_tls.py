@@ -174,6 +174,9 @@ def test_a_handshake_that_never_comes_is_closed_after_the_header_timeout(
                 pass
             waited = time.monotonic() - started
         assert waited < 15, f"the half-open handshake was held {waited:.0f} s"
+        refused = 'upload_gateway_connections_refused_total{reason="header_timeout"}'
+        assert metric(gw, pki, refused) == 1.0, "a handshake cut off by the timeout is counted as late headers are"
+        assert "connection from 127.0.0.1 closed: no TLS handshake within 1 s (limits.header_timeout)" in gw.log_text()
         no_trace_in_log(gw)
     finally:
         stop(gw.process)
