@@ -36,6 +36,9 @@ class Projects(AuditLog):
             return None, None, False
         return _project(row), row["role"], bool(row["owned"])
 
+    async def is_owner(self, project: str, user_id: str) -> bool:
+        return (await self.project_access(project, user_id))[1] == "owner"
+
     async def hold_claim(self, project: str, user_id: str, lifetime: float = CLAIM_LIFETIME) -> bool:
         """Reserve a new project's name for `user_id`'s upload, for `lifetime` seconds; False while another
         user's upload holds it.

@@ -27,7 +27,10 @@ class Authorizer(Protocol):
 
 class Holds(Protocol):
     """What an upload holds in the store while it runs: the claim of a new project (so two users can never both
-    upload its first files) and a share of its project's size limit (so concurrent uploads cannot exceed it)."""
+    upload its first files) and a share of its project's size limit (so concurrent uploads cannot exceed it); and
+    whether a claimed project was recorded meanwhile, by another upload sharing the claim."""
+
+    async def is_owner(self, project: str, user_id: str) -> bool: ...
 
     async def hold_claim(self, project: str, user_id: str, lifetime: float) -> bool: ...
 

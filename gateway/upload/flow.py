@@ -56,6 +56,11 @@ from gateway.upload.source import BodySource
 from gateway.upload.spooled import action_body, action_of, from_spool
 from gateway.validation import Upload, check_action, validate_upload
 
+# How long a new project the index lists is given to be recorded by another upload of the same user (its record
+# follows the index's answer by a store call), and how often the store is asked meanwhile.
+OWN_RECORD_WAIT = 3.0
+OWN_RECORD_POLL = 0.05
+
 
 def _grouped(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
     grouped: dict[str, list[str]] = {}
@@ -217,8 +222,22 @@ class UploadFlow:
             await self.holding.claim(upload)
         found = await self.context.existing.lookup(upload.project, upload.filename, fresh=decided.claim)
         if decided.claim and found.project_listed:
-            raise_if_denied(policy.unowned_project(upload.name, self.identity.user.name))
+            if not await self._recorded_meanwhile(upload):
+                raise_if_denied(policy.unowned_project(upload.name, self.identity.user.name))
+            found = await self.context.existing.lookup(upload.project, upload.filename, fresh=True)
         return found.sha256
+
+    async def _recorded_meanwhile(self, upload: Upload) -> bool:
+        """Whether the new project the index lists is this user's, recorded by another of their uploads that
+        shares the claim (a wheel and an sdist at once): its file reached the index a moment before its record.
+        A project the index had before is recorded by no one, and is refused after `OWN_RECORD_WAIT`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + OWN_RECORD_WAIT
+        while not await self.context.holds.is_owner(upload.project, self.identity.user.id):
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(OWN_RECORD_POLL)
+        return True
 
     async def _check_file(self, upload: Upload) -> dict[str, str]:
         """Once every byte is in: the form complete, the digests, the per-file limit and the project's total."""

@@ -3,6 +3,7 @@ recorded."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from pathlib import Path
@@ -121,3 +122,32 @@ async def test_an_action_with_a_token_revoked_elsewhere_never_reaches_the_index(
 
     assert refused.status == 403 and "revoked" in (refused.reason or ""), (refused.status, refused.reason)
     assert len(index.uploads) == 1, "the index was asked to remove the release"
+
+
+async def test_a_new_project_s_second_file_waits_for_the_record_of_the_first_the_index_already_lists(
+    tmp_path: Path, gateway: InProcess, index: FakeIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two uploads of one user for a new project share its claim. The first's file is on the index and its record
+    is a moment behind: the second finds the project listed, and must not take it for one the gateway never
+    imported (403 "already exists on the index and has no owner")."""
+    from gateway.services import SERVICES
+
+    await add_user(gateway.config, "alice", "correct horse battery")
+    token = await add_token(gateway.config, "alice")
+    store = gateway.client.app[SERVICES].store
+    record, recording = store.record_upload, asyncio.Event()
+
+    async def late_record(*args: object, **kwargs: object) -> object:
+        recording.set()
+        await asyncio.sleep(0.5)
+        return await record(*args, **kwargs)
+
+    monkeypatch.setattr(store, "record_upload", late_record)
+    first = asyncio.create_task(gateway.upload(make_wheel(tmp_path, "newproj", "1.0"), token))
+    await recording.wait()  # the index has the first file; its record has not run
+    second = await gateway.upload(make_wheel(tmp_path, "newproj", "2.0"), token)
+    assert (second.status, second.reason) == (200, "OK")
+    assert (await first).status == 200
+    assert gateway.rows("SELECT role FROM roles JOIN users ON users.id = roles.user_id WHERE users.name = 'alice'") == [
+        ("owner",)
+    ]
