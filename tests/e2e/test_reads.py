@@ -291,7 +291,13 @@ def test_an_upload_is_on_the_very_next_page_and_the_index_is_revalidated(
     cached: GatewayProcess, index: Index, tmp_path: Path
 ) -> None:
     first = make_wheel(tmp_path, "cache-demo", "1.0")
+    applied = 'upload_gateway_changes_applied_total{kind="project"}'
+    before = metric(cached, applied)
     assert twine(cached.url, "rita", PASSWORD, first).returncode == 0
+    deadline = time.monotonic() + 10
+    while metric(cached, applied) <= before:  # the change log's purge of that upload, about a second after it
+        assert time.monotonic() < deadline, "the upload's change never came through the change log"
+        time.sleep(0.05)
     page = f"{cached.url}/simple/cache-demo/"
     assert first.name.encode() in get(page)[2]
     hits = metric(cached, 'upload_gateway_read_cache_hits_total{kind="html"}')
